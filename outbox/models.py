@@ -1,0 +1,1 @@
+"""Models of the outbox app (see DESIGN.md)."""

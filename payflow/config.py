@@ -1,0 +1,200 @@
+"""Secrets and database settings read from the environment, checked before Django starts.
+
+Every secret PayFlow needs comes from the environment (or from a `.env` file in
+development). With ``DEBUG=False`` a missing or weak secret stops start-up with
+``ImproperlyConfigured`` naming the variable; nothing falls back to a built-in default.
+
+Run ``python -m payflow.config`` to write a development ``.env`` with freshly generated
+secrets (``make run`` does it on first run; an existing file is never overwritten).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARS = 10
+KEY_BYTES = 32
+_WEAK_MARKERS = ("django-insecure", "change-me", "changeme", "secret", "example", "dummy")
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The application's secrets, validated."""
+
+    secret_key: str
+    vault_keys: dict[int, bytes]
+    card_fingerprint_key: bytes
+    audit_signing_key: bytes
+    audit_signing_key_id: str
+
+
+def _require(env: environ.Env, name: str) -> str:
+    value = env.str(name, default="").strip()
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set. Set it in the environment (development: run "
+            "`python -m payflow.config` or `make run` to write a .env with fresh secrets)."
+        )
+    return value
+
+
+def _is_weak_bytes(raw: bytes) -> bool:
+    return len(set(raw)) < 8
+
+
+def _decode_key(name: str, text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name} is not valid base64.") from exc
+    if len(raw) != KEY_BYTES:
+        raise ImproperlyConfigured(f"{name} must decode to {KEY_BYTES} bytes, not {len(raw)}.")
+    return raw
+
+
+def secret_key(env: environ.Env, *, debug: bool) -> str:
+    value = _require(env, "SECRET_KEY")
+    if debug:
+        return value
+    lowered = value.lower()
+    weak = (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARS
+        or any(marker in lowered for marker in _WEAK_MARKERS)
+    )
+    if weak:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for DEBUG=False: use at least {SECRET_KEY_MIN_LENGTH} "
+            "random characters, e.g. from `secrets.token_urlsafe(64)`."
+        )
+    return value
+
+
+def vault_keys(env: environ.Env, *, debug: bool) -> dict[int, bytes]:
+    """Parse ``VAULT_KEYS="1:<base64>,2:<base64>"``: versioned AES-256 key-encryption keys.
+
+    The highest version is the current one; older versions stay to decrypt until rotation
+    has re-encrypted every record.
+    """
+    text = _require(env, "VAULT_KEYS")
+    keyring: dict[int, bytes] = {}
+    for item in text.split(","):
+        version_text, sep, key_text = item.strip().partition(":")
+        if not sep or not version_text.isdigit() or int(version_text) < 1:
+            raise ImproperlyConfigured(
+                "VAULT_KEYS must look like '1:<base64 32 bytes>,2:<base64 32 bytes>'."
+            )
+        version = int(version_text)
+        if version in keyring:
+            raise ImproperlyConfigured(f"VAULT_KEYS lists key version {version} twice.")
+        key = _decode_key(f"VAULT_KEYS (version {version})", key_text.strip())
+        if not debug and _is_weak_bytes(key):
+            raise ImproperlyConfigured(f"VAULT_KEYS version {version} is not a random key.")
+        keyring[version] = key
+    return keyring
+
+
+def random_key(env: environ.Env, name: str, *, debug: bool) -> bytes:
+    key = _decode_key(name, _require(env, name))
+    if not debug and _is_weak_bytes(key):
+        raise ImproperlyConfigured(f"{name} is not a random key.")
+    return key
+
+
+def load_secrets(env: environ.Env, *, debug: bool) -> Secrets:
+    """Read and validate every secret; raise ``ImproperlyConfigured`` naming the culprit."""
+    return Secrets(
+        secret_key=secret_key(env, debug=debug),
+        vault_keys=vault_keys(env, debug=debug),
+        card_fingerprint_key=random_key(env, "CARD_FINGERPRINT_KEY", debug=debug),
+        audit_signing_key=random_key(env, "AUDIT_SIGNING_KEY", debug=debug),
+        audit_signing_key_id=env.str("AUDIT_SIGNING_KEY_ID", default="audit-1"),
+    )
+
+
+def database_settings(
+    url: str, *, conn_max_age: int, wsrep_sync_wait: int | None
+) -> dict[str, Any]:
+    """Django ``DATABASES['default']`` for a ``sqlite://`` or ``mysql://`` URL.
+
+    SQLite (the embedded default) runs in WAL mode with a busy timeout and IMMEDIATE
+    transactions so web, worker and beat can share one file. MariaDB gets utf8mb4,
+    READ COMMITTED, strict mode and persistent connections.
+    """
+    config = environ.Env.db_url_config(url)
+    engine = config["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+        }
+        return config
+    if engine != "django.db.backends.mysql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be sqlite:// or mysql:// (MariaDB), not {url.split(':', 1)[0]}://."
+        )
+    session = [
+        "SET SESSION sql_mode='STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,"
+        "NO_ENGINE_SUBSTITUTION,NO_ZERO_DATE,NO_ZERO_IN_DATE'"
+    ]
+    if wsrep_sync_wait is not None:
+        # Read-your-writes across Galera nodes (DESIGN.md section 5).
+        session.append(f"SET SESSION wsrep_sync_wait={int(wsrep_sync_wait)}")
+    config["OPTIONS"] = {
+        "charset": "utf8mb4",
+        "isolation_level": "read committed",
+        "init_command": "; ".join(session),
+    }
+    config["CONN_MAX_AGE"] = conn_max_age
+    config["CONN_HEALTH_CHECKS"] = True
+    config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    return config
+
+
+def _b64_key() -> str:
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def development_env_text() -> str:
+    """The text of a development ``.env`` with freshly generated secrets."""
+    return "\n".join(
+        [
+            "# Written by `python -m payflow.config` for local development. Not for production.",
+            "DEBUG=True",
+            f"SECRET_KEY={secrets.token_urlsafe(64)}",
+            f"VAULT_KEYS=1:{_b64_key()}",
+            f"CARD_FINGERPRINT_KEY={_b64_key()}",
+            f"AUDIT_SIGNING_KEY={_b64_key()}",
+            "AUDIT_SIGNING_KEY_ID=dev-audit-1",
+            "",
+        ]
+    )
+
+
+def write_development_env(path: Path) -> bool:
+    """Write a development ``.env`` at ``path`` unless one exists. Returns True if written."""
+    if path.exists():
+        return False
+    path.write_text(development_env_text())
+    path.chmod(0o600)
+    return True
+
+
+if __name__ == "__main__":
+    default_target = Path(__file__).resolve().parent.parent / ".env"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else default_target
+    if write_development_env(target):
+        print(f"wrote {target} with fresh development secrets")
+    else:
+        print(f"{target} exists; left as it is")

@@ -1,0 +1,218 @@
+"""Galera-safe transactions and time-ordered ids.
+
+``atomic`` is the one transaction wrapper every write path uses (DESIGN.md section 5).
+
+On Galera, row locks are local to a node: two nodes can both "hold" a row, and the loser
+only finds out at COMMIT, when certification fails with MySQL error 1213 (the same code
+as an InnoDB deadlock). A lock wait that runs out (1205) is also worth another try. In both
+cases the server has already rolled the whole transaction back, so the only correct
+reaction is to run the whole unit of work again from the start, with fresh reads.
+``atomic`` does exactly that, a bounded number of times, with jittered exponential backoff,
+counting every retry in ``payflow_db_transaction_retries_total``.
+
+Why a retry never repeats a call to the outside world: calls that leave the process
+(acquirer, Kafka, object storage, e-mail) are wrapped with ``outside_transaction``, which
+refuses to run while any database connection is inside an atomic block and raises
+``ExternalCallInTransaction``. A retried function therefore cannot have talked to the
+outside world: it would have failed on its first attempt, before any retry. Work that must
+follow a commit goes into ``transaction.on_commit``; Django drops those callbacks when an
+attempt rolls back, so they run once, for the attempt that committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+from prometheus_client import Counter
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: MariaDB error codes after which the whole transaction is run again.
+RETRYABLE_ERRORS = {
+    1213: "deadlock_or_certification_failure",
+    1205: "lock_wait_timeout",
+}
+
+TRANSACTION_RETRIES = Counter(
+    "payflow_db_transaction_retries_total",
+    "Transactions run again after a Galera certification failure, deadlock or lock wait timeout.",
+    ["reason"],
+)
+TRANSACTION_RETRIES_EXHAUSTED = Counter(
+    "payflow_db_transaction_retries_exhausted_total",
+    "Transactions that still conflicted after the last allowed attempt.",
+)
+
+
+class TransactionRetriesExhausted(Exception):
+    """The transaction kept losing conflicts; nothing of it was committed."""
+
+    def __init__(self, attempts: int, errno: int, message: str) -> None:
+        self.attempts = attempts
+        self.errno = errno
+        super().__init__(
+            f"transaction gave up after {attempts} attempts; last error {errno}: {message}"
+        )
+
+
+class ExternalCallInTransaction(RuntimeError):
+    """A call to the outside world was made inside a database transaction."""
+
+
+def mysql_errno(exc: BaseException) -> int | None:
+    """The MariaDB error number carried by a database exception, if any."""
+    for candidate in (exc, exc.__cause__):
+        args = getattr(candidate, "args", ())
+        if args and isinstance(args[0], int):
+            return args[0]
+    return None
+
+
+def _backoff(attempt: int) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**attempt)]."""
+    ceiling = min(settings.DB_RETRY_MAX_DELAY, settings.DB_RETRY_BASE_DELAY * 2**attempt)
+    return random.uniform(0, ceiling)
+
+
+def run_atomic(
+    func: Callable[P, R],
+    *args: P.args,
+    using: str | None = None,
+    attempts: int | None = None,
+    **kwargs: P.kwargs,
+) -> R:
+    """Run ``func`` in a transaction on ``using``; run it again if the commit lost a conflict.
+
+    Nested inside another atomic block, ``func`` runs in a savepoint without retries: a
+    conflict aborts the whole outer transaction, so only the outermost wrapper can retry.
+    """
+    alias = using or DEFAULT_DB_ALIAS
+    if connections[alias].in_atomic_block:
+        with transaction.atomic(using=alias):
+            return func(*args, **kwargs)
+
+    max_attempts = attempts or settings.DB_RETRY_ATTEMPTS
+    for attempt in range(1, max_attempts + 1):
+        try:
+            with transaction.atomic(using=alias):
+                return func(*args, **kwargs)
+        except OperationalError as exc:
+            errno = mysql_errno(exc)
+            if errno not in RETRYABLE_ERRORS:
+                raise
+            reason = RETRYABLE_ERRORS[errno]
+            if attempt == max_attempts:
+                TRANSACTION_RETRIES_EXHAUSTED.inc()
+                raise TransactionRetriesExhausted(attempt, errno, str(exc)) from exc
+            TRANSACTION_RETRIES.labels(reason=reason).inc()
+            logger.info(
+                "retrying %s after %s (attempt %d of %d)",
+                getattr(func, "__qualname__", func),
+                reason,
+                attempt,
+                max_attempts,
+            )
+            time.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@overload
+def atomic(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def atomic(
+    *, using: str | None = None, attempts: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def atomic(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    using: str | None = None,
+    attempts: int | None = None,
+) -> Any:
+    """Decorator: the function is one transaction, retried whole on 1213/1205.
+
+    ``@atomic`` or ``@atomic(using="replica", attempts=3)``. It cannot be a context manager:
+    a ``with`` body cannot be run a second time.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return run_atomic(fn, *args, using=using, attempts=attempts, **kwargs)
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
+
+
+def in_transaction() -> bool:
+    """True when any open database connection of this thread is inside an atomic block."""
+    return any(conn.in_atomic_block for conn in connections.all(initialized_only=True))
+
+
+def outside_transaction(func: Callable[P, R]) -> Callable[P, R]:
+    """Mark a call to the outside world: it refuses to run inside a database transaction."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if in_transaction():
+            raise ExternalCallInTransaction(
+                f"{func.__qualname__} calls the outside world and must not run inside a "
+                "database transaction: call it before the transaction or after commit."
+            )
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+# --- UUIDv7 (RFC 9562) ----------------------------------------------------------------
+
+_uuid7_lock = threading.Lock()
+_uuid7_last_ms = 0
+_uuid7_counter = 0
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID version 7, monotonic within this process.
+
+    48 bits of Unix milliseconds, then a 12-bit counter (RFC 9562 method 1: seeded randomly
+    each millisecond and incremented for ids made in the same millisecond), then 62 random
+    bits. If the counter overflows, the timestamp is advanced by one millisecond.
+    """
+    global _uuid7_last_ms, _uuid7_counter
+    with _uuid7_lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms > _uuid7_last_ms:
+            _uuid7_last_ms = now_ms
+            _uuid7_counter = random.getrandbits(11)  # leave headroom for increments
+        else:
+            _uuid7_counter += 1
+            if _uuid7_counter > 0xFFF:
+                _uuid7_last_ms += 1
+                _uuid7_counter = 0
+        timestamp_ms, counter = _uuid7_last_ms, _uuid7_counter
+    tail = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (timestamp_ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= counter << 64
+    value |= 0b10 << 62
+    value |= tail
+    return uuid.UUID(int=value)
+
+
+def uuid7_time_ms(value: uuid.UUID) -> int:
+    """The Unix time in milliseconds encoded in a UUIDv7."""
+    return value.int >> 80

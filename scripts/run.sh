@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack on embedded defaults (SQLite, development Kafka broker, kombu
+# filesystem transport): web (gunicorn), Celery worker, Celery beat and the broker under honcho.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/system-deps.sh run
+scripts/venv.sh
+mkdir -p var
+.venv/bin/python -m payflow.config .env
+# `make run` means the embedded defaults even if the shell exports other servers.
+unset DATABASE_URL CELERY_BROKER_URL KAFKA_BOOTSTRAP_SERVERS
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput -v 0
+.venv/bin/python manage.py seed_demo
+port=${PORT:-8000}
+cat <<TXT
+
+PayFlow is starting (Ctrl-C stops everything):
+  merchant API     http://127.0.0.1:${port}/v1/
+  admin            http://127.0.0.1:${port}/admin/
+  health           http://127.0.0.1:${port}/healthz   http://127.0.0.1:${port}/readyz
+  Kafka (dev)      address in var/kafka-bootstrap; watch events: .venv/bin/python manage.py kafka_tail
+
+TXT
+export PORT=$port
+exec .venv/bin/honcho -f Procfile start

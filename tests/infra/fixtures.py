@@ -1,0 +1,187 @@
+"""Fixtures for the real parts: MariaDB, a 3-node Galera cluster, the Kafka-protocol broker,
+a real Celery worker on Redis and headless Chromium. Loaded by ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from payflow import config
+from tests.infra.celery_worker import CeleryWorker
+from tests.infra.galera import GaleraCluster, GaleraUnavailable, missing_requirements
+from tests.infra.kafka import KafkaBroker
+
+GALERA_DATABASE = "payflow_galera_test"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def infra_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="payflow-infra-"))
+    path.chmod(0o755)  # mariadbd runs as the mysql user and must reach its data below
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --- Galera ---------------------------------------------------------------------------
+
+
+def register_database_alias(alias: str, url: str) -> None:
+    """Make ``connections[alias]`` a MariaDB connection to ``url`` for the rest of the run."""
+    database = config.database_settings(url, conn_max_age=0, wsrep_sync_wait=None)
+    configured = connections.configure_settings(
+        {"default": settings.DATABASES["default"], alias: database}
+    )
+    connections.settings[alias] = configured[alias]
+
+
+@pytest.fixture(scope="session")
+def galera_cluster(infra_dir: Path, django_db_blocker) -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster on loopback with the PayFlow schema migrated.
+
+    Django aliases ``galera1``, ``galera2`` and ``galera3`` point at the three nodes.
+    """
+    missing = missing_requirements()
+    if missing:
+        pytest.skip(f"Galera packages not installed: {', '.join(missing)}")
+    cluster = GaleraCluster(infra_dir / "galera")
+    try:
+        cluster.start()
+    except GaleraUnavailable as exc:  # pragma: no cover - checked above
+        pytest.skip(str(exc))
+    try:
+        connection = cluster.nodes[0].connect()
+        connection.cursor().execute(
+            f"CREATE DATABASE {GALERA_DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        connection.close()
+        for node in cluster.nodes:
+            register_database_alias(f"galera{node.index}", node.url(GALERA_DATABASE))
+        with django_db_blocker.unblock():
+            call_command("migrate", database="galera1", verbosity=0)
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            with contextlib.suppress(Exception):
+                connections[f"galera{node.index}"].close()
+        cluster.stop()
+
+
+@pytest.fixture
+def galera(galera_cluster: GaleraCluster, django_db_blocker) -> Iterator[GaleraCluster]:
+    """The Galera cluster, with database access allowed for the length of one test."""
+    with django_db_blocker.unblock():
+        yield galera_cluster
+        for node in galera_cluster.nodes:
+            connections[f"galera{node.index}"].close()
+
+
+@contextlib.contextmanager
+def default_database_is(alias: str) -> Iterator[None]:
+    """In this thread, make the ``default`` connection one to ``alias`` (e.g. a Galera node).
+
+    Services use the default alias; a test thread that writes "through node 2" swaps its
+    thread-local default connection for one made from node 2's settings.
+    """
+    original = connections["default"]
+    connections["default"] = connections.create_connection(alias)
+    try:
+        yield
+    finally:
+        connections["default"].close()
+        connections["default"] = original
+
+
+# --- Kafka ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(infra_dir: Path) -> Iterator[KafkaBroker]:
+    """The Kafka-protocol broker (librdkafka's mock cluster) in its own process."""
+    broker = KafkaBroker(infra_dir / "kafka").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: KafkaBroker, settings) -> KafkaBroker:
+    """Point PayFlow's Kafka clients at the test broker."""
+    settings.KAFKA_BOOTSTRAP_SERVERS = kafka_broker.bootstrap
+    return kafka_broker
+
+
+# --- Celery ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    infra_dir: Path, django_db_setup, kafka_broker: KafkaBroker
+) -> Iterator[CeleryWorker]:
+    """A real ``celery worker`` process on Redis, using the test database and broker."""
+    from payflow.celery import app
+
+    database = settings.DATABASES["default"]
+    database_url = (
+        f"mysql://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 3306}/{database['NAME']}"
+    )
+    app.control.purge()
+    worker = CeleryWorker(
+        app,
+        infra_dir / "celery",
+        env={
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(settings.BASE_DIR),
+        },
+    ).start()
+    yield worker
+    worker.stop()
+
+
+# --- browser --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium) -> Iterator[object]:
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

@@ -1,0 +1,301 @@
+"""A 3-node MariaDB Galera cluster on loopback, from the Debian packages.
+
+Each node runs ``mariadbd`` as the ``mysql`` user with its own data directory, client
+port, group-communication ``base_port``, IST port and SST port. Node 1 bootstraps the
+cluster (``--wsrep-new-cluster``); nodes 2 and 3 join and receive a full state transfer by
+rsync. Used by the test fixtures and by the benchmark; also a small CLI:
+
+    python -m tests.infra.galera start /tmp/galera    # prints the client ports
+    python -m tests.infra.galera stop /tmp/galera
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import MySQLdb
+
+GALERA_PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/libgalera_smm.so")
+REQUIRED_BINARIES = ("mariadbd", "mariadb-install-db", "rsync", "wsrep_sst_rsync")
+
+
+class GaleraUnavailable(Exception):
+    """The packages needed for a Galera cluster are not installed."""
+
+
+def missing_requirements() -> list[str]:
+    missing = [binary for binary in REQUIRED_BINARIES if not _which(binary)]
+    if not any(Path(path).exists() for path in GALERA_PROVIDERS):
+        missing.append("libgalera_smm.so (package galera-4)")
+    return missing
+
+
+def _which(binary: str) -> str | None:
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class GaleraNode:
+    index: int
+    root: Path
+    port: int
+    base_port: int
+    ist_port: int
+    sst_port: int
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "mysqld.sock"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "my.cnf"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "error.log"
+
+    def url(self, database: str) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str | None = None, **kwargs) -> MySQLdb.Connection:
+        options = {"host": "127.0.0.1", "port": self.port, "user": "root", "connect_timeout": 5}
+        if database:
+            options["database"] = database
+        return MySQLdb.connect(**options, **kwargs)
+
+    def status(self) -> dict[str, str]:
+        connection = MySQLdb.connect(unix_socket=str(self.socket), user="root", connect_timeout=2)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_%'")
+            return {name: value for name, value in cursor.fetchall()}
+        finally:
+            connection.close()
+
+
+class GaleraCluster:
+    """Start, watch and stop a loopback Galera cluster in ``workdir``."""
+
+    def __init__(self, workdir: Path, size: int = 3, provider: str | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.size = size
+        self.provider = provider or next(
+            (path for path in GALERA_PROVIDERS if Path(path).exists()), GALERA_PROVIDERS[0]
+        )
+        ports = free_ports(4 * size)
+        self.nodes = [
+            GaleraNode(
+                index=i + 1,
+                root=self.workdir / f"node{i + 1}",
+                port=ports[4 * i],
+                base_port=ports[4 * i + 1],
+                ist_port=ports[4 * i + 2],
+                sst_port=ports[4 * i + 3],
+            )
+            for i in range(size)
+        ]
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self, timeout: float = 180) -> GaleraCluster:
+        missing = missing_requirements()
+        if missing:
+            raise GaleraUnavailable("missing: " + ", ".join(missing))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            node.datadir.mkdir(parents=True, exist_ok=True)
+            node.config.write_text(self._config(node))
+        self._install_system_tables(self.nodes[0])
+        _chown_mysql(self.workdir)
+        deadline = time.monotonic() + timeout
+        self._start_node(self.nodes[0], bootstrap=True)
+        self._wait_synced(self.nodes[0], deadline)
+        self._grant_root_over_tcp(self.nodes[0])
+        for node in self.nodes[1:]:
+            self._start_node(node, bootstrap=False)
+            self._wait_synced(node, deadline)
+        self._wait_cluster_size(deadline)
+        return self
+
+    def stop(self, remove: bool = True) -> None:
+        for node in reversed(self.nodes):
+            self._stop_node(node)
+        if remove:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_node(self, index: int) -> None:
+        self._stop_node(self.nodes[index - 1])
+
+    def start_node(self, index: int, timeout: float = 120) -> None:
+        node = self.nodes[index - 1]
+        self._start_node(node, bootstrap=False)
+        self._wait_synced(node, time.monotonic() + timeout)
+
+    # --- helpers ----------------------------------------------------------------------
+    def _config(self, node: GaleraNode) -> str:
+        members = ",".join(f"127.0.0.1:{other.base_port}" for other in self.nodes)
+        return f"""[mysqld]
+datadir={node.datadir}
+socket={node.socket}
+pid-file={node.root / "mysqld.pid"}
+log-error={node.error_log}
+port={node.port}
+bind-address=127.0.0.1
+skip-name-resolve
+character-set-server=utf8mb4
+collation-server=utf8mb4_unicode_ci
+transaction-isolation=READ-COMMITTED
+default_storage_engine=InnoDB
+binlog_format=ROW
+innodb_autoinc_lock_mode=2
+innodb_flush_log_at_trx_commit=1
+innodb_buffer_pool_size=128M
+innodb_log_file_size=48M
+max_connections=300
+wsrep_on=ON
+wsrep_provider={self.provider}
+wsrep_cluster_name=payflow_test
+wsrep_cluster_address=gcomm://{members}
+wsrep_node_name=node{node.index}
+wsrep_node_address=127.0.0.1:{node.base_port}
+wsrep_provider_options="base_port={node.base_port};ist.recv_addr=127.0.0.1:{node.ist_port};gcache.size=64M;evs.inactive_timeout=PT15S"
+wsrep_sst_method=rsync
+wsrep_sst_receive_address=127.0.0.1:{node.sst_port}
+wsrep_slave_threads=2
+"""
+
+    def _install_system_tables(self, node: GaleraNode) -> None:
+        result = subprocess.run(
+            [
+                _which("mariadb-install-db") or "mariadb-install-db",
+                f"--defaults-file={node.config}",
+                "--user=mysql",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed:\n{result.stdout}\n{result.stderr}")
+
+    def _start_node(self, node: GaleraNode, *, bootstrap: bool) -> None:
+        command = [
+            _which("mariadbd") or "mariadbd",
+            f"--defaults-file={node.config}",
+            "--user=mysql",
+        ]
+        if bootstrap:
+            command.append("--wsrep-new-cluster")
+        log = open(node.root / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
+        node.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _stop_node(self, node: GaleraNode, timeout: float = 60) -> None:
+        process = node.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def _wait_synced(self, node: GaleraNode, deadline: float) -> None:
+        last = "not started"
+        while time.monotonic() < deadline:
+            if node.process is not None and node.process.poll() is not None:
+                code = node.process.returncode
+                raise RuntimeError(f"node{node.index} exited with {code}:\n{self.log_tail(node)}")
+            try:
+                status = node.status()
+                last = status.get("wsrep_local_state_comment", "?")
+                if last == "Synced" and status.get("wsrep_ready") == "ON":
+                    return
+            except MySQLdb.Error as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise TimeoutError(f"node{node.index} not Synced ({last}):\n{self.log_tail(node)}")
+
+    def _wait_cluster_size(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            sizes = {int(node.status().get("wsrep_cluster_size", 0)) for node in self.nodes}
+            if sizes == {self.size}:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"cluster never reached {self.size} nodes")
+
+    @staticmethod
+    def _grant_root_over_tcp(node: GaleraNode) -> None:
+        # Tests connect over TCP as root without a password, like the machine's main server.
+        # This is a throwaway loopback cluster; the statements replicate to the joiners.
+        connection = MySQLdb.connect(unix_socket=str(node.socket), user="root")
+        try:
+            cursor = connection.cursor()
+            for host in ("127.0.0.1", "localhost"):
+                cursor.execute(f"CREATE USER IF NOT EXISTS 'root'@'{host}' IDENTIFIED BY ''")
+                cursor.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{host}' WITH GRANT OPTION")
+        finally:
+            connection.close()
+
+    @staticmethod
+    def log_tail(node: GaleraNode, lines: int = 30) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(node.error_log.read_text(errors="replace").splitlines()[-lines:])
+        return "(no error log)"
+
+
+def _chown_mysql(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "mysql:mysql", str(path)], check=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in {"start", "stop"}:
+        print(__doc__)
+        return 2
+    workdir = Path(argv[2])
+    if argv[1] == "start":
+        cluster = GaleraCluster(workdir).start()
+        for node in cluster.nodes:
+            print(f"node{node.index} 127.0.0.1:{node.port} pid={node.process.pid}")
+        (workdir / "ports").write_text(" ".join(str(node.port) for node in cluster.nodes))
+        return 0
+    for pidfile in sorted(workdir.glob("node*/mysqld.pid"), reverse=True):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
