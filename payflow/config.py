@@ -134,6 +134,8 @@ def database_settings(
     config = environ.Env.db_url_config(url)
     engine = config["ENGINE"]
     if engine == "django.db.backends.sqlite3":
+        if config["NAME"] not in ("", ":memory:"):
+            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "timeout": 30,

@@ -12,7 +12,7 @@ unset DATABASE_URL CELERY_BROKER_URL KAFKA_BOOTSTRAP_SERVERS
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput -v 0
 .venv/bin/python manage.py seed_demo
-port=${PORT:-8000}
+port=${PAYFLOW_WEB_PORT:-8000}
 cat <<TXT
 
 PayFlow is starting (Ctrl-C stops everything):
@@ -22,5 +22,5 @@ PayFlow is starting (Ctrl-C stops everything):
   Kafka (dev)      address in var/kafka-bootstrap; watch events: .venv/bin/python manage.py kafka_tail
 
 TXT
-export PORT=$port
+export PAYFLOW_WEB_PORT=$port
 exec .venv/bin/honcho -f Procfile start

@@ -1,0 +1,42 @@
+#!/bin/bash
+# clustercheck-style HTTP probe for HAProxy (docker/haproxy/haproxy.cfg) and for the node's
+# compose healthcheck. socat runs one copy per TCP connection on port 9200, with the
+# connection on stdin/stdout (see entrypoint.sh).
+#
+# 200 only when this node is Synced (wsrep_local_state = 4) and wsrep_ready = ON; 503 in
+# every other state (Joining, Donor/Desynced, Joined, non-primary, server down), so HAProxy
+# never sends a write to a node that is not a full, current member of the primary component.
+#
+# Runs as the OS user `mysql` and logs in as mysql@localhost via unix_socket: no password.
+set -u
+
+# Read the whole request (the path is ignored): closing a socket with unread input makes
+# the kernel send a RST, which could make HAProxy drop the answer and count a failure.
+while IFS= read -r -t 2 line; do
+    line=${line%$'\r'}
+    [ -z "$line" ] && break
+done
+
+# The official image's server socket (override only to test the script elsewhere).
+socket=${CLUSTERCHECK_SOCKET:-/run/mysqld/mysqld.sock}
+
+status=$(mariadb --protocol=socket --socket="$socket" --user=mysql --batch --skip-column-names \
+    --connect-timeout=2 \
+    -e "SELECT CONCAT(
+            MAX(IF(VARIABLE_NAME = 'WSREP_LOCAL_STATE', VARIABLE_VALUE, NULL)), ' ',
+            MAX(IF(VARIABLE_NAME = 'WSREP_READY', VARIABLE_VALUE, NULL)))
+        FROM information_schema.GLOBAL_STATUS
+        WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE', 'WSREP_READY')" 2>/dev/null)
+
+respond() {
+    local code=$1 reason=$2 body=$3
+    printf 'HTTP/1.1 %s %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' \
+        "$code" "$reason" "${#body}" "$body"
+}
+
+if [ "$status" = "4 ON" ]; then
+    respond 200 OK $'Galera node is Synced.\n'
+else
+    respond 503 'Service Unavailable' "Galera node is not Synced (wsrep_local_state wsrep_ready: ${status:-no answer}).
+"
+fi

@@ -1,0 +1,161 @@
+"""Settings from the environment: refusals with DEBUG=False, the development .env."""
+
+import base64
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import environ
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from payflow import config
+
+GOOD_KEY = base64.b64encode(bytes(range(32))).decode()
+GOOD = {
+    "SECRET_KEY": "x7Rk2mPq9Lw4Zt8Nv3Bc6Fh1Jd5Gs0Ya" * 2,
+    "VAULT_KEYS": f"1:{GOOD_KEY}",
+    "CARD_FINGERPRINT_KEY": GOOD_KEY,
+    "AUDIT_SIGNING_KEY": GOOD_KEY,
+}
+
+
+def load(monkeypatch, debug=False, **values):
+    for name in [*GOOD, "AUDIT_SIGNING_KEY_ID"]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**GOOD, **values}.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    return config.load_secrets(environ.Env(), debug=debug)
+
+
+def test_good_secrets_load(monkeypatch):
+    secrets = load(monkeypatch)
+    assert secrets.vault_keys == {1: bytes(range(32))}
+    assert secrets.audit_signing_key_id == "audit-1"
+
+
+@pytest.mark.parametrize("name", list(GOOD))
+def test_a_missing_secret_stops_start_up_naming_the_variable(monkeypatch, name):
+    with pytest.raises(ImproperlyConfigured, match=f"^{name} is not set"):
+        load(monkeypatch, **{name: None})
+
+
+@pytest.mark.parametrize(
+    "weak", ["short", "django-insecure-" + "a1b2c3d4e5" * 6, "a" * 80, "change-me" * 8]
+)
+def test_a_weak_secret_key_stops_start_up_when_debug_is_off(monkeypatch, weak):
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY is too weak"):
+        load(monkeypatch, SECRET_KEY=weak)
+
+
+def test_debug_accepts_a_weak_secret_key_for_local_work(monkeypatch):
+    assert load(monkeypatch, debug=True, SECRET_KEY="dev").secret_key == "dev"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not-a-keyring", "VAULT_KEYS must look like"),
+        ("1:!!!", "not valid base64"),
+        ("1:" + base64.b64encode(b"short").decode(), "must decode to 32 bytes"),
+        (f"1:{GOOD_KEY},1:{GOOD_KEY}", "version 1 twice"),
+        ("1:" + base64.b64encode(bytes(32)).decode(), "not a random key"),
+    ],
+)
+def test_a_malformed_vault_keyring_is_refused_with_the_reason(monkeypatch, value, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        load(monkeypatch, VAULT_KEYS=value)
+
+
+def test_a_zero_audit_signing_key_is_refused(monkeypatch):
+    zero = base64.b64encode(bytes(32)).decode()
+    with pytest.raises(ImproperlyConfigured, match="AUDIT_SIGNING_KEY is not a random key"):
+        load(monkeypatch, AUDIT_SIGNING_KEY=zero)
+
+
+def test_the_development_env_has_fresh_valid_secrets_and_is_never_overwritten(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / ".env"
+    assert config.write_development_env(path) is True
+    first = path.read_text()
+    assert config.write_development_env(path) is False
+    assert path.read_text() == first
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    values = dict(line.split("=", 1) for line in first.splitlines() if "=" in line)
+    assert values["DEBUG"] == "True"
+    # the generated secrets would pass even the production checks
+    load(monkeypatch, **{name: values[name] for name in GOOD})
+    other = tmp_path / "other.env"
+    config.write_development_env(other)
+    assert other.read_text() != first
+
+
+def test_only_sqlite_and_mariadb_urls_are_accepted():
+    with pytest.raises(ImproperlyConfigured, match="sqlite:// or mysql://"):
+        config.database_settings("postgres://u@h/db", conn_max_age=0, wsrep_sync_wait=None)
+
+
+def test_mariadb_settings_ask_for_utf8mb4_read_committed_strict_mode_and_sync_wait():
+    result = config.database_settings(
+        "mysql://app:pw@db:3306/payflow", conn_max_age=60, wsrep_sync_wait=1
+    )
+    assert result["OPTIONS"]["charset"] == "utf8mb4"
+    assert result["OPTIONS"]["isolation_level"] == "read committed"
+    assert "STRICT_TRANS_TABLES" in result["OPTIONS"]["init_command"]
+    assert "wsrep_sync_wait=1" in result["OPTIONS"]["init_command"]
+    assert result["CONN_MAX_AGE"] == 60
+
+
+def _manage(*args, env, cwd):
+    return subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _clean_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in GOOD and k != "DJANGO_SETTINGS_MODULE"}
+    env.pop("DATABASE_URL", None)
+    env.update(PAYFLOW_VAR_DIR=str(tmp_path / "var"), DEBUG="False")
+    return env
+
+
+def test_production_start_up_without_secrets_fails_naming_the_variable(tmp_path):
+    env = _clean_env(tmp_path)
+    env["PAYFLOW_ENV_FILE"] = ""
+    result = _manage("check", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY is not set" in result.stderr
+
+
+def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):
+    # the development .env plus no DATABASE_URL: the embedded SQLite default
+    env_file = tmp_path / ".env"
+    config.write_development_env(env_file)
+    env = _clean_env(tmp_path)
+    env.pop("DEBUG")
+    env["PAYFLOW_ENV_FILE"] = str(env_file)
+    result = _manage("migrate", "--noinput", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    database = tmp_path / "var" / "payflow.sqlite3"
+    assert database.exists()
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    seeded = _manage("seed_demo", env=env, cwd=tmp_path)
+    again = _manage("seed_demo", env=env, cwd=tmp_path)
+    assert seeded.returncode == 0, seeded.stderr
+    assert again.returncode == 0, again.stderr
+    # running the demo seed twice prints the same credentials and duplicates nothing
+    assert seeded.stdout == again.stdout
+    with sqlite3.connect(database) as connection:
+        users = connection.execute("SELECT username FROM auth_user ORDER BY username").fetchall()
+    assert users == [("admin",), ("auditor",), ("operator",)]
