@@ -1,1 +1,0 @@
-"""Models of the ledger app (see DESIGN.md)."""

@@ -1,0 +1,23 @@
+from ledger.models.journal import Account, AccountKind, JournalEntry, JournalLine
+from ledger.models.merchants import Merchant, MerchantStatus
+from ledger.models.transactions import (
+    CaptureMethod,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+)
+from ledger.models.vault import CardToken
+
+__all__ = [
+    "Account",
+    "AccountKind",
+    "CaptureMethod",
+    "CardToken",
+    "JournalEntry",
+    "JournalLine",
+    "Merchant",
+    "MerchantStatus",
+    "Transaction",
+    "TransactionStatus",
+    "TransactionType",
+]

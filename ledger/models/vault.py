@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.db import models
+
+from payflow.db import uuid7
+from payflow.models import GuardedModel
+
+
+class CardToken(GuardedModel):
+    """A tokenized card. The PAN (and holder name) exist only inside ``ciphertext``.
+
+    ``ciphertext`` is AES-256-GCM under vault key ``key_version`` with a fresh ``nonce``
+    and the token id as associated data, so a ciphertext moved to another row does not
+    decrypt. ``fingerprint`` is an HMAC of the PAN keyed per merchant: the same card
+    tokenized twice by one merchant has the same fingerprint; across merchants it differs.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    merchant = models.ForeignKey("ledger.Merchant", on_delete=models.PROTECT, related_name="+")
+    brand = models.CharField(max_length=16)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    fingerprint = models.CharField(max_length=64)
+    key_version = models.PositiveIntegerField()
+    nonce = models.BinaryField(max_length=12)
+    ciphertext = models.BinaryField(max_length=512)
+    created_at = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    # Never the ciphertext, nonce or anything derived from the PAN beyond last4/brand.
+    audit_fields = (
+        "id", "merchant", "brand", "last4", "exp_month", "exp_year", "fingerprint",
+        "key_version", "version",
+    )  # fmt: skip
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["merchant", "fingerprint"], name="cardtoken_merchant_fp"),
+            models.Index(fields=["key_version"], name="cardtoken_key_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
