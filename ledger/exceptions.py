@@ -76,3 +76,9 @@ class VaultError(LedgerError):
     """Decryption failed: the ciphertext, its key version or its token id was altered."""
 
     code = "vault_error"
+
+
+class NotFound(LedgerError):
+    """The object does not exist for this merchant (another merchant's id looks the same)."""
+
+    code = "resource_missing"

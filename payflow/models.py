@@ -108,4 +108,3 @@ class GuardedModel(SnapshotMixin, models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         _refuse("delete()", type(self))
         return super().delete(*args, **kwargs)
-

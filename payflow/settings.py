@@ -173,3 +173,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+
+# --- acquirer -------------------------------------------------------------------------
+ACQUIRER_CLASS = env.str("ACQUIRER_CLASS", default="ledger.acquirer.SimulatedAcquirer")
+ACQUIRER_LATENCY_SECONDS = env.float("ACQUIRER_LATENCY_SECONDS", default=0.0)

@@ -58,7 +58,8 @@ class Transaction(GuardedModel):
     card_token = models.ForeignKey(
         "ledger.CardToken", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    external_reference = models.CharField(max_length=100, null=True, blank=True)
+    # NULL means "not given"; "" would be a reference the merchant chose.
+    external_reference = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     metadata = models.JSONField(default=dict, blank=True)
     decline_code = models.CharField(max_length=40, blank=True, default="")
     failure_message = models.CharField(max_length=200, blank=True, default="")

@@ -1,0 +1,121 @@
+"""Reads of the ledger that are more than one line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Sum
+
+from ledger.models import (
+    Account,
+    AccountKind,
+    JournalLine,
+    Merchant,
+    Transaction,
+    TransactionType,
+)
+from ledger.models.journal import TRACKED_KINDS
+
+
+def merchant_balances(merchant: Merchant) -> dict[str, dict[str, int]]:
+    """Per currency: ``pending``, ``available`` and ``receivable``, from the journal lines.
+
+    Merchant balances are credit-normal (what the platform owes the merchant), so they are
+    minus the sum of the signed lines; ``receivable`` (what the merchant owes) is debit-normal.
+    """
+    rows = (
+        JournalLine.objects.filter(account__merchant=merchant)
+        .values("account__kind", "currency")
+        .annotate(total=Sum("amount"))
+    )
+    names = {
+        AccountKind.MERCHANT_PENDING: "pending",
+        AccountKind.MERCHANT_AVAILABLE: "available",
+        AccountKind.MERCHANT_RECEIVABLE: "receivable",
+    }
+    balances: dict[str, dict[str, int]] = {}
+    for row in rows:
+        name = names[row["account__kind"]]
+        per_currency = balances.setdefault(row["currency"], {n: 0 for n in names.values()})
+        total = int(row["total"])
+        per_currency[name] = total if name == "receivable" else -total
+    return balances
+
+
+@dataclass
+class InvariantReport:
+    entries: int = 0
+    lines: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def ledger_check_invariants() -> InvariantReport:
+    """Check the whole ledger (the nightly job; read-only).
+
+    - every journal entry balances per currency, and so does the whole journal;
+    - every tracked running balance equals minus the sum of its account's lines;
+    - no merchant balance is negative;
+    - no payment has more refunded and charged back than captured, and each payment's
+      refund and chargeback children add up to its totals.
+    """
+    report = InvariantReport(
+        entries=JournalLine.objects.values("entry").distinct().count(),
+        lines=JournalLine.objects.count(),
+    )
+    unbalanced = (
+        JournalLine.objects.values("entry", "currency")
+        .annotate(total=Sum("amount"))
+        .exclude(total=0)
+    )
+    for row in unbalanced[:100]:
+        report.problems.append(f"entry {row['entry']} is off by {row['total']} {row['currency']}")
+    for row in (
+        JournalLine.objects.values("currency").annotate(total=Sum("amount")).exclude(total=0)
+    ):
+        report.problems.append(f"the journal is off by {row['total']} {row['currency']}")
+    _check_accounts(report)
+    _check_payments(report)
+    return report
+
+
+def _check_accounts(report: InvariantReport) -> None:
+    sums = dict(
+        JournalLine.objects.values("account").annotate(total=Sum("amount"))
+        .values_list("account", "total")
+    )  # fmt: skip
+    for account in Account.objects.exclude(merchant=None):
+        derived = -int(sums.get(account.pk, 0))
+        if account.kind == AccountKind.MERCHANT_RECEIVABLE:
+            derived = -derived
+        if account.kind in TRACKED_KINDS and account.balance != derived:
+            report.problems.append(
+                f"account {account} holds {account.balance} but its lines sum to {derived}"
+            )
+        if derived < 0:
+            report.problems.append(f"account {account} is negative: {derived}")
+
+
+def _check_payments(report: InvariantReport) -> None:
+    children = {
+        (row["parent"], row["type"]): (int(row["total"]), row["n"])
+        for row in Transaction.objects.exclude(parent=None)
+        .values("parent", "type")
+        .annotate(total=Sum("amount"), n=Count("id"))
+    }
+    payments = Transaction.objects.filter(type=TransactionType.PAYMENT).exclude(
+        refunded_amount=0, charged_back_amount=0
+    )
+    for payment in payments.iterator(chunk_size=1000):
+        refunds = children.get((payment.pk, TransactionType.REFUND), (0, 0))[0]
+        chargebacks = children.get((payment.pk, TransactionType.CHARGEBACK), (0, 0))[0]
+        if payment.returned_amount > payment.captured_amount:
+            report.problems.append(f"payment {payment.pk} returned more than it captured")
+        if refunds != payment.refunded_amount or chargebacks != payment.charged_back_amount:
+            report.problems.append(
+                f"payment {payment.pk}: children total {refunds}+{chargebacks}, payment says "
+                f"{payment.refunded_amount}+{payment.charged_back_amount}"
+            )

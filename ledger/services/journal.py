@@ -1,0 +1,126 @@
+"""Double-entry postings. Called by the money services inside their transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from django.db import IntegrityError, transaction
+
+from ledger.exceptions import InsufficientBalance
+from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant
+from ledger.models.journal import TRACKED_KINDS
+from ledger.signals import send_change
+from payflow.models import sanctioned_writes
+
+# Compare-and-set attempts on one account row within one transaction before giving up.
+_ACCOUNT_CAS_ATTEMPTS = 10
+
+
+class UnbalancedEntry(ValueError):
+    """A journal entry whose lines do not sum to zero per currency (a programming error)."""
+
+
+def account_get_or_create(*, merchant: Merchant | None, kind: str, currency: str) -> Account:
+    """The account, created on first use. The unique constraints make creation race-free."""
+    lookup = {"merchant": merchant, "kind": kind, "currency": currency}
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    try:
+        # A savepoint: a concurrent creator's duplicate-key error must not break our transaction.
+        with transaction.atomic():
+            return Account.objects.create(**lookup)
+    except IntegrityError:
+        return Account.objects.get(**lookup)
+
+
+def _check_balanced(lines: Sequence[tuple[Account, int]]) -> None:
+    totals: dict[str, int] = defaultdict(int)
+    for account, amount in lines:
+        if amount == 0:
+            raise UnbalancedEntry("a journal line cannot be zero")
+        totals[account.currency] += amount
+    unbalanced = {currency: total for currency, total in totals.items() if total != 0}
+    if unbalanced:
+        raise UnbalancedEntry(f"journal entry does not balance: {unbalanced}")
+
+
+def _apply_to_tracked_balance(account: Account, amount: int) -> None:
+    """Move a tracked account's running balance by one line, by compare-and-set.
+
+    Balances are credit-normal (a credit, i.e. a negative line, increases them). A move that
+    would take the balance below zero is refused: this is where payouts and refunds of
+    settled payments are checked against the available balance, without check-then-act.
+    """
+    for _ in range(_ACCOUNT_CAS_ATTEMPTS):
+        current = Account.objects.values_list("balance", "version").get(pk=account.pk)
+        balance, version = current
+        new_balance = balance - amount
+        if new_balance < 0:
+            raise InsufficientBalance(
+                f"the {account.currency} available balance ({balance}) does not cover {amount}"
+            )
+        updated = Account.objects.filter(pk=account.pk, version=version).update(
+            balance=new_balance, version=version + 1
+        )
+        if updated:
+            account.balance, account.version = new_balance, version + 1
+            return
+    raise InsufficientBalance("the balance kept changing; try again")
+
+
+def tracked_balance_available(account: Account) -> int:
+    return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+
+
+def journal_post(
+    *,
+    kind: str,
+    lines: Sequence[tuple[Account, int]],
+    merchant: Merchant | None = None,
+    transaction_obj: object | None = None,
+    description: str = "",
+) -> JournalEntry:
+    """Post one balanced entry: insert the entry and its lines, move tracked balances.
+
+    Must run inside the caller's ``payflow.db.atomic`` transaction. Lines are signed
+    (positive debit, negative credit) and must sum to zero per currency. Tracked accounts
+    are updated in ascending id order, the one lock order every posting follows, so two
+    postings never wait on each other in a cycle. Sends ``journal_entry.posted``.
+    """
+    _check_balanced(lines)
+    entry = JournalEntry.objects.create(
+        kind=kind, merchant=merchant, transaction=transaction_obj, description=description
+    )
+    with sanctioned_writes():
+        JournalLine.objects.bulk_create(
+            [
+                JournalLine(entry=entry, account=account, amount=amount, currency=account.currency)
+                for account, amount in lines
+            ]
+        )
+    for account, amount in sorted(lines, key=lambda line: line[0].pk):
+        if account.kind in TRACKED_KINDS:
+            _apply_to_tracked_balance(account, amount)
+    values = entry.snapshot()
+    values["lines"] = [
+        {
+            "account": account.pk,
+            "kind": account.kind,
+            "amount": amount,
+            "currency": account.currency,
+        }
+        for account, amount in lines
+    ]
+    send_change(entry, action="insert", event_type="journal_entry.posted", old_values=None,
+                new_values=values)  # fmt: skip
+    return entry
+
+
+def merchant_account(merchant: Merchant, kind: AccountKind, currency: str) -> Account:
+    return account_get_or_create(merchant=merchant, kind=kind, currency=currency)
+
+
+def platform_account(kind: AccountKind, currency: str) -> Account:
+    return account_get_or_create(merchant=None, kind=kind, currency=currency)

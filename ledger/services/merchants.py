@@ -1,0 +1,63 @@
+"""Merchants: the tenants."""
+
+from __future__ import annotations
+
+from django.db.models import F
+
+from ledger.currencies import normalize_currency
+from ledger.exceptions import ConcurrentUpdate, InvalidRequest
+from ledger.models import Merchant, MerchantStatus
+from ledger.signals import send_change
+from payflow import db
+from payflow.models import sanctioned_writes
+
+
+@db.atomic
+def merchant_create(
+    *, name: str, default_currency: str = "EUR", settlement_delay_days: int = 2
+) -> Merchant:
+    """Create a merchant. One transaction; signals ``merchant.created``."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidRequest("a merchant needs a name", param="name")
+    if not 0 <= settlement_delay_days <= 60:
+        raise InvalidRequest(
+            "settlement_delay_days must be between 0 and 60", param="settlement_delay_days"
+        )
+    merchant = Merchant.objects.create(
+        name=name[:200],
+        default_currency=normalize_currency(default_currency),
+        settlement_delay_days=settlement_delay_days,
+    )
+    send_change(merchant, action="insert", event_type="merchant.created", old_values=None,
+                new_values=merchant.snapshot())  # fmt: skip
+    return merchant
+
+
+def _merchant_set_status(merchant: Merchant, status: str, event_type: str) -> Merchant:
+    fresh = Merchant.objects.get(pk=merchant.pk)
+    if fresh.status == status:
+        return fresh
+    old_values = fresh.snapshot()
+    with sanctioned_writes():
+        updated = Merchant.objects.filter(pk=fresh.pk, version=fresh.version).update(
+            status=status, version=F("version") + 1
+        )
+    if not updated:
+        raise ConcurrentUpdate("the merchant changed meanwhile", current_version=None)
+    fresh.status, fresh.version = status, fresh.version + 1
+    send_change(fresh, action="update", event_type=event_type, old_values=old_values,
+                new_values=fresh.snapshot())  # fmt: skip
+    return fresh
+
+
+@db.atomic
+def merchant_suspend(*, merchant: Merchant) -> Merchant:
+    """Suspend: the merchant can no longer create payments. Signals ``merchant.suspended``."""
+    return _merchant_set_status(merchant, MerchantStatus.SUSPENDED, "merchant.suspended")
+
+
+@db.atomic
+def merchant_reactivate(*, merchant: Merchant) -> Merchant:
+    """Reactivate a suspended merchant. Signals ``merchant.reactivated``."""
+    return _merchant_set_status(merchant, MerchantStatus.ACTIVE, "merchant.reactivated")

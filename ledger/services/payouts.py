@@ -1,0 +1,53 @@
+"""Payouts: a merchant's available balance sent to its bank account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.currencies import normalize_currency, validate_amount
+from ledger.exceptions import InvalidRequest, MerchantInactive
+from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
+from ledger.services.journal import journal_post, merchant_account, platform_account
+from ledger.services.transitions import transaction_compare_and_set, transaction_insert
+from payflow import db
+
+
+@db.atomic
+def payout_create(
+    *,
+    merchant: Merchant,
+    amount: Any,
+    currency: Any,
+    external_reference: str | None = None,
+    metadata: Any = None,
+) -> Transaction:
+    """Pay out part of the available balance; never more than it holds.
+
+    One transaction: the payout is inserted, its journal entry debits the merchant's
+    available balance (compare-and-set on the running balance, refused with
+    ``InsufficientBalance`` when it does not cover the amount — also enforced by a CHECK
+    constraint) and credits payout clearing, and it moves to ``pending`` (in transit).
+    A refused payout leaves nothing behind. ``settlement_run`` marks it ``settled``.
+    """
+    amount = validate_amount(amount)
+    currency = normalize_currency(currency)
+    if external_reference is not None and len(str(external_reference)) > 100:
+        raise InvalidRequest("external_reference is at most 100 characters",
+                             param="external_reference")  # fmt: skip
+    if not Merchant.objects.filter(pk=merchant.pk, status="active").exists():
+        raise MerchantInactive("this merchant is suspended and cannot create payouts")
+    payout = transaction_insert(
+        merchant=merchant, type=TransactionType.PAYOUT, status=TransactionStatus.INITIATED,
+        amount=amount, currency=currency, external_reference=external_reference,
+        metadata=metadata or {},
+    )  # fmt: skip
+    journal_post(
+        kind="payout", merchant=merchant, transaction_obj=payout,
+        lines=[
+            (merchant_account(merchant, AccountKind.MERCHANT_AVAILABLE, currency), amount),
+            (platform_account(AccountKind.PAYOUT_CLEARING, currency), -amount),
+        ],
+    )  # fmt: skip
+    return transaction_compare_and_set(
+        payout, event_type="payout.pending", status=TransactionStatus.PENDING
+    )

@@ -1,0 +1,163 @@
+"""Refunds (merchant) and chargebacks (operator): money going back to the cardholder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from ledger.currencies import validate_amount
+from ledger.exceptions import (
+    AmountExceedsRemaining,
+    ConcurrentUpdate,
+    InvalidRequest,
+    InvalidStateTransition,
+)
+from ledger.models import AccountKind, Transaction, TransactionStatus, TransactionType
+from ledger.services.journal import (
+    journal_post,
+    merchant_account,
+    platform_account,
+    tracked_balance_available,
+)
+from ledger.services.transitions import (
+    check_expected_version,
+    transaction_compare_and_set,
+    transaction_fresh,
+    transaction_insert,
+)
+from payflow import db
+
+# Without If-Match, a refund that lost a race to another change of the same payment
+# re-reads it and checks again, this many times within its transaction.
+_REREAD_ATTEMPTS = 5
+_RETURNABLE = {TransactionStatus.CAPTURED, TransactionStatus.SETTLED}
+
+
+def _reserve_on_payment(
+    payment_id: Any, merchant_id: Any, amount: Any, expected_version: int | None, field: str,
+) -> tuple[Transaction, int, str]:  # fmt: skip
+    """Add ``amount`` to the payment's refunded or charged-back total by compare-and-set.
+
+    Returns the payment after the change, the amount and the payment's status before it
+    (which decides whether the money comes out of pending or available).
+    """
+    for attempt in range(_REREAD_ATTEMPTS):
+        payment = transaction_fresh(payment_id, merchant_id=merchant_id)
+        check_expected_version(payment, expected_version)
+        if payment.type != TransactionType.PAYMENT:
+            raise InvalidRequest("only a payment can be refunded", param="payment")
+        if payment.status not in _RETURNABLE:
+            raise InvalidStateTransition(
+                f"a payment in status {payment.status} cannot be refunded or charged back"
+            )
+        value = payment.refundable_amount if amount is None else validate_amount(amount)
+        if value > payment.refundable_amount or value == 0:
+            raise AmountExceedsRemaining(
+                f"{value} exceeds what remains refundable on this payment "
+                f"({payment.refundable_amount} of {payment.captured_amount} captured)"
+            )
+        status_before = payment.status
+        fully_returned = value == payment.refundable_amount
+        if field == "charged_back_amount":
+            event_type = "payment.charged_back"
+        else:
+            event_type = "payment.refunded" if fully_returned else "payment.partially_refunded"
+        try:
+            payment = transaction_compare_and_set(
+                payment, event_type=event_type,
+                status=TransactionStatus.REFUNDED if fully_returned else None,
+                **{field: getattr(payment, field) + value},
+            )  # fmt: skip
+        except ConcurrentUpdate:
+            if expected_version is not None or attempt == _REREAD_ATTEMPTS - 1:
+                raise
+            continue
+        return payment, value, status_before
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _insert_child(payment: Transaction, type_: str, amount: int, reason: str, metadata: Any):
+    return transaction_insert(
+        merchant=payment.merchant, type=type_, status=TransactionStatus.INITIATED,
+        amount=amount, currency=payment.currency, parent=payment, reason=reason[:500],
+        metadata=metadata or {},
+    )  # fmt: skip
+
+
+@db.atomic
+def refund_create(
+    *,
+    payment: Transaction,
+    amount: Any = None,
+    reason: str = "",
+    metadata: Any = None,
+    expected_version: int | None = None,
+) -> Transaction:
+    """Refund a captured or settled payment, fully (``amount=None``) or partially.
+
+    One transaction: the payment's ``refunded_amount`` grows by compare-and-set (never
+    above captured minus already returned, also enforced by a CHECK constraint), the refund
+    is inserted and completed, and its journal entry moves the money from the merchant's
+    pending balance (unsettled payment) or available balance (settled payment, refused
+    with ``InsufficientBalance`` if it does not cover it) back to acquirer clearing.
+    Signals ``payment.refunded`` or ``payment.partially_refunded``, ``refund.created``,
+    ``refund.succeeded`` and ``journal_entry.posted``.
+    """
+    payment, value, status_before = _reserve_on_payment(
+        payment.pk, payment.merchant_id, amount, expected_version, "refunded_amount"
+    )
+    refund = _insert_child(payment, TransactionType.REFUND, value, reason, metadata)
+    source = (
+        AccountKind.MERCHANT_AVAILABLE
+        if status_before == TransactionStatus.SETTLED
+        else AccountKind.MERCHANT_PENDING
+    )
+    journal_post(
+        kind="refund", merchant=payment.merchant, transaction_obj=refund,
+        lines=[
+            (merchant_account(payment.merchant, source, payment.currency), value),
+            (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), -value),
+        ],
+    )  # fmt: skip
+    return transaction_compare_and_set(
+        refund, event_type="refund.succeeded", status=TransactionStatus.REFUNDED,
+        completed_at=timezone.now(),
+    )  # fmt: skip
+
+
+@db.atomic
+def chargeback_create(*, payment: Transaction, amount: Any = None, reason: str = "") -> Transaction:
+    """Book a chargeback the card network imposed (an operator action; cannot be refused).
+
+    One transaction, like a refund. For a settled payment the money comes out of the
+    merchant's available balance; what that balance does not cover becomes a receivable
+    owed by the merchant, so no balance ever goes negative.
+    """
+    if not (reason or "").strip():
+        raise InvalidRequest("a chargeback needs a reason", param="reason")
+    payment, value, status_before = _reserve_on_payment(
+        payment.pk, payment.merchant_id, amount, None, "charged_back_amount"
+    )
+    chargeback = _insert_child(payment, TransactionType.CHARGEBACK, value, reason, None)
+    clearing = platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency)
+    if status_before == TransactionStatus.SETTLED:
+        available = merchant_account(
+            payment.merchant, AccountKind.MERCHANT_AVAILABLE, payment.currency
+        )
+        covered = min(value, tracked_balance_available(available))
+        lines = [(available, covered)] if covered else []
+        if value - covered:
+            receivable = merchant_account(
+                payment.merchant, AccountKind.MERCHANT_RECEIVABLE, payment.currency
+            )
+            lines.append((receivable, value - covered))
+    else:
+        pending = merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency)
+        lines = [(pending, value)]
+    journal_post(kind="chargeback", merchant=payment.merchant, transaction_obj=chargeback,
+                 lines=[*lines, (clearing, -value)])  # fmt: skip
+    return transaction_compare_and_set(
+        chargeback, event_type="chargeback.settled", status=TransactionStatus.SETTLED,
+        completed_at=timezone.now(),
+    )  # fmt: skip

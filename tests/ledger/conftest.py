@@ -1,0 +1,31 @@
+import pytest
+
+from ledger.services.merchants import merchant_create
+from ledger.services.payments import CardInput, payment_create
+
+VISA_OK = "4242424242424242"
+
+
+@pytest.fixture
+def merchant(db):
+    return merchant_create(name="Boulangerie Martin", default_currency="EUR")
+
+
+@pytest.fixture
+def other_merchant(db):
+    return merchant_create(name="Other Shop")
+
+
+def card(number: str = VISA_OK, cvc: str = "123") -> CardInput:
+    return CardInput(number=number, exp_month=12, exp_year=2034, cvc=cvc)
+
+
+def pay(merchant, amount=10_000, currency="EUR", capture=True, number=VISA_OK, **kwargs):
+    return payment_create(
+        merchant=merchant,
+        amount=amount,
+        currency=currency,
+        card=card(number),
+        capture=capture,
+        **kwargs,
+    )

@@ -1,0 +1,134 @@
+"""Domain signals fire inside the transaction; nothing changes money around the services."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from ledger.models import JournalLine, Merchant, Transaction
+from ledger.services.merchants import merchant_create
+from ledger.signals import SignalOutsideTransaction, ledger_changed, send_change
+from payflow import db
+from payflow.models import UnsanctionedWrite
+from tests.ledger.conftest import pay
+
+
+@pytest.fixture
+def recorded():
+    events = []
+
+    def receiver(sender, instance, action, event_type, old_values, new_values, **kwargs):
+        events.append(
+            {
+                "event_type": event_type,
+                "action": action,
+                "in_transaction": connection.in_atomic_block,
+                "old": old_values,
+                "new": new_values,
+            }
+        )
+
+    ledger_changed.connect(receiver, dispatch_uid="test-recorder")
+    yield events
+    ledger_changed.disconnect(dispatch_uid="test-recorder")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_lifecycle_signals_each_change_from_inside_its_transaction(merchant, recorded):
+    payment = pay(merchant, amount=2_500)
+    assert [e["event_type"] for e in recorded] == [
+        "card_token.created",
+        "payment.created",
+        "payment.authorized",
+        "payment.captured",
+        "journal_entry.posted",
+    ]
+    assert all(e["in_transaction"] for e in recorded)
+    captured = recorded[3]
+    assert captured["action"] == "update"
+    assert (captured["old"]["status"], captured["new"]["status"]) == ("authorized", "captured")
+    assert (captured["old"]["version"], captured["new"]["version"]) == (2, 3)
+    assert captured["new"]["id"] == str(payment.pk)
+    lines = recorded[4]["new"]["lines"]
+    assert sorted(line["amount"] for line in lines) == [-2_500, 2_500]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_change_leaves_nothing_behind_not_even_what_receivers_wrote(recorded):
+    def write_in_receiver(sender, instance, **kwargs):
+        Group.objects.create(name=f"record-of-{instance.pk}")
+
+    ledger_changed.connect(write_in_receiver, dispatch_uid="test-writer")
+
+    @db.atomic
+    def create_then_fail():
+        merchant_create(name="Doomed")
+        raise RuntimeError("boom")
+
+    try:
+        with pytest.raises(RuntimeError):
+            create_then_fail()
+    finally:
+        ledger_changed.disconnect(dispatch_uid="test-writer")
+    assert [e["event_type"] for e in recorded] == ["merchant.created"]
+    assert not Merchant.objects.filter(name="Doomed").exists()
+    assert not Group.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_receiver_that_fails_aborts_the_change():
+    def failing(sender, **kwargs):
+        raise RuntimeError("audit store unavailable")
+
+    ledger_changed.connect(failing, dispatch_uid="test-failing")
+    try:
+        with pytest.raises(RuntimeError, match="audit store unavailable"):
+            merchant_create(name="Never")
+    finally:
+        ledger_changed.disconnect(dispatch_uid="test-failing")
+    assert not Merchant.objects.filter(name="Never").exists()
+
+
+@pytest.mark.django_db
+def test_a_signal_sent_outside_a_transaction_is_refused(merchant):
+    with pytest.raises(SignalOutsideTransaction):
+        send_change(merchant, action="update", event_type="x", old_values={}, new_values={})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda: Transaction.objects.update(status="settled"),
+        lambda: Transaction.objects.all().delete(),
+        lambda: Transaction.objects.bulk_create([]),
+        lambda: Transaction.objects.bulk_update([], ["status"]),
+        lambda: Merchant.objects.update(status="suspended"),
+        lambda: JournalLine.objects.all().delete(),
+        lambda: JournalLine.objects.update(amount=1),
+    ],
+    ids=[
+        "txn-update",
+        "txn-delete",
+        "txn-bulk-create",
+        "txn-bulk-update",
+        "merchant-update",
+        "line-delete",
+        "line-update",
+    ],
+)
+def test_bulk_queryset_writes_on_audited_models_fail_loudly(merchant, write):
+    pay(merchant)
+    with pytest.raises(UnsanctionedWrite, match="bypasses the audit trail"):
+        write()
+    assert Transaction.objects.get().status == "captured"
+
+
+@pytest.mark.django_db
+def test_saving_or_deleting_an_existing_row_outside_the_services_fails(merchant):
+    payment = pay(merchant)
+    payment.status = "settled"
+    with pytest.raises(UnsanctionedWrite):
+        payment.save()
+    with pytest.raises(UnsanctionedWrite):
+        payment.delete()
+    assert Transaction.objects.get(pk=payment.pk).status == "captured"
