@@ -108,3 +108,39 @@ class GuardedModel(SnapshotMixin, models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         _refuse("delete()", type(self))
         return super().delete(*args, **kwargs)
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST with an ``Idempotency-Key``, kept for replays.
+
+    One row per (merchant, key), claimed by inserting it (the unique constraint makes two
+    simultaneous claims impossible) before the request runs, and completed with the
+    response after. ``request_hash`` is an HMAC of method, path and body (keyed, because a
+    body may hold a card number).
+    """
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+    id = models.BigAutoField(primary_key=True)
+    merchant_id = models.UUIDField()
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, default=IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    locked_until = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant_id", "key"], name="idempotency_unique_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id}:{self.key}"

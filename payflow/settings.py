@@ -170,10 +170,34 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The backstop behind "a PAN is never logged": masks PAN-shaped digit runs.
+    "filters": {"pan_redaction": {"()": "payflow.logging.PanRedactingFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["pan_redaction"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # --- acquirer -------------------------------------------------------------------------
 ACQUIRER_CLASS = env.str("ACQUIRER_CLASS", default="ledger.acquirer.SimulatedAcquirer")
 ACQUIRER_LATENCY_SECONDS = env.float("ACQUIRER_LATENCY_SECONDS", default=0.0)
+
+# --- merchant API ---------------------------------------------------------------------
+IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
+IDEMPOTENCY_RETENTION_HOURS = max(24, env.int("IDEMPOTENCY_RETENTION_HOURS", default=48))
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="100/second")
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+REST_FRAMEWORK.update(
+    {
+        "DEFAULT_AUTHENTICATION_CLASSES": ["payflow.api.auth.ApiKeyAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["payflow.api.auth.MerchantAuthenticated"],
+        "DEFAULT_THROTTLE_CLASSES": ["payflow.api.auth.ApiKeyRateThrottle"],
+        "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
+        "EXCEPTION_HANDLER": "payflow.api.errors.api_exception_handler",
+        "UNAUTHENTICATED_USER": None,
+    }
+)

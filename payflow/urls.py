@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from payflow import health
 
@@ -7,4 +7,10 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("v1/", include("payflow.api.urls")),
 ]
+
+handler400 = "payflow.api.errors.handler400"
+handler403 = "payflow.api.errors.handler403"
+handler404 = "payflow.api.errors.handler404"
+handler500 = "payflow.api.errors.handler500"

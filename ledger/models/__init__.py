@@ -1,3 +1,4 @@
+from ledger.models.api_keys import ApiKey, ApiKeyMode
 from ledger.models.journal import Account, AccountKind, JournalEntry, JournalLine
 from ledger.models.merchants import Merchant, MerchantStatus
 from ledger.models.transactions import (
@@ -11,6 +12,8 @@ from ledger.models.vault import CardToken
 __all__ = [
     "Account",
     "AccountKind",
+    "ApiKey",
+    "ApiKeyMode",
     "CaptureMethod",
     "CardToken",
     "JournalEntry",

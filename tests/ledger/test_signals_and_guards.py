@@ -88,7 +88,7 @@ def test_a_receiver_that_fails_aborts_the_change():
     assert not Merchant.objects.filter(name="Never").exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_signal_sent_outside_a_transaction_is_refused(merchant):
     with pytest.raises(SignalOutsideTransaction):
         send_change(merchant, action="update", event_type="x", old_values={}, new_values={})

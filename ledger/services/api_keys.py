@@ -1,0 +1,113 @@
+"""API keys: issue (the secret is returned once), authenticate, revoke."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ledger.exceptions import ConcurrentUpdate, InvalidRequest
+from ledger.models import ApiKey, ApiKeyMode, Merchant
+from ledger.signals import send_change
+from payflow import db
+from payflow.models import sanctioned_writes
+
+PREFIX_LENGTH = 12
+#: How stale ``last_used_at`` may get before a request refreshes it (one write a minute,
+#: not one per request).
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    secret: str  # shown once; never stored
+
+    def __repr__(self) -> str:
+        return f"IssuedKey({self.api_key})"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@db.atomic
+def api_key_create(*, merchant: Merchant, name: str = "", mode: str = ApiKeyMode.TEST) -> IssuedKey:
+    """Issue a key. One transaction; signals ``api_key.created``. The secret is returned
+    here and nowhere else: only its hash is stored."""
+    if mode not in ApiKeyMode.values:
+        raise InvalidRequest("mode must be test or live", param="mode")
+    random_part = secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
+    secret = f"sk_{mode}_{random_part}"
+    api_key = ApiKey.objects.create(
+        merchant=merchant,
+        name=name[:100],
+        mode=mode,
+        prefix=random_part[:PREFIX_LENGTH],
+        secret_hash=_hash(secret),
+    )
+    send_change(
+        api_key,
+        action="insert",
+        event_type="api_key.created",
+        old_values=None,
+        new_values=api_key.snapshot(),
+    )
+    return IssuedKey(api_key=api_key, secret=secret)
+
+
+def api_key_authenticate(secret: str) -> ApiKey | None:
+    """The active key for ``secret``, or None (malformed, unknown or revoked). Read-only."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != "sk" or parts[1] not in ApiKeyMode.values:
+        return None
+    if len(parts[2]) < PREFIX_LENGTH:
+        return None
+    candidate = (
+        ApiKey.objects.select_related("merchant").filter(prefix=parts[2][:PREFIX_LENGTH]).first()
+    )
+    if candidate is None or not hmac.compare_digest(candidate.secret_hash, _hash(secret)):
+        return None
+    if candidate.mode != parts[1] or not candidate.is_active:
+        return None
+    return candidate
+
+
+@db.atomic
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once per ``LAST_USED_RESOLUTION`` (a conditional UPDATE, so
+    concurrent requests do not queue on the row). Telemetry: no signal, no audit row."""
+    now = timezone.now()
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    with sanctioned_writes():
+        ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+
+
+@db.atomic
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke: the key stops working at once. Compare-and-set; ``api_key.revoked``."""
+    fresh = ApiKey.objects.get(pk=api_key.pk)
+    if not fresh.is_active:
+        return fresh
+    old_values = fresh.snapshot()
+    now = timezone.now()
+    with sanctioned_writes():
+        updated = ApiKey.objects.filter(pk=fresh.pk, version=fresh.version).update(
+            revoked_at=now, version=F("version") + 1
+        )
+    if not updated:
+        raise ConcurrentUpdate("the key changed meanwhile", current_version=None)
+    fresh.revoked_at, fresh.version = now, fresh.version + 1
+    send_change(
+        fresh,
+        action="update",
+        event_type="api_key.revoked",
+        old_values=old_values,
+        new_values=fresh.snapshot(),
+    )
+    return fresh

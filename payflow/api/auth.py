@@ -1,0 +1,53 @@
+"""``Authorization: Bearer sk_…``: the merchant behind an API key."""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions, throttling
+
+from ledger.services.api_keys import api_key_authenticate, api_key_touch
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``request.user`` is the key's merchant; ``request.auth`` the ApiKey."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None  # → 401 missing_api_key via NotAuthenticated
+        scheme, _, secret = header.partition(" ")
+        if scheme != self.keyword or not secret.strip():
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: use 'Authorization: Bearer sk_…'."
+            )
+        api_key = api_key_authenticate(secret.strip())
+        if api_key is None:
+            # The same answer for unknown, malformed and revoked keys: nothing to probe.
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        api_key_touch(api_key=api_key)
+        return (api_key.merchant, api_key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class MerchantAuthenticated:
+    """Permission: an API key authenticated the request."""
+
+    def has_permission(self, request, view):
+        return request.auth is not None
+
+    def has_object_permission(self, request, view, obj):
+        return True
+
+
+class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    """Per-key request rate (``API_THROTTLE_RATE``), answered with 429 and Retry-After."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request, view):
+        if request.auth is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

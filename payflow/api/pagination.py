@@ -1,0 +1,90 @@
+"""Cursor pagination over time-ordered UUIDv7 ids: newest first, ``limit`` 1 to 100,
+``starting_after`` / ``ending_before`` (public ids), like merchants know from Stripe."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from payflow.api import ids
+from payflow.api.errors import ApiError
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+
+
+def _bad(param: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_request_error", "parameter_invalid", message, param)
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise _bad("limit", f"limit must be an integer from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+def parse_time(param: str, raw: str) -> datetime.datetime:
+    """A Unix timestamp (seconds) or an ISO 8601 date-time."""
+    if raw.lstrip("-").isdigit():
+        try:
+            return datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise _bad(param, f"{param} is out of range.") from exc
+    try:
+        value = parse_datetime(raw)
+    except ValueError:
+        value = None
+    if value is None:
+        raise _bad(param, f"{param} must be a Unix timestamp or an ISO 8601 date-time.")
+    return value if timezone.is_aware(value) else value.replace(tzinfo=datetime.UTC)
+
+
+def paginate(
+    request, queryset: QuerySet, kind: str, render: Callable[[Any], dict]
+) -> dict[str, Any]:
+    params = request.query_params
+    limit = parse_limit(params.get("limit"))
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after and before:
+        raise _bad("ending_before", "Use starting_after or ending_before, not both.")
+    if after:
+        page = list(
+            queryset.filter(pk__lt=_cursor(kind, after, "starting_after")).order_by("-pk")[
+                : limit + 1
+            ]
+        )
+    elif before:
+        page = list(
+            queryset.filter(pk__gt=_cursor(kind, before, "ending_before")).order_by("pk")[
+                : limit + 1
+            ]
+        )
+        has_more = len(page) > limit
+        page = list(reversed(page[:limit]))
+        return _page(request, page, has_more, render)
+    else:
+        page = list(queryset.order_by("-pk")[: limit + 1])
+    return _page(request, page[:limit], len(page) > limit, render)
+
+
+def _cursor(kind: str, public_id: str, param: str):
+    try:
+        return ids.decode(kind, public_id)
+    except Exception as exc:
+        raise _bad(param, f"{param} must be a {kind} id.") from exc
+
+
+def _page(request, items: list, has_more: bool, render) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "url": request.path,
+        "has_more": has_more,
+        "data": [render(item) for item in items],
+    }

@@ -1,0 +1,33 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from payflow.api import views
+
+urlpatterns = [
+    path("ping", views.PingView.as_view()),
+    path("tokens", views.TokenCreateView.as_view()),
+    path("tokens/<str:token_id>", views.TokenDetailView.as_view()),
+    path("payments", views.PaymentsView.as_view()),
+    path("payments/<str:payment_id>", views.PaymentDetailView.as_view()),
+    path("payments/<str:payment_id>/capture", views.PaymentCaptureView.as_view()),
+    path("payments/<str:payment_id>/cancel", views.PaymentCancelView.as_view()),
+    path("payments/<str:payment_id>/refunds", views.PaymentRefundsView.as_view()),
+    path("refunds", views.RefundsView.as_view()),
+    path("refunds/<str:refund_id>", views.RefundDetailView.as_view()),
+    path("balance", views.BalanceView.as_view()),
+    path("payouts", views.PayoutsView.as_view()),
+    path("payouts/<str:payout_id>", views.PayoutDetailView.as_view()),
+    path("events", views.EventsView.as_view()),
+    path(
+        "schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="schema",
+    ),
+    path(
+        "docs",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="docs",
+    ),
+]

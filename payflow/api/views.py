@@ -1,0 +1,319 @@
+"""Merchant API views: validate, call one ledger service, shape the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ledger.exceptions import CardDeclined
+from ledger.models import CardToken, Transaction, TransactionStatus, TransactionType
+from ledger.selectors import merchant_balances
+from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
+from ledger.services.payouts import payout_create
+from ledger.services.refunds import refund_create
+from ledger.services.vault import card_tokenize
+from payflow.api import ids, schema
+from payflow.api import serializers as s
+from payflow.api.errors import ApiError
+from payflow.api.idempotency import idempotent
+from payflow.api.pagination import paginate, parse_time
+
+
+def _validated(serializer_class, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _expected_version(request: Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            "parameter_invalid",
+            'If-Match must be a version, e.g. If-Match: "3".',
+            "If-Match",
+        )
+    return int(value)
+
+
+def _object_response(body: dict, code: int = status.HTTP_200_OK, **headers: str) -> Response:
+    if "version" in body:
+        headers["ETag"] = f'"{body["version"]}"'
+    return Response(body, status=code, headers=headers)
+
+
+def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Transaction:
+    found = (
+        Transaction.objects.select_related("card_token")
+        .filter(pk=ids.decode(kind, public_id), merchant=request.user, type=type_)
+        .first()
+    )
+    if found is None:
+        raise ApiError(
+            404, "invalid_request_error", "resource_missing", f"No such {kind}: '{public_id}'", "id"
+        )
+    return found
+
+
+def _card_input(card: dict) -> CardInput:
+    return CardInput(
+        number=card["number"],
+        exp_month=card["exp_month"],
+        exp_year=card["exp_year"],
+        cvc=card.get("cvc"),
+        holder_name=card.get("name", ""),
+    )
+
+
+class PingView(APIView):
+    """The trivial authenticated endpoint (the framework's ceiling in benchmarks)."""
+
+    @schema.ping
+    def get(self, request: Request) -> Response:
+        return Response({"object": "ping", "merchant": ids.encode("merchant", request.user.pk)})
+
+
+class TokenCreateView(APIView):
+    @schema.token_create
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _validated(s.TokenCreateSerializer, request)
+        card = data["card"]
+        token = card_tokenize(
+            merchant=request.user,
+            number=card["number"],
+            exp_month=card["exp_month"],
+            exp_year=card["exp_year"],
+            holder_name=card.get("name", ""),
+        )
+        return _object_response(s.token_body(token), status.HTTP_201_CREATED)
+
+
+class TokenDetailView(APIView):
+    @schema.token_retrieve
+    def get(self, request: Request, token_id: str) -> Response:
+        token = CardToken.objects.filter(
+            pk=ids.decode("token", token_id), merchant=request.user
+        ).first()
+        if token is None:
+            raise ApiError(
+                404,
+                "invalid_request_error",
+                "resource_missing",
+                f"No such token: '{token_id}'",
+                "id",
+            )
+        return _object_response(s.token_body(token))
+
+
+def _filtered(request: Request, queryset):
+    params = request.query_params
+    if "status" in params:
+        if params["status"] not in TransactionStatus.values:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "parameter_invalid",
+                f"status must be one of {', '.join(TransactionStatus.values)}.",
+                "status",
+            )
+        queryset = queryset.filter(status=params["status"])
+    if "external_reference" in params:
+        queryset = queryset.filter(external_reference=params["external_reference"])
+    for param, lookup in (
+        ("created[gte]", "initiated_at__gte"),
+        ("created[lte]", "initiated_at__lte"),
+    ):
+        if param in params:
+            queryset = queryset.filter(**{lookup: parse_time(param, params[param])})
+    return queryset
+
+
+def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Response:
+    queryset = Transaction.objects.select_related("card_token").filter(
+        merchant=request.user, type=type_, **filters
+    )
+    return Response(paginate(request, _filtered(request, queryset), kind, render))
+
+
+class PaymentsView(APIView):
+    @schema.payment_list
+    def get(self, request: Request) -> Response:
+        return _list(request, TransactionType.PAYMENT, "payment", s.payment_body)
+
+    @schema.payment_create
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _validated(s.PaymentCreateSerializer, request)
+        token = None
+        if "token" in data:
+            token = CardToken.objects.filter(
+                pk=ids.decode("token", data["token"]), merchant=request.user
+            ).first()
+            if token is None:
+                raise ApiError(
+                    404,
+                    "invalid_request_error",
+                    "resource_missing",
+                    f"No such token: '{data['token']}'",
+                    "token",
+                )
+        payment = payment_create(
+            merchant=request.user,
+            amount=data["amount"],
+            currency=data["currency"],
+            token=token,
+            card=_card_input(data["card"]) if "card" in data else None,
+            cvc=data.get("cvc"),
+            capture=data["capture"],
+            external_reference=data.get("external_reference"),
+            metadata=data.get("metadata"),
+        )
+        if payment.status == TransactionStatus.FAILED:
+            declined = CardDeclined(
+                payment.failure_message or "The card was declined.",
+                decline_code=payment.decline_code,
+            )
+            raise ApiError(
+                422,
+                "card_error",
+                "card_declined",
+                declined.message,
+                decline_code=payment.decline_code,
+                payment=ids.encode("payment", payment.pk),
+            )
+        location = f"/v1/payments/{ids.encode('payment', payment.pk)}"
+        return _object_response(s.payment_body(payment), status.HTTP_201_CREATED, Location=location)
+
+
+class PaymentDetailView(APIView):
+    @schema.payment_retrieve
+    def get(self, request: Request, payment_id: str) -> Response:
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        return _object_response(s.payment_body(payment))
+
+
+class PaymentCaptureView(APIView):
+    @schema.payment_capture
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        data = _validated(s.CaptureSerializer, request)
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        payment = payment_capture(
+            payment=payment, amount=data.get("amount"), expected_version=_expected_version(request)
+        )
+        return _object_response(s.payment_body(payment))
+
+
+class PaymentCancelView(APIView):
+    @schema.payment_cancel
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        _validated(s.EmptySerializer, request)
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        payment = payment_cancel(payment=payment, expected_version=_expected_version(request))
+        return _object_response(s.payment_body(payment))
+
+
+class PaymentRefundsView(APIView):
+    @schema.refund_create
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        data = _validated(s.RefundCreateSerializer, request)
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        refund = refund_create(
+            payment=payment,
+            amount=data.get("amount"),
+            reason=data.get("reason", ""),
+            metadata=data.get("metadata"),
+            expected_version=_expected_version(request),
+        )
+        return _object_response(
+            s.refund_body(refund),
+            status.HTTP_201_CREATED,
+            Location=f"/v1/refunds/{ids.encode('refund', refund.pk)}",
+        )
+
+
+class RefundsView(APIView):
+    @schema.refund_list
+    def get(self, request: Request) -> Response:
+        filters = {}
+        if "payment" in request.query_params:
+            filters["parent_id"] = ids.decode("payment", request.query_params["payment"])
+        return _list(request, TransactionType.REFUND, "refund", s.refund_body, **filters)
+
+
+class RefundDetailView(APIView):
+    @schema.refund_retrieve
+    def get(self, request: Request, refund_id: str) -> Response:
+        refund = _transaction(request, "refund", refund_id, TransactionType.REFUND)
+        return _object_response(s.refund_body(refund))
+
+
+class BalanceView(APIView):
+    @schema.balance
+    def get(self, request: Request) -> Response:
+        balances = merchant_balances(request.user)
+
+        def amounts(name):
+            return [
+                {"amount": values[name], "currency": currency}
+                for currency, values in sorted(balances.items())
+            ]
+
+        return Response(
+            {
+                "object": "balance",
+                "available": amounts("available"),
+                "pending": amounts("pending"),
+                "receivable": amounts("receivable"),
+            }
+        )
+
+
+class PayoutsView(APIView):
+    @schema.payout_list
+    def get(self, request: Request) -> Response:
+        return _list(request, TransactionType.PAYOUT, "payout", s.payout_body)
+
+    @schema.payout_create
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _validated(s.PayoutCreateSerializer, request)
+        payout = payout_create(
+            merchant=request.user,
+            amount=data["amount"],
+            currency=data["currency"],
+            external_reference=data.get("external_reference"),
+            metadata=data.get("metadata"),
+        )
+        return _object_response(
+            s.payout_body(payout),
+            status.HTTP_201_CREATED,
+            Location=f"/v1/payouts/{ids.encode('payout', payout.pk)}",
+        )
+
+
+class PayoutDetailView(APIView):
+    @schema.payout_retrieve
+    def get(self, request: Request, payout_id: str) -> Response:
+        payout = _transaction(request, "payout", payout_id, TransactionType.PAYOUT)
+        return _object_response(s.payout_body(payout))
+
+
+class EventsView(APIView):
+    @schema.event_list
+    def get(self, request: Request) -> Response:
+        from payflow.api.events import merchant_events
+
+        return Response(merchant_events(request))
