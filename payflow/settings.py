@@ -196,7 +196,6 @@ REST_FRAMEWORK.update(
         "DEFAULT_AUTHENTICATION_CLASSES": ["payflow.api.auth.ApiKeyAuthentication"],
         "DEFAULT_PERMISSION_CLASSES": ["payflow.api.auth.MerchantAuthenticated"],
         "DEFAULT_THROTTLE_CLASSES": ["payflow.api.auth.ApiKeyRateThrottle"],
-        "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
         "EXCEPTION_HANDLER": "payflow.api.errors.api_exception_handler",
         "UNAUTHENTICATED_USER": None,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
 from ledger.services.api_keys import api_key_authenticate, api_key_touch
@@ -47,7 +49,26 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
 
     scope = "api_key"
 
+    def get_rate(self) -> str:
+        # Read at request time, so a settings change (or a test) takes effect at once.
+        return settings.API_THROTTLE_RATE
+
     def get_cache_key(self, request, view):
         if request.auth is None:
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Describes the bearer API key in the OpenAPI schema."""
+
+    target_class = "payflow.api.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A secret key `sk_test_…` or `sk_live_…`: "
+            "`Authorization: Bearer sk_test_…`.",
+        }

@@ -1,0 +1,80 @@
+"""API keys and the one error shape."""
+
+import pytest
+
+from ledger.services.api_keys import api_key_create, api_key_revoke
+from tests.payflow.api.conftest import assert_error
+
+
+def test_a_request_without_a_key_is_401_with_the_error_shape(anonymous):
+    response = anonymous.get("/v1/payments")
+    error = assert_error(response, 401, "missing_api_key")
+    assert error["type"] == "authentication_error"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic abc",
+        "Bearer",
+        "Bearer sk_test_",
+        "Bearer sk_live_nope",
+        "Bearer pk_test_" + "a" * 40,
+        "Bearer sk_test_" + "a" * 43,
+    ],
+)
+def test_malformed_or_unknown_keys_are_401(anonymous, header, db):
+    anonymous.credentials(HTTP_AUTHORIZATION=header)
+    assert_error(anonymous.get("/v1/payments"), 401, "invalid_api_key")
+
+
+def test_a_revoked_key_stops_working_at_once(anonymous, merchant):
+    issued = api_key_create(merchant=merchant)
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    assert anonymous.get("/v1/ping").status_code == 200
+    api_key_revoke(api_key=issued.api_key)
+    assert_error(anonymous.get("/v1/ping"), 401, "invalid_api_key")
+
+
+def test_a_key_is_stored_only_as_a_hash_and_records_its_last_use(anonymous, merchant):
+    issued = api_key_create(merchant=merchant, mode="live")
+    assert issued.secret.startswith("sk_live_")
+    assert issued.secret not in str(issued.api_key.__dict__)
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    anonymous.get("/v1/ping")
+    issued.api_key.refresh_from_db()
+    assert issued.api_key.last_used_at is not None
+
+
+def test_a_test_key_cannot_pass_for_a_live_key(anonymous, merchant):
+    issued = api_key_create(merchant=merchant, mode="test")
+    anonymous.credentials(HTTP_AUTHORIZATION="Bearer " + issued.secret.replace("_test_", "_live_"))
+    assert_error(anonymous.get("/v1/ping"), 401, "invalid_api_key")
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(api):
+    assert_error(api.get("/v1/nothing-here"), 404, "resource_missing")
+    assert_error(api.delete("/v1/payments"), 405, "method_not_allowed")
+
+
+def test_malformed_json_is_a_400(api):
+    response = api.generic("POST", "/v1/payments", "{not json", content_type="application/json")
+    assert_error(response, 400, "malformed_json")
+
+
+def test_a_body_that_is_not_an_object_is_a_400(api):
+    assert_error(api.post("/v1/payments", [1, 2], format="json"), 400, "parameter_invalid")
+
+
+def test_throttling_answers_429_with_retry_after(api, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_THROTTLE_RATE = "3/minute"
+    codes = [api.get("/v1/ping").status_code for _ in range(4)]
+    response = api.get("/v1/ping")
+    cache.clear()
+    assert codes == [200, 200, 200, 429]
+    assert_error(response, 429, "rate_limited")
+    assert int(response["Retry-After"]) >= 1
