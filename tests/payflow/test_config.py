@@ -159,3 +159,8 @@ def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):
     with sqlite3.connect(database) as connection:
         users = connection.execute("SELECT username FROM auth_user ORDER BY username").fetchall()
     assert users == [("admin",), ("auditor",), ("operator",)]
+    with sqlite3.connect(database) as connection:
+        merchants = connection.execute("SELECT name FROM ledger_merchant").fetchall()
+        keys = connection.execute("SELECT COUNT(*) FROM ledger_apikey").fetchone()
+    assert (merchants, keys) == ([("Demo Shop",)], (1,))
+    assert "merchant API key  sk_test_" in seeded.stdout
