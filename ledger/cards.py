@@ -30,6 +30,7 @@ MAX_YEARS_AHEAD = 50
 
 _SEPARATORS = re.compile(r"[ \-]")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
+_SMALL_NUMBER = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True)
@@ -125,48 +126,58 @@ def _normalize_number(number: Any) -> str:
     return digits
 
 
+def _spoken_list(numbers: list[int]) -> str:
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
 def _validate_number(number: Any) -> tuple[str, Brand]:
     digits = _normalize_number(number)
-    if not 12 <= len(digits) <= 19:
-        raise InvalidCard("the card number must have 12 to 19 digits", param=PARAM_NUMBER)
+    if not 13 <= len(digits) <= 19:
+        raise InvalidCard("the card number must have 13 to 19 digits", param=PARAM_NUMBER)
     if not luhn_valid(digits):
         raise InvalidCard("the card number is not valid (check digit)", param=PARAM_NUMBER)
     brand = detect_brand(digits)
     if brand is None:
         raise InvalidCard("the card brand is not supported", param=PARAM_NUMBER)
     if len(digits) not in brand.lengths:
-        allowed = ", ".join(str(n) for n in sorted(brand.lengths))
+        article = "an" if brand.name[0] in "aeiou" else "a"
+        lengths = _spoken_list(sorted(brand.lengths))
         raise InvalidCard(
-            f"a {brand.name} card number has {allowed} digits, not {len(digits)}",
-            param=PARAM_NUMBER,
+            f"{article} {brand.name} card number has {lengths} digits", param=PARAM_NUMBER
         )
     return digits, brand
 
 
-def _small_int(value: Any, *, param: str, what: str) -> int:
-    """An integer given as int or as a string of ASCII digits ("04")."""
-    if isinstance(value, bool):
-        raise InvalidCard(f"{what} must be a number", param=param)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _ASCII_DIGITS.fullmatch(value.strip()):
-        return int(value.strip())
+def _digits_of(value: Any, *, param: str, what: str) -> str:
+    """A month or year given as int or as a string of 1-4 ASCII digits ("04"), as digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9999:
+        return str(value)
+    if isinstance(value, str) and _SMALL_NUMBER.fullmatch(value.strip()):
+        return value.strip()
     raise InvalidCard(f"{what} must be a number", param=param)
 
 
-def _validate_expiry(exp_month: Any, exp_year: Any, today: datetime.date) -> tuple[int, int]:
-    month = _small_int(exp_month, param=PARAM_EXP_MONTH, what="the expiry month")
+def _expiry_month(exp_month: Any) -> int:
+    month = int(_digits_of(exp_month, param=PARAM_EXP_MONTH, what="the expiry month"))
     if not 1 <= month <= 12:
         raise InvalidCard("the expiry month must be between 1 and 12", param=PARAM_EXP_MONTH)
-    year_text = str(exp_year).strip() if not isinstance(exp_year, bool) else ""
-    year = _small_int(exp_year, param=PARAM_EXP_YEAR, what="the expiry year")
-    if len(year_text) == 2 and isinstance(exp_year, str) or (isinstance(exp_year, int) and year < 100):
-        year += 2000
-    elif not 1000 <= year <= 9999:
-        raise InvalidCard(
-            "the expiry year must have 4 digits (or 2, as printed on the card)",
-            param=PARAM_EXP_YEAR,
-        )
+    return month
+
+
+def _expiry_year(exp_year: Any) -> int:
+    digits = _digits_of(exp_year, param=PARAM_EXP_YEAR, what="the expiry year")
+    if len(digits) == 2:  # as printed on the card: "34" is 2034
+        return 2000 + int(digits)
+    if len(digits) == 4:
+        return int(digits)
+    raise InvalidCard(
+        "the expiry year must have 4 digits (or 2, as printed on the card)", param=PARAM_EXP_YEAR
+    )
+
+
+def _validate_expiry(exp_month: Any, exp_year: Any, today: datetime.date) -> tuple[int, int]:
+    month, year = _expiry_month(exp_month), _expiry_year(exp_year)
     if year < today.year:
         raise InvalidCard("the card has expired", param=PARAM_EXP_YEAR)
     if year == today.year and month < today.month:

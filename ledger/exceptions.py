@@ -82,3 +82,7 @@ class NotFound(LedgerError):
     """The object does not exist for this merchant (another merchant's id looks the same)."""
 
     code = "resource_missing"
+
+
+class VaultKeyUnavailable(VaultError):
+    """A card token is sealed under a key version that is not in the keyring (VAULT_KEYS)."""

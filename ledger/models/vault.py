@@ -42,3 +42,22 @@ class CardToken(GuardedModel):
 
     def __str__(self) -> str:
         return f"{self.brand} •••• {self.last4}"
+
+
+class VaultKey(GuardedModel):
+    """A vault key version as first seen by the rotation check. Never the key itself.
+
+    Keys live in the environment (``VAULT_KEYS``), which has no dates; this row records
+    when a version was first seen, so the rotation check can tell when the current key
+    passes its 90 days. ``key_check`` is a short HMAC check value of the key: a different
+    value later means the key bytes changed under the same version number.
+    """
+
+    version = models.PositiveIntegerField(primary_key=True)
+    key_check = models.CharField(max_length=16)
+    first_seen_at = models.DateTimeField()
+
+    audit_fields = ("version", "key_check", "first_seen_at")
+
+    def __str__(self) -> str:
+        return f"vault key v{self.version}"

@@ -1,0 +1,71 @@
+"""Find card numbers anywhere in the test database: every column of every table.
+
+``find_pans_in_database(pans)`` reads every row of every table of the connection (found
+through ``connection.introspection``, so tables added later are covered without changing
+this file) and looks for each PAN in every value: text, JSON, blobs (as bytes) and
+numbers alike, since a PAN fits in a BIGINT. Each PAN is looked for in plain digits, in
+groups of four separated by spaces and by dashes, and (for blobs) in ASCII and UTF-16.
+A ciphertext column is scanned too: the plaintext PAN must not be in it either.
+
+``find_pans_in_text(text, pans)`` does the same for captured log output or query logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connections
+
+
+@dataclass(frozen=True)
+class PanHit:
+    table: str
+    column: str
+    pan_last4: str  # which PAN; never the PAN itself in a test report
+    form: str  # "digits", "spaced", "dashed", "utf-16"
+
+
+def pan_forms(pan: str) -> dict[str, str]:
+    groups = [pan[i : i + 4] for i in range(0, len(pan), 4)]
+    return {"digits": pan, "spaced": " ".join(groups), "dashed": "-".join(groups)}
+
+
+def _value_hits(value: object, pan: str) -> list[str]:
+    if value is None:
+        return []
+    forms = pan_forms(pan)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        hits = [form for form, text in forms.items() if text.encode("ascii") in raw]
+        hits += ["utf-16"] if pan.encode("utf-16-le") in raw else []
+        return hits
+    text = str(value)
+    return [form for form, needle in forms.items() if needle in text]
+
+
+def find_pans_in_text(text: str, pans: Iterable[str]) -> list[tuple[str, str]]:
+    """(last4, form) for each PAN form found in ``text``."""
+    return [(pan[-4:], form) for pan in pans for form in _value_hits(text, pan)]
+
+
+def find_pans_in_database(pans: Iterable[str], *, using: str = "default") -> list[PanHit]:
+    """Every (table, column, PAN, form) where one of ``pans`` is stored, in any form."""
+    pans = list(pans)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    hits: set[PanHit] = set()
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            columns = [
+                column.name
+                for column in connection.introspection.get_table_description(cursor, table)
+            ]
+            selected = ", ".join(quote(column) for column in columns)
+            cursor.execute(f"SELECT {selected} FROM {quote(table)}")  # noqa: S608
+            for row in cursor.fetchall():
+                for column, value in zip(columns, row, strict=True):
+                    for pan in pans:
+                        for form in _value_hits(value, pan):
+                            hits.add(PanHit(table, column, pan[-4:], form))
+    return sorted(hits, key=lambda hit: (hit.table, hit.column, hit.pan_last4, hit.form))
