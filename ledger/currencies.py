@@ -11,14 +11,51 @@ from ledger.exceptions import InvalidAmount, UnsupportedCurrency
 
 EXPONENTS: dict[str, int] = {
     # 2 decimals
-    "EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "NZD": 2, "SEK": 2, "NOK": 2,
-    "DKK": 2, "PLN": 2, "CZK": 2, "HUF": 2, "RON": 2, "MXN": 2, "BRL": 2, "INR": 2, "CNY": 2,
-    "HKD": 2, "SGD": 2, "ZAR": 2, "ILS": 2, "AED": 2, "SAR": 2, "TRY": 2, "THB": 2, "MAD": 2,
+    "EUR": 2,
+    "USD": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "NZD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "HUF": 2,
+    "RON": 2,
+    "MXN": 2,
+    "BRL": 2,
+    "INR": 2,
+    "CNY": 2,
+    "HKD": 2,
+    "SGD": 2,
+    "ZAR": 2,
+    "ILS": 2,
+    "AED": 2,
+    "SAR": 2,
+    "TRY": 2,
+    "THB": 2,
+    "MAD": 2,
     # 0 decimals
-    "JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "XOF": 0, "XAF": 0, "UGX": 0,
+    "JPY": 0,
+    "KRW": 0,
+    "ISK": 0,
+    "CLP": 0,
+    "VND": 0,
+    "XOF": 0,
+    "XAF": 0,
+    "UGX": 0,
     # 3 decimals
-    "KWD": 3, "BHD": 3, "JOD": 3, "OMR": 3, "TND": 3, "LYD": 3, "IQD": 3,
-}  # fmt: skip
+    "KWD": 3,
+    "BHD": 3,
+    "JOD": 3,
+    "OMR": 3,
+    "TND": 3,
+    "LYD": 3,
+    "IQD": 3,
+}
 
 #: Largest amount accepted in one transaction, in minor units (fits BIGINT with headroom).
 MAX_AMOUNT = 10**15

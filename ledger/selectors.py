@@ -84,9 +84,10 @@ def ledger_check_invariants() -> InvariantReport:
 
 def _check_accounts(report: InvariantReport) -> None:
     sums = dict(
-        JournalLine.objects.values("account").annotate(total=Sum("amount"))
+        JournalLine.objects.values("account")
+        .annotate(total=Sum("amount"))
         .values_list("account", "total")
-    )  # fmt: skip
+    )
     for account in Account.objects.exclude(merchant=None):
         derived = -int(sums.get(account.pk, 0))
         if account.kind == AccountKind.MERCHANT_RECEIVABLE:

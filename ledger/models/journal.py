@@ -79,9 +79,12 @@ class JournalEntry(GuardedModel):
         "ledger.Merchant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     transaction = models.ForeignKey(
-        "ledger.Transaction", null=True, blank=True, on_delete=models.PROTECT,
+        "ledger.Transaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="journal_entries",
-    )  # fmt: skip
+    )
     kind = models.CharField(max_length=32)
     description = models.CharField(max_length=200, blank=True, default="")
     posted_at = models.DateTimeField(auto_now_add=True)

@@ -26,9 +26,14 @@ class Merchant(GuardedModel):
     version = models.PositiveIntegerField(default=1)
 
     audit_fields = (
-        "id", "name", "status", "default_currency", "settlement_delay_days", "legal_hold",
+        "id",
+        "name",
+        "status",
+        "default_currency",
+        "settlement_delay_days",
+        "legal_hold",
         "version",
-    )  # fmt: skip
+    )
 
     class Meta:
         constraints = [

@@ -70,11 +70,28 @@ class Transaction(GuardedModel):
     version = models.PositiveIntegerField(default=1)
 
     audit_fields = (
-        "id", "merchant", "type", "status", "amount", "currency", "captured_amount",
-        "refunded_amount", "charged_back_amount", "capture_method", "parent", "card_token",
-        "external_reference", "metadata", "decline_code", "failure_message", "reason",
-        "initiated_at", "captured_at", "completed_at", "version",
-    )  # fmt: skip
+        "id",
+        "merchant",
+        "type",
+        "status",
+        "amount",
+        "currency",
+        "captured_amount",
+        "refunded_amount",
+        "charged_back_amount",
+        "capture_method",
+        "parent",
+        "card_token",
+        "external_reference",
+        "metadata",
+        "decline_code",
+        "failure_message",
+        "reason",
+        "initiated_at",
+        "captured_at",
+        "completed_at",
+        "version",
+    )
 
     class Meta:
         indexes = [

@@ -113,8 +113,13 @@ def journal_post(
         }
         for account, amount in lines
     ]
-    send_change(entry, action="insert", event_type="journal_entry.posted", old_values=None,
-                new_values=values)  # fmt: skip
+    send_change(
+        entry,
+        action="insert",
+        event_type="journal_entry.posted",
+        old_values=None,
+        new_values=values,
+    )
     return entry
 
 

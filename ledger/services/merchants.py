@@ -29,8 +29,13 @@ def merchant_create(
         default_currency=normalize_currency(default_currency),
         settlement_delay_days=settlement_delay_days,
     )
-    send_change(merchant, action="insert", event_type="merchant.created", old_values=None,
-                new_values=merchant.snapshot())  # fmt: skip
+    send_change(
+        merchant,
+        action="insert",
+        event_type="merchant.created",
+        old_values=None,
+        new_values=merchant.snapshot(),
+    )
     return merchant
 
 
@@ -46,8 +51,13 @@ def _merchant_set_status(merchant: Merchant, status: str, event_type: str) -> Me
     if not updated:
         raise ConcurrentUpdate("the merchant changed meanwhile", current_version=None)
     fresh.status, fresh.version = status, fresh.version + 1
-    send_change(fresh, action="update", event_type=event_type, old_values=old_values,
-                new_values=fresh.snapshot())  # fmt: skip
+    send_change(
+        fresh,
+        action="update",
+        event_type=event_type,
+        old_values=old_values,
+        new_values=fresh.snapshot(),
+    )
     return fresh
 
 

@@ -55,11 +55,13 @@ def _validate_metadata(metadata: Any) -> dict:
         raise InvalidRequest("metadata must be an object with at most 50 keys", param="metadata")
     for key, value in metadata.items():
         if not isinstance(key, str) or len(key) > 40:
-            raise InvalidRequest("metadata keys must be strings of at most 40 characters",
-                                 param="metadata")  # fmt: skip
+            raise InvalidRequest(
+                "metadata keys must be strings of at most 40 characters", param="metadata"
+            )
         if not isinstance(value, str) or len(value) > 500:
-            raise InvalidRequest("metadata values must be strings of at most 500 characters",
-                                 param="metadata")  # fmt: skip
+            raise InvalidRequest(
+                "metadata values must be strings of at most 500 characters", param="metadata"
+            )
     return metadata
 
 
@@ -69,8 +71,13 @@ def _token_for(merchant: Merchant, token: CardToken | None, card: CardInput | No
     if (token is None) == (card is None):
         raise InvalidRequest("send exactly one of card or token", param="card")
     if card is not None:
-        return card_tokenize(merchant=merchant, number=card.number, exp_month=card.exp_month,
-                             exp_year=card.exp_year, holder_name=card.holder_name)  # fmt: skip
+        return card_tokenize(
+            merchant=merchant,
+            number=card.number,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            holder_name=card.holder_name,
+        )
     if token.merchant_id != merchant.pk:
         raise NotFound("no such token", param="token")
     return token
@@ -78,18 +85,29 @@ def _token_for(merchant: Merchant, token: CardToken | None, card: CardInput | No
 
 @db.atomic
 def _payment_insert(
-    *, merchant: Merchant, token: CardToken, amount: int, currency: str, capture: bool,
-    external_reference: str | None, metadata: dict,
-) -> Transaction:  # fmt: skip
+    *,
+    merchant: Merchant,
+    token: CardToken,
+    amount: int,
+    currency: str,
+    capture: bool,
+    external_reference: str | None,
+    metadata: dict,
+) -> Transaction:
     # Re-read the merchant inside the transaction: a suspension committed a moment ago wins.
     if not Merchant.objects.filter(pk=merchant.pk, status="active").exists():
         raise MerchantInactive("this merchant is suspended and cannot create payments")
     return transaction_insert(
-        merchant=merchant, type=TransactionType.PAYMENT, status=TransactionStatus.INITIATED,
-        amount=amount, currency=currency, card_token=token,
+        merchant=merchant,
+        type=TransactionType.PAYMENT,
+        status=TransactionStatus.INITIATED,
+        amount=amount,
+        currency=currency,
+        card_token=token,
         capture_method=CaptureMethod.AUTOMATIC if capture else CaptureMethod.MANUAL,
-        external_reference=external_reference, metadata=metadata,
-    )  # fmt: skip
+        external_reference=external_reference,
+        metadata=metadata,
+    )
 
 
 def _authorize_outside_transaction(
@@ -100,9 +118,14 @@ def _authorize_outside_transaction(
     try:
         card = reveal_card_for_acquirer(token)
         request = acquirer.AuthorizationRequest(
-            pan=card.pan, exp_month=card.exp_month, exp_year=card.exp_year, cvc=cvc,
-            amount=payment.amount, currency=payment.currency, reference=str(payment.pk),
-        )  # fmt: skip
+            pan=card.pan,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            cvc=cvc,
+            amount=payment.amount,
+            currency=payment.currency,
+            reference=str(payment.pk),
+        )
         return acquirer.authorize(request)
     except db.ExternalCallInTransaction:
         raise
@@ -111,25 +134,34 @@ def _authorize_outside_transaction(
         # (an authorization the issuer may hold expires on its own).
         logger.warning("acquirer call failed for payment %s: %s", payment.pk, type(exc).__name__)
         return acquirer.AuthorizationResult(
-            approved=False, decline_code="acquirer_unavailable",
+            approved=False,
+            decline_code="acquirer_unavailable",
             message="The acquirer could not be reached.",
-        )  # fmt: skip
+        )
 
 
 def _capture(payment: Transaction, amount: int) -> Transaction:
     now = timezone.now()
     payment = transaction_compare_and_set(
-        payment, event_type="payment.captured", status=TransactionStatus.CAPTURED,
-        captured_amount=amount, captured_at=now, completed_at=now,
-    )  # fmt: skip
+        payment,
+        event_type="payment.captured",
+        status=TransactionStatus.CAPTURED,
+        captured_amount=amount,
+        captured_at=now,
+        completed_at=now,
+    )
     journal_post(
-        kind="capture", merchant=payment.merchant, transaction_obj=payment,
+        kind="capture",
+        merchant=payment.merchant,
+        transaction_obj=payment,
         lines=[
             (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), amount),
-            (merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency),
-             -amount),
+            (
+                merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency),
+                -amount,
+            ),
         ],
-    )  # fmt: skip
+    )
     return payment
 
 
@@ -140,10 +172,13 @@ def _payment_record_authorization(
     payment = transaction_fresh(payment_id)
     if not result.approved:
         return transaction_compare_and_set(
-            payment, event_type="payment.failed", status=TransactionStatus.FAILED,
-            decline_code=result.decline_code, failure_message=result.message[:200],
+            payment,
+            event_type="payment.failed",
+            status=TransactionStatus.FAILED,
+            decline_code=result.decline_code,
+            failure_message=result.message[:200],
             completed_at=timezone.now(),
-        )  # fmt: skip
+        )
     payment = transaction_compare_and_set(
         payment, event_type="payment.authorized", status=TransactionStatus.AUTHORIZED
     )
@@ -179,8 +214,9 @@ def payment_create(
     currency = normalize_currency(currency)
     metadata = _validate_metadata(metadata)
     if external_reference is not None and len(str(external_reference)) > 100:
-        raise InvalidRequest("external_reference is at most 100 characters",
-                             param="external_reference")  # fmt: skip
+        raise InvalidRequest(
+            "external_reference is at most 100 characters", param="external_reference"
+        )
     if not merchant.is_active:
         raise MerchantInactive("this merchant is suspended and cannot create payments")
     if card is not None:
@@ -191,9 +227,14 @@ def payment_create(
 
         validate_cvc(cvc, card_token.brand)
     payment = _payment_insert(
-        merchant=merchant, token=card_token, amount=amount, currency=currency, capture=capture,
-        external_reference=external_reference, metadata=metadata,
-    )  # fmt: skip
+        merchant=merchant,
+        token=card_token,
+        amount=amount,
+        currency=currency,
+        capture=capture,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
     result = _authorize_outside_transaction(payment, card_token, cvc)
     return _payment_record_authorization(payment.pk, result, capture)
 
@@ -223,6 +264,8 @@ def payment_cancel(*, payment: Transaction, expected_version: int | None = None)
     fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id)
     check_expected_version(fresh, expected_version)
     return transaction_compare_and_set(
-        fresh, event_type="payment.cancelled", status=TransactionStatus.CANCELLED,
+        fresh,
+        event_type="payment.cancelled",
+        status=TransactionStatus.CANCELLED,
         completed_at=timezone.now(),
-    )  # fmt: skip
+    )

@@ -32,22 +32,29 @@ def payout_create(
     amount = validate_amount(amount)
     currency = normalize_currency(currency)
     if external_reference is not None and len(str(external_reference)) > 100:
-        raise InvalidRequest("external_reference is at most 100 characters",
-                             param="external_reference")  # fmt: skip
+        raise InvalidRequest(
+            "external_reference is at most 100 characters", param="external_reference"
+        )
     if not Merchant.objects.filter(pk=merchant.pk, status="active").exists():
         raise MerchantInactive("this merchant is suspended and cannot create payouts")
     payout = transaction_insert(
-        merchant=merchant, type=TransactionType.PAYOUT, status=TransactionStatus.INITIATED,
-        amount=amount, currency=currency, external_reference=external_reference,
+        merchant=merchant,
+        type=TransactionType.PAYOUT,
+        status=TransactionStatus.INITIATED,
+        amount=amount,
+        currency=currency,
+        external_reference=external_reference,
         metadata=metadata or {},
-    )  # fmt: skip
+    )
     journal_post(
-        kind="payout", merchant=merchant, transaction_obj=payout,
+        kind="payout",
+        merchant=merchant,
+        transaction_obj=payout,
         lines=[
             (merchant_account(merchant, AccountKind.MERCHANT_AVAILABLE, currency), amount),
             (platform_account(AccountKind.PAYOUT_CLEARING, currency), -amount),
         ],
-    )  # fmt: skip
+    )
     return transaction_compare_and_set(
         payout, event_type="payout.pending", status=TransactionStatus.PENDING
     )

@@ -35,8 +35,12 @@ _RETURNABLE = {TransactionStatus.CAPTURED, TransactionStatus.SETTLED}
 
 
 def _reserve_on_payment(
-    payment_id: Any, merchant_id: Any, amount: Any, expected_version: int | None, field: str,
-) -> tuple[Transaction, int, str]:  # fmt: skip
+    payment_id: Any,
+    merchant_id: Any,
+    amount: Any,
+    expected_version: int | None,
+    field: str,
+) -> tuple[Transaction, int, str]:
     """Add ``amount`` to the payment's refunded or charged-back total by compare-and-set.
 
     Returns the payment after the change, the amount and the payment's status before it
@@ -65,10 +69,11 @@ def _reserve_on_payment(
             event_type = "payment.refunded" if fully_returned else "payment.partially_refunded"
         try:
             payment = transaction_compare_and_set(
-                payment, event_type=event_type,
+                payment,
+                event_type=event_type,
                 status=TransactionStatus.REFUNDED if fully_returned else None,
                 **{field: getattr(payment, field) + value},
-            )  # fmt: skip
+            )
         except ConcurrentUpdate:
             if expected_version is not None or attempt == _REREAD_ATTEMPTS - 1:
                 raise
@@ -79,10 +84,15 @@ def _reserve_on_payment(
 
 def _insert_child(payment: Transaction, type_: str, amount: int, reason: str, metadata: Any):
     return transaction_insert(
-        merchant=payment.merchant, type=type_, status=TransactionStatus.INITIATED,
-        amount=amount, currency=payment.currency, parent=payment, reason=reason[:500],
+        merchant=payment.merchant,
+        type=type_,
+        status=TransactionStatus.INITIATED,
+        amount=amount,
+        currency=payment.currency,
+        parent=payment,
+        reason=reason[:500],
         metadata=metadata or {},
-    )  # fmt: skip
+    )
 
 
 @db.atomic
@@ -114,16 +124,20 @@ def refund_create(
         else AccountKind.MERCHANT_PENDING
     )
     journal_post(
-        kind="refund", merchant=payment.merchant, transaction_obj=refund,
+        kind="refund",
+        merchant=payment.merchant,
+        transaction_obj=refund,
         lines=[
             (merchant_account(payment.merchant, source, payment.currency), value),
             (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), -value),
         ],
-    )  # fmt: skip
+    )
     return transaction_compare_and_set(
-        refund, event_type="refund.succeeded", status=TransactionStatus.REFUNDED,
+        refund,
+        event_type="refund.succeeded",
+        status=TransactionStatus.REFUNDED,
         completed_at=timezone.now(),
-    )  # fmt: skip
+    )
 
 
 @db.atomic
@@ -155,9 +169,15 @@ def chargeback_create(*, payment: Transaction, amount: Any = None, reason: str =
     else:
         pending = merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency)
         lines = [(pending, value)]
-    journal_post(kind="chargeback", merchant=payment.merchant, transaction_obj=chargeback,
-                 lines=[*lines, (clearing, -value)])  # fmt: skip
+    journal_post(
+        kind="chargeback",
+        merchant=payment.merchant,
+        transaction_obj=chargeback,
+        lines=[*lines, (clearing, -value)],
+    )
     return transaction_compare_and_set(
-        chargeback, event_type="chargeback.settled", status=TransactionStatus.SETTLED,
+        chargeback,
+        event_type="chargeback.settled",
+        status=TransactionStatus.SETTLED,
         completed_at=timezone.now(),
-    )  # fmt: skip
+    )

@@ -33,14 +33,24 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
     )
     if net > 0:
         journal_post(
-            kind="settlement", merchant=payment.merchant, transaction_obj=payment,
+            kind="settlement",
+            merchant=payment.merchant,
+            transaction_obj=payment,
             lines=[
-                (merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING,
-                                  payment.currency), net),
-                (merchant_account(payment.merchant, AccountKind.MERCHANT_AVAILABLE,
-                                  payment.currency), -net),
+                (
+                    merchant_account(
+                        payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency
+                    ),
+                    net,
+                ),
+                (
+                    merchant_account(
+                        payment.merchant, AccountKind.MERCHANT_AVAILABLE, payment.currency
+                    ),
+                    -net,
+                ),
             ],
-        )  # fmt: skip
+        )
     return net
 
 
@@ -51,18 +61,21 @@ def _settle_payout(payout_id: Any, now: datetime.datetime) -> int:
         payout, event_type="payout.paid", status=TransactionStatus.SETTLED, completed_at=now
     )
     journal_post(
-        kind="payout_paid", merchant=payout.merchant, transaction_obj=payout,
+        kind="payout_paid",
+        merchant=payout.merchant,
+        transaction_obj=payout,
         lines=[
             (platform_account(AccountKind.PAYOUT_CLEARING, payout.currency), payout.amount),
             (platform_account(AccountKind.SETTLEMENT_BANK, payout.currency), -payout.amount),
         ],
-    )  # fmt: skip
+    )
     return payout.amount
 
 
 def _due(query, batch_size: int) -> list[Any]:
-    return list(query.order_by("captured_at", "initiated_at").values_list("pk", flat=True)[
-        :batch_size])  # fmt: skip
+    return list(
+        query.order_by("captured_at", "initiated_at").values_list("pk", flat=True)[:batch_size]
+    )
 
 
 def settlement_run(
@@ -80,16 +93,19 @@ def settlement_run(
     for merchant in Merchant.objects.all().only("pk", "settlement_delay_days"):
         cutoff = now - datetime.timedelta(days=merchant.settlement_delay_days)
         due = Transaction.objects.filter(
-            merchant=merchant, type=TransactionType.PAYMENT, status=TransactionStatus.CAPTURED,
+            merchant=merchant,
+            type=TransactionType.PAYMENT,
+            status=TransactionStatus.CAPTURED,
             captured_at__lte=cutoff,
-        )  # fmt: skip
+        )
         for payment_id in _due(due, batch_size):
             _settle_one(_settle_payment, payment_id, now, report, "payments_settled")
     transit_days = getattr(settings, "PAYOUT_TRANSIT_DAYS", 1)
     payouts = Transaction.objects.filter(
-        type=TransactionType.PAYOUT, status=TransactionStatus.PENDING,
+        type=TransactionType.PAYOUT,
+        status=TransactionStatus.PENDING,
         initiated_at__lte=now - datetime.timedelta(days=transit_days),
-    )  # fmt: skip
+    )
     for payout_id in _due(payouts, batch_size):
         _settle_one(_settle_payout, payout_id, now, report, "payouts_settled")
     return report

@@ -59,14 +59,24 @@ def transaction_compare_and_set(
     for name, value in changes.items():
         setattr(txn, name, value)
     txn.version += 1
-    send_change(txn, action="update", event_type=event_type, old_values=old_values,
-                new_values=txn.snapshot())  # fmt: skip
+    send_change(
+        txn,
+        action="update",
+        event_type=event_type,
+        old_values=old_values,
+        new_values=txn.snapshot(),
+    )
     return txn
 
 
 def transaction_insert(**fields: Any) -> Transaction:
     """Insert a transaction and signal ``<type>.created``; inside the caller's transaction."""
     txn = Transaction.objects.create(**fields)
-    send_change(txn, action="insert", event_type=f"{txn.type}.created", old_values=None,
-                new_values=txn.snapshot())  # fmt: skip
+    send_change(
+        txn,
+        action="insert",
+        event_type=f"{txn.type}.created",
+        old_values=None,
+        new_values=txn.snapshot(),
+    )
     return txn
