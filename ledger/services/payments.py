@@ -10,7 +10,13 @@ from django.utils import timezone
 
 from ledger import acquirer
 from ledger.currencies import normalize_currency, validate_amount
-from ledger.exceptions import AmountExceedsRemaining, InvalidRequest, MerchantInactive, NotFound
+from ledger.exceptions import (
+    AmountExceedsRemaining,
+    InvalidRequest,
+    MerchantInactive,
+    NotFound,
+    VaultError,
+)
 from ledger.models import (
     AccountKind,
     CaptureMethod,
@@ -117,15 +123,25 @@ def _authorize_outside_transaction(
 
     try:
         card = reveal_card_for_acquirer(token)
-        request = acquirer.AuthorizationRequest(
-            pan=card.pan,
-            exp_month=card.exp_month,
-            exp_year=card.exp_year,
-            cvc=cvc,
-            amount=payment.amount,
-            currency=payment.currency,
-            reference=str(payment.pk),
+    except VaultError as exc:
+        # Our fault, not the cardholder's: a tampered ciphertext or a key missing from the
+        # keyring. The payment fails with its own code and operators are told loudly.
+        logger.error(
+            "card token %s of payment %s cannot be decrypted: %s", token.pk, payment.pk, exc
         )
+        return acquirer.AuthorizationResult(
+            approved=False, decline_code="vault_error", message="The stored card cannot be used."
+        )
+    request = acquirer.AuthorizationRequest(
+        pan=card.pan,
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        cvc=cvc,
+        amount=payment.amount,
+        currency=payment.currency,
+        reference=str(payment.pk),
+    )
+    try:
         return acquirer.authorize(request)
     except db.ExternalCallInTransaction:
         raise

@@ -142,3 +142,17 @@ def test_a_saved_token_can_be_charged_again(merchant):
     second = payment_create(merchant=merchant, amount=700, currency="EUR", token=first.card_token)
     assert second.status == "captured"
     assert second.card_token_id == first.card_token_id
+
+
+def test_an_undecryptable_card_fails_the_payment_with_its_own_code_not_as_a_decline(
+    merchant, settings, caplog
+):
+    # given a token whose key version has left the keyring
+    token = pay(merchant).card_token
+    settings.VAULT_KEYS = {99: b"k" * 16 + b"e" * 16}
+    # when it is charged
+    payment = payment_create(merchant=merchant, amount=100, currency="EUR", token=token)
+    # then the payment fails as a platform fault, loudly, and no money moved
+    assert (payment.status, payment.decline_code) == ("failed", "vault_error")
+    assert f"card token {token.pk}" in caplog.text
+    assert JournalEntry.objects.filter(transaction=payment).count() == 0
