@@ -185,3 +185,22 @@ def page(chromium) -> Iterator[object]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+# --- PAN checks -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def unredacted_logs(monkeypatch):
+    """Take the PAN-redaction backstop off the root handlers for one test.
+
+    The filter masks the shared LogRecord, so with it on, pytest's capture handler would
+    only ever see masked records and a PAN logged by the code would go unnoticed.
+    """
+    import logging
+
+    from payflow.logging import PanRedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        kept = [f for f in handler.filters if not isinstance(f, PanRedactingFilter)]
+        monkeypatch.setattr(handler, "filters", kept)

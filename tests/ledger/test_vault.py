@@ -34,7 +34,6 @@ from ledger.services.vault import (
 from ledger.signals import ledger_changed
 from ledger.tasks import vault_reencrypt, vault_rotation_check
 from payflow import db
-from payflow.logging import PanRedactingFilter
 from payflow.models import UnsanctionedWrite, sanctioned_writes
 from tests.pan_scan import find_pans_in_database, find_pans_in_text
 
@@ -827,18 +826,6 @@ def test_the_pan_scan_finds_a_pan_wherever_it_is_stored(merchant):
         ("ledger_merchant", "name", "4242", "spaced"),
         ("ledger_merchant", "name", "4444", "digits"),
     ]
-
-
-@pytest.fixture
-def unredacted_logs(monkeypatch):
-    """Take the redaction backstop off the root handlers for one test.
-
-    The filter masks the shared LogRecord, so with it on, pytest's capture handler would
-    only ever see masked records and a PAN logged by the code would go unnoticed.
-    """
-    for handler in logging.getLogger().handlers:
-        kept = [f for f in handler.filters if not isinstance(f, PanRedactingFilter)]
-        monkeypatch.setattr(handler, "filters", kept)
 
 
 def test_the_pan_is_never_in_any_column_except_the_ciphertext(

@@ -41,7 +41,7 @@ class RecordingClient(APIClient):
 
 
 @pytest.fixture(autouse=True)
-def no_pan_in_any_response_or_log(caplog, request):
+def no_pan_in_any_response_or_log(caplog, request, unredacted_logs):
     """After every API test: no test PAN in a response body or a log record."""
     caplog.set_level(logging.DEBUG)
     clients: list[RecordingClient] = []
