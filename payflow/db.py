@@ -167,9 +167,7 @@ def _in_application_transaction(connection: Any) -> bool:
 
 def in_transaction() -> bool:
     """True when any open database connection of this thread is inside an atomic block."""
-    return any(
-        _in_application_transaction(conn) for conn in connections.all(initialized_only=True)
-    )
+    return any(_in_application_transaction(conn) for conn in connections.all(initialized_only=True))
 
 
 def outside_transaction(func: Callable[P, R]) -> Callable[P, R]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,28 +23,40 @@ def _bad(param: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", "parameter_invalid", message, param)
 
 
+# Only ASCII digits, and few of them: str.isdigit() accepts "²", and int() of thousands of
+# digits raises.
+_SMALL_INTEGER = re.compile(r"[0-9]{1,3}")
+_TIMESTAMP = re.compile(r"-?[0-9]{1,11}")
+# What a MariaDB DATETIME column can hold, in UTC.
+_EARLIEST = datetime.datetime(1000, 1, 2, tzinfo=datetime.UTC)
+_LATEST = datetime.datetime(9999, 12, 30, tzinfo=datetime.UTC)
+
+
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _SMALL_INTEGER.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise _bad("limit", f"limit must be an integer from 1 to {MAX_LIMIT}.")
     return int(raw)
 
 
 def parse_time(param: str, raw: str) -> datetime.datetime:
-    """A Unix timestamp (seconds) or an ISO 8601 date-time."""
-    if raw.lstrip("-").isdigit():
-        try:
-            return datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise _bad(param, f"{param} is out of range.") from exc
+    """A Unix timestamp (seconds) or an ISO 8601 date-time, within what the database holds."""
     try:
-        value = parse_datetime(raw)
-    except ValueError:
-        value = None
-    if value is None:
-        raise _bad(param, f"{param} must be a Unix timestamp or an ISO 8601 date-time.")
-    return value if timezone.is_aware(value) else value.replace(tzinfo=datetime.UTC)
+        if _TIMESTAMP.fullmatch(raw):
+            value = datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
+        else:
+            value = parse_datetime(raw)
+            if value is None:
+                raise _bad(param, f"{param} must be a Unix timestamp or an ISO 8601 date-time.")
+            if not timezone.is_aware(value):
+                value = value.replace(tzinfo=datetime.UTC)
+            value = value.astimezone(datetime.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _bad(param, f"{param} is not a valid date-time.") from exc
+    if not _EARLIEST <= value <= _LATEST:
+        raise _bad(param, f"{param} is out of range.")
+    return value
 
 
 def paginate(

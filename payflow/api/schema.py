@@ -7,16 +7,39 @@ responses match this schema.
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from ledger.currencies import EXPONENTS, MAX_AMOUNT
 from ledger.models import CaptureMethod, TransactionStatus
+from payflow.api import ids
 from payflow.api import serializers as s
+from payflow.api.idempotency import MAX_KEY_LENGTH
+from payflow.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+#: Every ``error.type`` the API answers with (``payflow.api.errors`` and the views).
+ERROR_TYPES = [
+    "api_error",
+    "authentication_error",
+    "card_error",
+    "conflict_error",
+    "idempotency_error",
+    "invalid_request_error",
+    "permission_error",
+    "rate_limit_error",
+]
+
+
+def id_pattern(kind: str, *, or_empty: bool = False) -> str:
+    """The shape of a public id as the API issues it: ``pay_`` and 32 lower-case hex digits."""
+    body = f"{ids.PREFIXES[kind]}_[0-9a-f]{{32}}"
+    return f"^({body})?$" if or_empty else f"^{body}$"
 
 
 class ErrorDetailOut(serializers.Serializer):
-    type = serializers.CharField()
+    type = serializers.ChoiceField(choices=ERROR_TYPES)
     code = serializers.CharField()
     message = serializers.CharField()
     param = serializers.CharField(allow_null=True)
@@ -76,6 +99,54 @@ class PayoutOut(_TransactionOut):
     external_reference = serializers.CharField(allow_null=True)
 
 
+# --- requests -------------------------------------------------------------------------
+#: What the ledger services check beyond the request serializers, so that the document
+#: describes every body the API accepts (property name → schema keywords added).
+REQUEST_PROPERTY_SCHEMAS = {
+    "amount": {
+        "minimum": 1,
+        "maximum": MAX_AMOUNT,
+        "description": "A positive integer in minor units (1050 is 10.50 EUR).",
+    },
+    "currency": {
+        "enum": sorted(EXPONENTS),
+        "description": "An ISO 4217 code PayFlow supports (case-insensitive).",
+    },
+    "token": {"pattern": id_pattern("token")},
+    "cvc": {"pattern": "^[0-9]{3,4}$"},
+    "number": {
+        "pattern": "^[ -]*([0-9][ -]*){13,19}$",
+        "description": "13 to 19 digits (spaces and dashes allowed) with a valid check digit.",
+    },
+    "metadata": {
+        "maxProperties": 50,
+        "description": "At most 50 keys of at most 40 characters; values are strings.",
+    },
+}
+#: Per request schema, fields whose documented limit is narrower than the serializer's.
+REQUEST_PROPERTY_LIMITS = {("Card", "name"): {"maxLength": 100}}
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """Request bodies (``StrictSerializer``): unknown fields are refused with a 400, so the
+    document says ``additionalProperties: false``, plus the limits the ledger enforces."""
+
+    target_class = "payflow.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        target = self.target if isinstance(self.target, type) else type(self.target)
+        name = target.__name__.removesuffix("Serializer")
+        for prop, prop_schema in schema.get("properties", {}).items():
+            if "$ref" in prop_schema:
+                continue
+            prop_schema.update(REQUEST_PROPERTY_SCHEMAS.get(prop, {}))
+            prop_schema.update(REQUEST_PROPERTY_LIMITS.get((name, prop), {}))
+        return schema
+
+
 def _list_of(item, name):
     return type(
         name,
@@ -122,32 +193,62 @@ EventListOut = _list_of(EventOut, "EventListOut")
 # --- parameters -----------------------------------------------------------------------
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    },
     OpenApiParameter.HEADER,
-    description="Makes the POST safe to retry: the same key and body replay the first "
+    description=f"1 to {MAX_KEY_LENGTH} printable characters, else 400. "
+    "Makes the POST safe to retry: the same key and body replay the first "
     "response (`Idempotent-Replayed: true`); another body gives 409 idempotency_error; "
     "a request still running gives 409 request_in_progress. Kept at least 24 hours.",
 )
 IF_MATCH = OpenApiParameter(
     "If-Match",
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": '^(W/)?"?[0-9]+"?$'},
     OpenApiParameter.HEADER,
     description='Optimistic concurrency: the version from the ETag (e.g. "3"). A different '
-    "current version gives 409 concurrent_update with current_version.",
+    "current version gives 409 concurrent_update with current_version; anything but a "
+    "version gives 400.",
 )
-LIST_PARAMS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 10)."),
-    OpenApiParameter("starting_after", OpenApiTypes.STR, description="An id: the next page."),
-    OpenApiParameter("ending_before", OpenApiTypes.STR, description="An id: the previous page."),
-]
+
+
+def _path_id(name: str, kind: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name,
+        {"type": "string", "pattern": id_pattern(kind)},
+        OpenApiParameter.PATH,
+        description=f"A {kind} id; any other value is answered with 404.",
+    )
+
+
+def _list_params(kind: str) -> list[OpenApiParameter]:
+    # An empty cursor is no cursor (``?starting_after=`` is the first page).
+    cursor = {"type": "string", "pattern": id_pattern(kind, or_empty=True)}
+    return [
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            description=f"1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+        ),
+        OpenApiParameter(
+            "starting_after", cursor, description=f"A {kind} id: the page after it (older)."
+        ),
+        OpenApiParameter(
+            "ending_before",
+            cursor,
+            description=f"A {kind} id: the page before it (newer). Not with starting_after.",
+        ),
+    ]
+
+
+CREATED = {"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]}
 FILTER_PARAMS = [
     OpenApiParameter("status", OpenApiTypes.STR, enum=TransactionStatus.values),
-    OpenApiParameter(
-        "created[gte]", OpenApiTypes.STR, description="Unix timestamp or ISO 8601 date-time."
-    ),
-    OpenApiParameter(
-        "created[lte]", OpenApiTypes.STR, description="Unix timestamp or ISO 8601 date-time."
-    ),
+    OpenApiParameter("created[gte]", CREATED, description="Unix timestamp or ISO 8601 date-time."),
+    OpenApiParameter("created[lte]", CREATED, description="Unix timestamp or ISO 8601 date-time."),
     OpenApiParameter("external_reference", OpenApiTypes.STR),
 ]
 
@@ -224,12 +325,13 @@ token_create = extend_schema(
     summary="Tokenize a card",
     request=s.TokenCreateSerializer,
     parameters=[IDEMPOTENCY_KEY],
-    responses={201: TokenOut, **_errors(400, 409, *COMMON_ERRORS)},
+    responses={201: TokenOut, **_errors(400, 403, 409, *COMMON_ERRORS)},
     examples=[_example("Card", {"card": CARD_EXAMPLE}, request=True)],
 )
 token_retrieve = extend_schema(
     operation_id="tokens_retrieve",
     summary="Retrieve a token",
+    parameters=[_path_id("token_id", "token")],
     responses={200: TokenOut, **_errors(404, *COMMON_ERRORS)},
 )
 payment_create = extend_schema(
@@ -267,12 +369,13 @@ payment_create = extend_schema(
 payment_list = extend_schema(
     operation_id="payments_list",
     summary="List payments, newest first",
-    parameters=[*LIST_PARAMS, *FILTER_PARAMS],
+    parameters=[*_list_params("payment"), *FILTER_PARAMS],
     responses={200: PaymentListOut, **_errors(400, *COMMON_ERRORS)},
 )
 payment_retrieve = extend_schema(
     operation_id="payments_retrieve",
     summary="Retrieve a payment",
+    parameters=[_path_id("payment_id", "payment")],
     responses={200: PaymentOut, **_errors(404, *COMMON_ERRORS)},
     examples=[_example("Payment", PAYMENT_EXAMPLE)],
 )
@@ -280,7 +383,7 @@ payment_capture = extend_schema(
     operation_id="payments_capture",
     summary="Capture an authorized payment (all or part)",
     request=s.CaptureSerializer,
-    parameters=[IDEMPOTENCY_KEY, IF_MATCH],
+    parameters=[IDEMPOTENCY_KEY, IF_MATCH, _path_id("payment_id", "payment")],
     responses={200: PaymentOut, **_errors(400, 404, 409, 422, *COMMON_ERRORS)},
     examples=[_example("Partial capture", {"amount": 1500}, request=True)],
 )
@@ -288,14 +391,14 @@ payment_cancel = extend_schema(
     operation_id="payments_cancel",
     summary="Cancel (void) an authorized payment",
     request=s.EmptySerializer,
-    parameters=[IDEMPOTENCY_KEY, IF_MATCH],
+    parameters=[IDEMPOTENCY_KEY, IF_MATCH, _path_id("payment_id", "payment")],
     responses={200: PaymentOut, **_errors(400, 404, 409, 422, *COMMON_ERRORS)},
 )
 refund_create = extend_schema(
     operation_id="refunds_create",
     summary="Refund a payment (all or part)",
     request=s.RefundCreateSerializer,
-    parameters=[IDEMPOTENCY_KEY, IF_MATCH],
+    parameters=[IDEMPOTENCY_KEY, IF_MATCH, _path_id("payment_id", "payment")],
     responses={201: RefundOut, **_errors(400, 404, 409, 422, *COMMON_ERRORS)},
     examples=[
         _example(
@@ -307,15 +410,20 @@ refund_list = extend_schema(
     operation_id="refunds_list",
     summary="List refunds, newest first",
     parameters=[
-        *LIST_PARAMS,
+        *_list_params("refund"),
         *FILTER_PARAMS,
-        OpenApiParameter("payment", OpenApiTypes.STR, description="Only this payment's."),
+        OpenApiParameter(
+            "payment",
+            {"type": "string", "pattern": id_pattern("payment")},
+            description="Only this payment's refunds. A malformed id gives 404.",
+        ),
     ],
     responses={200: RefundListOut, **_errors(400, 404, *COMMON_ERRORS)},
 )
 refund_retrieve = extend_schema(
     operation_id="refunds_retrieve",
     summary="Retrieve a refund",
+    parameters=[_path_id("refund_id", "refund")],
     responses={200: RefundOut, **_errors(404, *COMMON_ERRORS)},
 )
 balance = extend_schema(
@@ -334,17 +442,18 @@ payout_create = extend_schema(
 payout_list = extend_schema(
     operation_id="payouts_list",
     summary="List payouts, newest first",
-    parameters=[*LIST_PARAMS, *FILTER_PARAMS],
+    parameters=[*_list_params("payout"), *FILTER_PARAMS],
     responses={200: PayoutListOut, **_errors(400, *COMMON_ERRORS)},
 )
 payout_retrieve = extend_schema(
     operation_id="payouts_retrieve",
     summary="Retrieve a payout",
+    parameters=[_path_id("payout_id", "payout")],
     responses={200: PayoutOut, **_errors(404, *COMMON_ERRORS)},
 )
 event_list = extend_schema(
     operation_id="events_list",
     summary="This merchant's events, newest first",
-    parameters=LIST_PARAMS,
+    parameters=_list_params("event"),
     responses={200: EventListOut, **_errors(400, *COMMON_ERRORS)},
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import status
@@ -9,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ledger.exceptions import CardDeclined
+from ledger.exceptions import CardDeclined, NotFound
 from ledger.models import CardToken, Transaction, TransactionStatus, TransactionType
 from ledger.selectors import merchant_balances
 from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
@@ -29,12 +30,15 @@ def _validated(serializer_class, request: Request) -> dict[str, Any]:
     return serializer.validated_data
 
 
+_VERSION = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "³"
+
+
 def _expected_version(request: Request) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None:
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if not _VERSION.fullmatch(value):
         raise ApiError(
             400,
             "invalid_request_error",
@@ -51,17 +55,37 @@ def _object_response(body: dict, code: int = status.HTTP_200_OK, **headers: str)
     return Response(body, status=code, headers=headers)
 
 
+def _missing(kind: str, public_id: str, param: str) -> ApiError:
+    return ApiError(
+        404, "invalid_request_error", "resource_missing", f"No such {kind}: '{public_id}'", param
+    )
+
+
+def _decode(kind: str, public_id: str, param: str):
+    try:
+        return ids.decode(kind, public_id)
+    except NotFound as exc:
+        raise _missing(kind, public_id, param) from exc
+
+
 def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Transaction:
     found = (
         Transaction.objects.select_related("card_token")
-        .filter(pk=ids.decode(kind, public_id), merchant=request.user, type=type_)
+        .filter(pk=_decode(kind, public_id, "id"), merchant=request.user, type=type_)
         .first()
     )
     if found is None:
-        raise ApiError(
-            404, "invalid_request_error", "resource_missing", f"No such {kind}: '{public_id}'", "id"
-        )
+        raise _missing(kind, public_id, "id")
     return found
+
+
+def _token(request: Request, public_id: str, param: str) -> CardToken:
+    token = CardToken.objects.filter(
+        pk=_decode("token", public_id, param), merchant=request.user
+    ).first()
+    if token is None:
+        raise _missing("token", public_id, param)
+    return token
 
 
 def _card_input(card: dict) -> CardInput:
@@ -101,17 +125,7 @@ class TokenCreateView(APIView):
 class TokenDetailView(APIView):
     @schema.token_retrieve
     def get(self, request: Request, token_id: str) -> Response:
-        token = CardToken.objects.filter(
-            pk=ids.decode("token", token_id), merchant=request.user
-        ).first()
-        if token is None:
-            raise ApiError(
-                404,
-                "invalid_request_error",
-                "resource_missing",
-                f"No such token: '{token_id}'",
-                "id",
-            )
+        token = _token(request, token_id, "id")
         return _object_response(s.token_body(token))
 
 
@@ -154,19 +168,7 @@ class PaymentsView(APIView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(s.PaymentCreateSerializer, request)
-        token = None
-        if "token" in data:
-            token = CardToken.objects.filter(
-                pk=ids.decode("token", data["token"]), merchant=request.user
-            ).first()
-            if token is None:
-                raise ApiError(
-                    404,
-                    "invalid_request_error",
-                    "resource_missing",
-                    f"No such token: '{data['token']}'",
-                    "token",
-                )
+        token = _token(request, data["token"], "token") if "token" in data else None
         payment = payment_create(
             merchant=request.user,
             amount=data["amount"],
@@ -249,7 +251,7 @@ class RefundsView(APIView):
     def get(self, request: Request) -> Response:
         filters = {}
         if "payment" in request.query_params:
-            filters["parent_id"] = ids.decode("payment", request.query_params["payment"])
+            filters["parent_id"] = _decode("payment", request.query_params["payment"], "payment")
         return _list(request, TransactionType.REFUND, "refund", s.refund_body, **filters)
 
 

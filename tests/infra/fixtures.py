@@ -47,7 +47,9 @@ def infra_dir() -> Iterator[Path]:
 
 def register_database_alias(alias: str, url: str) -> None:
     """Make ``connections[alias]`` a MariaDB connection to ``url`` for the rest of the run."""
-    database = config.database_settings(url, conn_max_age=0, wsrep_sync_wait=None)
+    # wsrep_sync_wait=1: the documented Galera setting (README), so a node reads what was
+    # committed through another node before it answers (read-your-writes across nodes).
+    database = config.database_settings(url, conn_max_age=0, wsrep_sync_wait=1)
     configured = connections.configure_settings(
         {"default": settings.DATABASES["default"], alias: database}
     )
@@ -83,6 +85,16 @@ def galera_cluster(infra_dir: Path, django_db_blocker) -> Iterator[GaleraCluster
         for node in cluster.nodes:
             with contextlib.suppress(Exception):
                 connections[f"galera{node.index}"].close()
+        # PAYFLOW_KEEP_GALERA=/some/dir keeps the nodes' data and logs for a post-mortem.
+        keep = os.environ.get("PAYFLOW_KEEP_GALERA")
+        if keep:
+            shutil.copytree(
+                cluster.workdir,
+                keep,
+                dirs_exist_ok=True,
+                ignore_dangling_symlinks=True,
+                ignore=shutil.ignore_patterns("ib*", "*.ibd", "aria*", "mysql.sock"),
+            )
         cluster.stop()
 
 

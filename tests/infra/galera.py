@@ -86,7 +86,15 @@ class GaleraNode:
         return f"mysql://root@127.0.0.1:{self.port}/{database}"
 
     def connect(self, database: str | None = None, **kwargs) -> MySQLdb.Connection:
-        options = {"host": "127.0.0.1", "port": self.port, "user": "root", "connect_timeout": 5}
+        """A raw client connection that waits, before every statement, until this node has
+        applied everything committed anywhere in the cluster (``wsrep_sync_wait=15``)."""
+        options = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": "root",
+            "connect_timeout": 5,
+            "init_command": "SET SESSION wsrep_sync_wait=15",
+        }
         if database:
             options["database"] = database
         return MySQLdb.connect(**options, **kwargs)
@@ -185,10 +193,12 @@ wsrep_cluster_name=payflow_test
 wsrep_cluster_address=gcomm://{members}
 wsrep_node_name=node{node.index}
 wsrep_node_address=127.0.0.1:{node.base_port}
-wsrep_provider_options="base_port={node.base_port};ist.recv_addr=127.0.0.1:{node.ist_port};gcache.size=64M;evs.inactive_timeout=PT15S"
+wsrep_provider_options="base_port={node.base_port};ist.recv_addr=127.0.0.1:{node.ist_port};gcache.size=64M;evs.keepalive_period=PT3S;evs.suspect_timeout=PT30S;evs.inactive_timeout=PT60S;evs.install_timeout=PT60S"
 wsrep_sst_method=rsync
 wsrep_sst_receive_address=127.0.0.1:{node.sst_port}
 wsrep_slave_threads=2
+# Three nodes share two cores with the test suite: a node starved of CPU for a few seconds
+# must not be suspected and dropped from the primary component (error 1047 on its clients).
 """
 
     def _install_system_tables(self, node: GaleraNode) -> None:
