@@ -65,3 +65,27 @@ def vault_rotation_check() -> dict[str, Any]:
             status.current_key_version,
         )
     return status.as_dict()
+
+
+@shared_task(name="ledger.settlement_run")
+def settlement_run() -> dict[str, Any]:
+    """Settle what is due (each payment and payout its own transaction; safe to overlap)."""
+    from ledger.services.settlement import settlement_run as run
+
+    report = run()
+    return {
+        "payments_settled": report.payments_settled,
+        "payouts_settled": report.payouts_settled,
+        "skipped": report.skipped,
+    }
+
+
+@shared_task(name="ledger.check_invariants")
+def check_invariants() -> dict[str, Any]:
+    """The nightly ledger check (read-only); problems are logged as errors and returned."""
+    from ledger.selectors import ledger_check_invariants
+
+    report = ledger_check_invariants()
+    for problem in report.problems:
+        logger.error("ledger invariant broken: %s", problem)
+    return {"ok": report.ok, "entries": report.entries, "problems": report.problems[:50]}

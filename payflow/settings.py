@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from payflow import config
 
@@ -152,7 +153,17 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# The scheduled jobs (DESIGN.md section 9). Each is idempotent and safe to overlap.
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
+    "settlement": {"task": "ledger.settlement_run", "schedule": crontab(hour=2, minute=0)},
+    "ledger-invariants": {"task": "ledger.check_invariants", "schedule": crontab(hour=3, minute=0)},
+    "vault-rotation-check": {
+        "task": "ledger.vault_rotation_check",
+        "schedule": crontab(hour=4, minute=0),
+    },
+    "vault-reencrypt": {"task": "ledger.vault_reencrypt", "schedule": 3600.0},
+}
 
 # --- Kafka ----------------------------------------------------------------------------
 # "embedded": the development broker started by `manage.py kafka_dev_broker`, whose
