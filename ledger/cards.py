@@ -19,6 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from ledger.exceptions import InvalidCard
+from payflow.cardnumbers import luhn_valid
 
 PARAM_NUMBER = "card[number]"
 PARAM_EXP_MONTH = "card[exp_month]"
@@ -91,17 +92,6 @@ class ValidatedCard:
 def mask_pan(number: str) -> str:
     """The only way a PAN is shown: its last four digits."""
     return f"****{number[-4:]}" if len(number) >= 4 else "****"
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn (mod 10) check: every second digit from the right is doubled."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
 
 
 def detect_brand(digits: str) -> Brand | None:

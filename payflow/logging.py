@@ -29,6 +29,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from payflow.cardnumbers import luhn_valid
+
 PAN_MIN_DIGITS = 13
 PAN_MAX_DIGITS = 19
 KEEP_LAST_DIGITS = 4
@@ -41,16 +43,6 @@ _STANDARD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime"}
 
 
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
 def _pan_ending(groups: list[str], first: int) -> int | None:
     """The last group of the longest PAN starting at group ``first``, if there is one."""
     candidates, total = [], 0
@@ -61,7 +53,7 @@ def _pan_ending(groups: list[str], first: int) -> int | None:
         if total >= PAN_MIN_DIGITS:
             candidates.append(last)
     for last in reversed(candidates):
-        if _luhn_valid("".join(groups[first : last + 1])):
+        if luhn_valid("".join(groups[first : last + 1])):
             return last
     return None
 

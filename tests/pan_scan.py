@@ -69,3 +69,16 @@ def find_pans_in_database(pans: Iterable[str], *, using: str = "default") -> lis
                         for form in _value_hits(value, pan):
                             hits.add(PanHit(table, column, pan[-4:], form))
     return sorted(hits, key=lambda hit: (hit.table, hit.column, hit.pan_last4, hit.form))
+
+
+#: The public test cards the suite charges (approvals and every simulated decline).
+TEST_CARD_NUMBERS = [
+    "4242424242424242",
+    "4000000000000002",
+    "4000000000009995",
+    "4000000000000069",
+    "4000000000000127",
+    "4000000000000119",
+    "5555555555554444",
+    "378282246310005",
+]

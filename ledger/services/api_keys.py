@@ -8,11 +8,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from ledger.exceptions import ConcurrentUpdate, InvalidRequest
+from ledger.exceptions import InvalidRequest
 from ledger.models import ApiKey, ApiKeyMode, Merchant
+from ledger.services.transitions import row_compare_and_set
 from ledger.signals import send_change
 from payflow import db
 from payflow.models import sanctioned_writes
@@ -94,20 +95,4 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     fresh = ApiKey.objects.get(pk=api_key.pk)
     if not fresh.is_active:
         return fresh
-    old_values = fresh.snapshot()
-    now = timezone.now()
-    with sanctioned_writes():
-        updated = ApiKey.objects.filter(pk=fresh.pk, version=fresh.version).update(
-            revoked_at=now, version=F("version") + 1
-        )
-    if not updated:
-        raise ConcurrentUpdate("the key changed meanwhile", current_version=None)
-    fresh.revoked_at, fresh.version = now, fresh.version + 1
-    send_change(
-        fresh,
-        action="update",
-        event_type="api_key.revoked",
-        old_values=old_values,
-        new_values=fresh.snapshot(),
-    )
-    return fresh
+    return row_compare_and_set(fresh, event_type="api_key.revoked", revoked_at=timezone.now())

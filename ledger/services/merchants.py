@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import F
-
 from ledger.currencies import normalize_currency
-from ledger.exceptions import ConcurrentUpdate, InvalidRequest
+from ledger.exceptions import InvalidRequest
 from ledger.models import Merchant, MerchantStatus
+from ledger.services.transitions import row_compare_and_set
 from ledger.signals import send_change
 from payflow import db
-from payflow.models import sanctioned_writes
 
 
 @db.atomic
@@ -43,22 +41,7 @@ def _merchant_set_status(merchant: Merchant, status: str, event_type: str) -> Me
     fresh = Merchant.objects.get(pk=merchant.pk)
     if fresh.status == status:
         return fresh
-    old_values = fresh.snapshot()
-    with sanctioned_writes():
-        updated = Merchant.objects.filter(pk=fresh.pk, version=fresh.version).update(
-            status=status, version=F("version") + 1
-        )
-    if not updated:
-        raise ConcurrentUpdate("the merchant changed meanwhile", current_version=None)
-    fresh.status, fresh.version = status, fresh.version + 1
-    send_change(
-        fresh,
-        action="update",
-        event_type=event_type,
-        old_values=old_values,
-        new_values=fresh.snapshot(),
-    )
-    return fresh
+    return row_compare_and_set(fresh, event_type=event_type, status=status)
 
 
 @db.atomic

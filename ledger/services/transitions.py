@@ -32,41 +32,47 @@ def check_expected_version(txn: Transaction, expected_version: int | None) -> No
         )
 
 
-def transaction_compare_and_set(
-    txn: Transaction, *, event_type: str, status: str | None = None, **changes: Any
-) -> Transaction:
-    """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = ?``.
+def row_compare_and_set(instance: Any, *, event_type: str, **changes: Any) -> Any:
+    """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = ?`` on any audited
+    row with a ``version``, then signal ``event_type`` with the old and new values.
 
-    Checks the transition table when ``status`` changes. Zero rows means someone else
-    changed the row since it was read: ``ConcurrentUpdate`` with the current version, never
-    an overwrite. On success the instance is updated and ``event_type`` is signalled with
-    the old and new values, inside the caller's transaction.
+    Zero rows means someone else changed the row since it was read: ``ConcurrentUpdate``
+    with the current version, never an overwrite. Runs inside the caller's transaction.
     """
-    if status is not None:
-        check_transition(txn.type, txn.status, status)
-        changes["status"] = status
-    old_values = txn.snapshot()
+    model = type(instance)
+    old_values = instance.snapshot()
     with sanctioned_writes():
-        updated = Transaction.objects.filter(pk=txn.pk, version=txn.version).update(
+        updated = model.objects.filter(pk=instance.pk, version=instance.version).update(
             version=F("version") + 1, **changes
         )
     if not updated:
-        current = Transaction.objects.filter(pk=txn.pk).values_list("version", flat=True).first()
+        current = model.objects.filter(pk=instance.pk).values_list("version", flat=True).first()
+        kind = getattr(instance, "type", model._meta.model_name)
         raise ConcurrentUpdate(
-            f"{txn.type} {txn.pk} changed since it was read (now version {current})",
+            f"{kind} {instance.pk} changed since it was read (now version {current})",
             current_version=current,
         )
     for name, value in changes.items():
-        setattr(txn, name, value)
-    txn.version += 1
+        setattr(instance, name, value)
+    instance.version += 1
     send_change(
-        txn,
+        instance,
         action="update",
         event_type=event_type,
         old_values=old_values,
-        new_values=txn.snapshot(),
+        new_values=instance.snapshot(),
     )
-    return txn
+    return instance
+
+
+def transaction_compare_and_set(
+    txn: Transaction, *, event_type: str, status: str | None = None, **changes: Any
+) -> Transaction:
+    """Compare-and-set a transaction, checking the transition table when ``status`` changes."""
+    if status is not None:
+        check_transition(txn.type, txn.status, status)
+        changes["status"] = status
+    return row_compare_and_set(txn, event_type=event_type, **changes)
 
 
 def transaction_insert(**fields: Any) -> Transaction:

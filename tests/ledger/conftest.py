@@ -1,7 +1,9 @@
 import pytest
+from django.db import connection
 
 from ledger.services.merchants import merchant_create
 from ledger.services.payments import CardInput, payment_create
+from ledger.signals import ledger_changed
 
 VISA_OK = "4242424242424242"
 
@@ -31,3 +33,25 @@ def pay(merchant, amount=10_000, currency="EUR", capture=True, number=VISA_OK, *
         capture=capture,
         **kwargs,
     )
+
+
+@pytest.fixture
+def recorded():
+    """Every ledger_changed signal, with whether a transaction was open when it was sent."""
+    events = []
+
+    def receiver(sender, instance, action, event_type, old_values, new_values, **kwargs):
+        events.append(
+            {
+                "event_type": event_type,
+                "action": action,
+                "in_transaction": connection.in_atomic_block,
+                "instance": instance,
+                "old": old_values,
+                "new": new_values,
+            }
+        )
+
+    ledger_changed.connect(receiver, dispatch_uid="test-vault-recorder")
+    yield events
+    ledger_changed.disconnect(dispatch_uid="test-vault-recorder")

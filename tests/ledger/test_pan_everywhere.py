@@ -9,18 +9,9 @@ from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
 from tests.ledger.conftest import pay
-from tests.pan_scan import find_pans_in_database, find_pans_in_text
+from tests.pan_scan import TEST_CARD_NUMBERS, find_pans_in_database, find_pans_in_text
 
-CARDS = [
-    "4242424242424242",
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000000069",
-    "4000000000000127",
-    "4000000000000119",
-    "5555555555554444",
-    "378282246310005",
-]
+CARDS = TEST_CARD_NUMBERS
 
 
 def test_no_pan_in_any_table_or_log_after_payments_refunds_chargebacks_and_payouts(

@@ -2,7 +2,6 @@
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 
 from ledger.models import JournalLine, Merchant, Transaction
 from ledger.services.merchants import merchant_create
@@ -10,26 +9,6 @@ from ledger.signals import SignalOutsideTransaction, ledger_changed, send_change
 from payflow import db
 from payflow.models import UnsanctionedWrite
 from tests.ledger.conftest import pay
-
-
-@pytest.fixture
-def recorded():
-    events = []
-
-    def receiver(sender, instance, action, event_type, old_values, new_values, **kwargs):
-        events.append(
-            {
-                "event_type": event_type,
-                "action": action,
-                "in_transaction": connection.in_atomic_block,
-                "old": old_values,
-                "new": new_values,
-            }
-        )
-
-    ledger_changed.connect(receiver, dispatch_uid="test-recorder")
-    yield events
-    ledger_changed.disconnect(dispatch_uid="test-recorder")
 
 
 @pytest.mark.django_db(transaction=True)

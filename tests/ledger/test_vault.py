@@ -67,28 +67,6 @@ PUBLIC_TEST_CARDS = [
 ]
 
 
-@pytest.fixture
-def recorded():
-    """Every ledger_changed signal, with whether a transaction was open when it was sent."""
-    events = []
-
-    def receiver(sender, instance, action, event_type, old_values, new_values, **kwargs):
-        events.append(
-            {
-                "event_type": event_type,
-                "action": action,
-                "in_transaction": connection.in_atomic_block,
-                "instance": instance,
-                "old": old_values,
-                "new": new_values,
-            }
-        )
-
-    ledger_changed.connect(receiver, dispatch_uid="test-vault-recorder")
-    yield events
-    ledger_changed.disconnect(dispatch_uid="test-vault-recorder")
-
-
 def tokenize(merchant, number=VISA, exp_month=12, exp_year=2034, holder_name="") -> CardToken:
     return card_tokenize(
         merchant=merchant,

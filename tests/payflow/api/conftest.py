@@ -6,18 +6,9 @@ from rest_framework.test import APIClient
 
 from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
+from tests.pan_scan import TEST_CARD_NUMBERS
 
-TEST_PANS = [
-    "4242424242424242",
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000000069",
-    "4000000000000127",
-    "4000000000000119",
-    "5555555555554444",
-    "378282246310005",
-]
-PAN_PATTERN = re.compile("|".join(TEST_PANS))
+PAN_PATTERN = re.compile("|".join(TEST_CARD_NUMBERS))
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
