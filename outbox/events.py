@@ -1,0 +1,72 @@
+"""The event contract: which ledger changes become events, on which topic, in what envelope.
+
+Documented in docs/events.md; JSON schemas in outbox/schemas/.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from django.conf import settings
+
+from payflow import kafka
+
+SCHEMA_VERSION = 1
+TOPIC_INITIATED = "transactions.initiated"
+TOPIC_COMPLETED = "transactions.completed"
+TOPIC_FAILED = "transactions.failed"
+TOPIC_AUDIT_EVENTS = "audit.events"
+TOPIC_AUDIT_CHECKPOINTS = "audit.checkpoints"
+ALL_TOPICS = [TOPIC_INITIATED, TOPIC_COMPLETED, TOPIC_FAILED, TOPIC_AUDIT_EVENTS,
+              TOPIC_AUDIT_CHECKPOINTS]  # fmt: skip
+
+#: Transaction fields an event carries. Never card data beyond the token id.
+PAYLOAD_FIELDS = (
+    "id", "merchant", "type", "status", "amount", "currency", "captured_amount",
+    "refunded_amount", "charged_back_amount", "capture_method", "parent", "card_token",
+    "external_reference", "metadata", "decline_code", "initiated_at", "captured_at",
+    "completed_at", "version",
+)  # fmt: skip
+FAILED_STATUSES = {"failed", "cancelled"}
+
+
+def topic_for(action: str, new_values: dict[str, Any]) -> str:
+    """Inserts go to ``transactions.initiated``; failures and cancellations to
+    ``transactions.failed``; every other state change to ``transactions.completed``."""
+    if action == "insert":
+        return TOPIC_INITIATED
+    if new_values.get("status") in FAILED_STATUSES:
+        return TOPIC_FAILED
+    return TOPIC_COMPLETED
+
+
+def relay_partition(aggregate_id: str) -> int:
+    """Stable across processes and restarts (unlike ``hash()``)."""
+    return zlib.crc32(aggregate_id.encode()) % settings.OUTBOX_RELAY_PARTITIONS
+
+
+def envelope(event) -> dict[str, Any]:
+    """The JSON value published to Kafka (schema ``outbox/schemas/envelope.json``)."""
+    return {
+        "event_id": str(event.id),
+        "type": event.event_type,
+        "schema_version": event.schema_version,
+        "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},
+        "sequence": event.sequence,
+        "occurred_at": event.created_at.isoformat(timespec="microseconds"),
+        "payload": event.payload,
+    }
+
+
+def kafka_headers(event) -> list[tuple[str, bytes]]:
+    """Headers repeat the id and type, so consumers can deduplicate without parsing."""
+    return [
+        ("event_id", str(event.id).encode()),
+        ("event_type", event.event_type.encode()),
+        ("schema_version", str(event.schema_version).encode()),
+    ]
+
+
+def full_topic(name: str) -> str:
+    return kafka.topic(name)

@@ -1,0 +1,52 @@
+"""Write an outbox row for every transaction change, inside the change's transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from ledger.models import Transaction
+from outbox import events
+from outbox.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+
+def record_transaction_event(
+    sender: Any, instance: Any, action: str, event_type: str, new_values: dict, **kwargs: Any
+) -> None:
+    """Receiver of ``ledger_changed``: one outbox row per transaction insert or change.
+
+    Runs inside the caller's transaction (a rollback leaves no row). Facts only: the
+    payload is the transaction's snapshot restricted to ``events.PAYLOAD_FIELDS``.
+    """
+    if sender is not Transaction:
+        return
+    aggregate_id = str(instance.pk)
+    event = OutboxEvent.objects.create(
+        merchant_id=instance.merchant_id,
+        aggregate_type=instance.type,
+        aggregate_id=aggregate_id,
+        sequence=new_values["version"],
+        event_type=event_type,
+        schema_version=events.SCHEMA_VERSION,
+        topic=events.full_topic(events.topic_for(action, new_values)),
+        key=aggregate_id,
+        payload={name: new_values[name] for name in events.PAYLOAD_FIELDS if name in new_values},
+        relay_partition=events.relay_partition(aggregate_id),
+    )
+    partition = event.relay_partition
+    # A nudge after commit gets the event out quickly; if it is lost, beat's sweep (every
+    # second) publishes it anyway. Dropped with the transaction if it rolls back.
+    transaction.on_commit(lambda: nudge(partition))
+
+
+def nudge(partition: int) -> None:
+    from outbox.tasks import relay_partition
+
+    try:
+        relay_partition.apply_async(args=[partition], ignore_result=True)
+    except Exception as exc:  # the broker being down must never fail the committed request
+        logger.warning("outbox nudge for partition %s not sent: %s", partition, exc)

@@ -1,0 +1,303 @@
+"""The relay: publish pending outbox events to Kafka, in order per aggregate, at least once.
+
+For one relay partition at a time:
+1. claim its lease by a conditional UPDATE, committed (so two workers, or a task delivered
+   twice, never publish one partition at once);
+2. read a batch of pending events; per aggregate keep only the run that starts at its
+   oldest undelivered event and stops at the first one still backing off (a failing
+   event holds back only later events of its own aggregate);
+3. outside any transaction, produce them with the process's long-lived idempotent
+   producer and wait for every delivery report;
+4. in one transaction, mark exactly the delivered rows published (with Kafka partition
+   and offset) and record failures with capped exponential backoff;
+5. renew the lease and go on while there is work and time; release the lease.
+
+A crash between 3 and 4 republishes those events on the next run: delivery is at least
+once, and consumers deduplicate by event id (also in the ``event_id`` header).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from django.conf import settings
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from outbox import events
+from outbox.models import EventStatus, OutboxEvent, RelayLease
+from payflow import db, kafka
+
+logger = logging.getLogger(__name__)
+
+#: Errors about the message itself: retrying cannot help, so after OUTBOX_MAX_ATTEMPTS the
+#: event is dead. Any other error (broker down, timeouts) is retried forever with backoff.
+PERMANENT_ERRORS = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._INVALID_ARG,
+}
+
+
+@dataclass
+class Delivery:
+    ok: bool
+    partition: int | None = None
+    offset: int | None = None
+    error: str = ""
+    permanent: bool = False
+
+
+@dataclass
+class RelayReport:
+    partition: int
+    claimed: bool = False
+    published: int = 0
+    failed: int = 0
+    dead: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# --- the producer: one per process, long-lived --------------------------------------
+
+_producer_lock = threading.Lock()
+_producer: Producer | None = None
+_producer_bootstrap = ""
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "message.timeout.ms": settings.OUTBOX_DELIVERY_TIMEOUT_MS,
+        "log_level": 3,
+    }
+
+
+def get_producer() -> Producer:
+    """The process's producer; a new one if the bootstrap address changed."""
+    global _producer, _producer_bootstrap
+    bootstrap = kafka.bootstrap_servers()
+    with _producer_lock:
+        if _producer is None or bootstrap != _producer_bootstrap:
+            if _producer is not None:
+                _producer.flush(1)
+            _producer = Producer(producer_config(bootstrap))
+            _producer_bootstrap = bootstrap
+        return _producer
+
+
+def reset_producer() -> None:
+    global _producer
+    with _producer_lock:
+        _producer = None
+
+
+# --- leases --------------------------------------------------------------------------
+
+
+@db.atomic
+def lease_claim(partition: int, owner: str) -> bool:
+    """Take (or renew) the partition's lease if it is free, expired or ours. Committed."""
+    now = timezone.now()
+    RelayLease.objects.get_or_create(partition=partition)
+    claimable = Q(owner="") | Q(expires_at__lt=now) | Q(owner=owner)
+    until = now + datetime.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    return bool(
+        RelayLease.objects.filter(claimable, partition=partition).update(
+            owner=owner, expires_at=until
+        )
+    )
+
+
+@db.atomic
+def lease_release(partition: int, owner: str) -> None:
+    RelayLease.objects.filter(partition=partition, owner=owner).update(owner="", expires_at=None)
+
+
+# --- one batch -----------------------------------------------------------------------
+
+
+def next_batch(partition: int, batch_size: int) -> list[OutboxEvent]:
+    """Pending events of the partition that may go now, in order per aggregate."""
+    now = timezone.now()
+    candidates = list(
+        OutboxEvent.objects.filter(relay_partition=partition, status=EventStatus.PENDING).order_by(
+            "id"
+        )[:batch_size]
+    )
+    if not candidates:
+        return []
+    aggregates = {event.aggregate_id for event in candidates}
+    # The oldest undelivered (pending or dead) sequence of each aggregate: nothing may
+    # overtake it, even if it is not in this batch.
+    oldest = dict(
+        OutboxEvent.objects.filter(aggregate_id__in=aggregates)
+        .exclude(status=EventStatus.PUBLISHED)
+        .values("aggregate_id")
+        .annotate(first=Min("sequence"))
+        .values_list("aggregate_id", "first")
+    )
+    by_aggregate: dict[str, list[OutboxEvent]] = defaultdict(list)
+    for event in candidates:
+        by_aggregate[event.aggregate_id].append(event)
+    ready: list[OutboxEvent] = []
+    for aggregate_id, group in by_aggregate.items():
+        group.sort(key=lambda event: event.sequence)
+        if group[0].sequence != oldest.get(aggregate_id):
+            continue  # an older event of this aggregate is dead or not in this batch
+        for event in group:
+            if event.next_attempt_at and event.next_attempt_at > now:
+                break  # backing off: it and everything after it wait
+            ready.append(event)
+    ready.sort(key=lambda event: event.id)
+    return ready
+
+
+def _error_delivery(error: KafkaError | None, text: str = "") -> Delivery:
+    code = error.code() if error is not None else None
+    return Delivery(ok=False, error=(text or str(error))[:500], permanent=code in PERMANENT_ERRORS)
+
+
+@db.outside_transaction
+def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]:
+    """Produce the batch and wait for every delivery report. Never inside a transaction."""
+    results: dict[Any, Delivery] = {}
+    blocked: set[str] = set()  # aggregates whose earlier event failed to enqueue
+
+    def on_delivery(event_id):
+        def report(error, message):
+            if error is None:
+                results[event_id] = Delivery(True, message.partition(), message.offset())
+            else:
+                results[event_id] = _error_delivery(error)
+
+        return report
+
+    for event in batch:
+        if event.aggregate_id in blocked:
+            continue
+        value = json.dumps(events.envelope(event), separators=(",", ":")).encode()
+        try:
+            _produce(producer, event, value, on_delivery(event.id))
+        except KafkaException as exc:
+            results[event.id] = _error_delivery(exc.args[0])
+            blocked.add(event.aggregate_id)
+    deadline = time.monotonic() + settings.OUTBOX_DELIVERY_TIMEOUT_MS / 1000 + 5
+    while len(results) < len(batch) - _skipped(batch, blocked, results):
+        if time.monotonic() > deadline:
+            break
+        producer.flush(1)
+    return results
+
+
+def _skipped(batch, blocked, results) -> int:
+    return sum(1 for e in batch if e.aggregate_id in blocked and e.id not in results)
+
+
+def _produce(producer: Producer, event: OutboxEvent, value: bytes, callback) -> None:
+    for _ in range(100):
+        try:
+            producer.produce(
+                event.topic, key=event.key.encode(), value=value,
+                headers=events.kafka_headers(event), on_delivery=callback,
+            )  # fmt: skip
+            return
+        except BufferError:
+            producer.poll(0.1)  # the local queue is full: let deliveries drain
+    raise KafkaException(KafkaError(KafkaError._QUEUE_FULL))
+
+
+def _backoff(attempts: int) -> datetime.timedelta:
+    ceiling = min(
+        settings.OUTBOX_RETRY_MAX_SECONDS, settings.OUTBOX_RETRY_BASE_SECONDS * 2**attempts
+    )
+    return datetime.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+@db.atomic
+def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tuple[int, int, int]:
+    """Mark delivered rows published and failed rows for retry (or dead). One transaction."""
+    now = timezone.now()
+    published, failed, dead = [], [], []
+    for event in batch:
+        delivery = results.get(event.id)
+        if delivery is None:
+            continue  # not attempted (held back behind a failure): untouched
+        event.attempts += 1
+        if delivery.ok:
+            event.status, event.published_at = EventStatus.PUBLISHED, now
+            event.kafka_partition, event.kafka_offset = delivery.partition, delivery.offset
+            published.append(event)
+            continue
+        event.last_error = delivery.error
+        event.next_attempt_at = now + _backoff(event.attempts)
+        if delivery.permanent and event.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+            event.status = EventStatus.DEAD
+            dead.append(event)
+        else:
+            failed.append(event)
+    OutboxEvent.objects.bulk_update(
+        published, ["status", "published_at", "kafka_partition", "kafka_offset", "attempts"]
+    )
+    OutboxEvent.objects.bulk_update(
+        failed + dead, ["status", "attempts", "last_error", "next_attempt_at"]
+    )
+    for event in dead:
+        logger.error("outbox event %s is dead after %s attempts: %s", event.id, event.attempts,
+                     event.last_error)  # fmt: skip
+    return len(published), len(failed), len(dead)
+
+
+def relay_partition(partition: int, *, time_budget: float = 10.0) -> RelayReport:
+    """Publish what is pending in one partition, under its lease, for up to ``time_budget``."""
+    report = RelayReport(partition=partition)
+    owner = f"{uuid.uuid4().hex[:12]}@{threading.get_ident()}"
+    if not lease_claim(partition, owner):
+        return report
+    report.claimed = True
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < time_budget:
+            batch = next_batch(partition, settings.OUTBOX_BATCH_SIZE)
+            if not batch:
+                break
+            results = publish(get_producer(), batch)
+            published, failed, dead = record_results(batch, results)
+            report.batches += 1
+            report.published += published
+            report.failed += failed
+            report.dead += dead
+            if published == 0 or not lease_claim(partition, owner):
+                break  # nothing got through (retry later), or the lease was lost
+    except kafka.KafkaUnavailable as exc:
+        report.errors.append(str(exc))
+    finally:
+        lease_release(partition, owner)
+    return report
+
+
+def relay_all(*, time_budget: float = 10.0) -> list[RelayReport]:
+    """Sweep every partition once (beat, every second)."""
+    return [
+        relay_partition(partition, time_budget=time_budget / settings.OUTBOX_RELAY_PARTITIONS)
+        for partition in range(settings.OUTBOX_RELAY_PARTITIONS)
+    ]
