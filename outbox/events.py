@@ -18,16 +18,36 @@ TOPIC_COMPLETED = "transactions.completed"
 TOPIC_FAILED = "transactions.failed"
 TOPIC_AUDIT_EVENTS = "audit.events"
 TOPIC_AUDIT_CHECKPOINTS = "audit.checkpoints"
-ALL_TOPICS = [TOPIC_INITIATED, TOPIC_COMPLETED, TOPIC_FAILED, TOPIC_AUDIT_EVENTS,
-              TOPIC_AUDIT_CHECKPOINTS]  # fmt: skip
+ALL_TOPICS = [
+    TOPIC_INITIATED,
+    TOPIC_COMPLETED,
+    TOPIC_FAILED,
+    TOPIC_AUDIT_EVENTS,
+    TOPIC_AUDIT_CHECKPOINTS,
+]
 
 #: Transaction fields an event carries. Never card data beyond the token id.
 PAYLOAD_FIELDS = (
-    "id", "merchant", "type", "status", "amount", "currency", "captured_amount",
-    "refunded_amount", "charged_back_amount", "capture_method", "parent", "card_token",
-    "external_reference", "metadata", "decline_code", "initiated_at", "captured_at",
-    "completed_at", "version",
-)  # fmt: skip
+    "id",
+    "merchant",
+    "type",
+    "status",
+    "amount",
+    "currency",
+    "captured_amount",
+    "refunded_amount",
+    "charged_back_amount",
+    "capture_method",
+    "parent",
+    "card_token",
+    "external_reference",
+    "metadata",
+    "decline_code",
+    "initiated_at",
+    "captured_at",
+    "completed_at",
+    "version",
+)
 FAILED_STATUSES = {"failed", "cancelled"}
 
 

@@ -217,9 +217,12 @@ def _produce(producer: Producer, event: OutboxEvent, value: bytes, callback) -> 
     for _ in range(100):
         try:
             producer.produce(
-                event.topic, key=event.key.encode(), value=value,
-                headers=events.kafka_headers(event), on_delivery=callback,
-            )  # fmt: skip
+                event.topic,
+                key=event.key.encode(),
+                value=value,
+                headers=events.kafka_headers(event),
+                on_delivery=callback,
+            )
             return
         except BufferError:
             producer.poll(0.1)  # the local queue is full: let deliveries drain
@@ -262,8 +265,12 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
         failed + dead, ["status", "attempts", "last_error", "next_attempt_at"]
     )
     for event in dead:
-        logger.error("outbox event %s is dead after %s attempts: %s", event.id, event.attempts,
-                     event.last_error)  # fmt: skip
+        logger.error(
+            "outbox event %s is dead after %s attempts: %s",
+            event.id,
+            event.attempts,
+            event.last_error,
+        )
     return len(published), len(failed), len(dead)
 
 
