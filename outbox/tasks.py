@@ -22,3 +22,11 @@ def relay_sweep() -> dict:
         "published": sum(r.published for r in reports),
         "failed": sum(r.failed for r in reports),
     }
+
+
+@shared_task(name="outbox.purge", ignore_result=True)
+def purge() -> dict:
+    """Delete published events past their retention (beat, daily)."""
+    from outbox.services import outbox_purge
+
+    return {"deleted": outbox_purge()}

@@ -155,6 +155,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The scheduled jobs (DESIGN.md section 9). Each is idempotent and safe to overlap.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Delivery never depends on the on-commit nudge: this sweep publishes every partition.
+    "outbox-relay-sweep": {"task": "outbox.relay_sweep", "schedule": 1.0},
+    "outbox-purge": {"task": "outbox.purge", "schedule": crontab(hour=1, minute=30)},
     "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
     "settlement": {"task": "ledger.settlement_run", "schedule": crontab(hour=2, minute=0)},
     "ledger-invariants": {"task": "ledger.check_invariants", "schedule": crontab(hour=3, minute=0)},

@@ -1,15 +1,34 @@
-"""``GET /v1/events``: the merchant's own business events (from the outbox).
-
-Until the outbox app stores events, the list is empty; the shape is final.
-"""
+"""``GET /v1/events``: the merchant's own business events, from the outbox, newest first."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from payflow.api.pagination import parse_limit
+from outbox.models import OutboxEvent
+from payflow.api import ids
+from payflow.api.pagination import paginate
+
+PUBLIC_KINDS = {
+    "payment": "payment",
+    "refund": "refund",
+    "payout": "payout",
+    "chargeback": "chargeback",
+}
+
+
+def event_body(event: OutboxEvent) -> dict[str, Any]:
+    kind = PUBLIC_KINDS.get(event.aggregate_type)
+    object_id = ids.encode(kind, uuid.UUID(event.aggregate_id)) if kind else event.aggregate_id
+    return {
+        "id": ids.encode("event", event.id),
+        "object": "event",
+        "type": event.event_type,
+        "created": int(event.created_at.timestamp()),
+        "data": {"object_id": object_id, "sequence": event.sequence, "object": event.payload},
+    }
 
 
 def merchant_events(request) -> dict[str, Any]:
-    parse_limit(request.query_params.get("limit"))
-    return {"object": "list", "url": request.path, "has_more": False, "data": []}
+    queryset = OutboxEvent.objects.filter(merchant_id=request.user.pk)
+    return paginate(request, queryset, "event", event_body)

@@ -205,13 +205,22 @@ def test_bad_list_parameters_are_400_naming_them(api, params, param):
     assert_error(api.get("/v1/payments", params), 400, "parameter_invalid", param)
 
 
-def test_events_list_is_empty_until_the_outbox_stores_events(api):
-    assert api.get("/v1/events").json() == {
-        "object": "list",
-        "url": "/v1/events",
-        "has_more": False,
-        "data": [],
-    }
+def test_events_list_this_merchants_events_newest_first(api, other_api):
+    payment = create_payment(api, amount=700).json()
+    create_payment(other_api, amount=800)
+    events = api.get("/v1/events").json()
+    assert [e["type"] for e in events["data"]] == [
+        "payment.captured",
+        "payment.authorized",
+        "payment.created",
+    ]
+    newest = events["data"][0]
+    assert newest["id"].startswith("evt_")
+    assert newest["data"]["object_id"] == payment["id"]
+    assert (newest["data"]["sequence"], newest["data"]["object"]["status"]) == (3, "captured")
+    page = api.get("/v1/events", {"limit": 1, "starting_after": newest["id"]}).json()
+    assert [e["type"] for e in page["data"]] == ["payment.authorized"]
+    assert page["has_more"] is True
 
 
 def test_the_schema_and_the_interactive_docs_are_served(anonymous):

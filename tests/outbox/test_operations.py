@@ -1,0 +1,46 @@
+"""Operators' tools: backlog, requeue of a dead event, purge of published ones."""
+
+import datetime
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from outbox.models import OutboxEvent
+from outbox.services import NotDead, outbox_backlog, outbox_purge, outbox_requeue
+from tests.ledger.conftest import pay
+
+
+def test_the_backlog_counts_by_status_and_reports_the_oldest_pending_age(merchant):
+    pay(merchant)
+    backlog = outbox_backlog()
+    assert (backlog.pending, backlog.dead, backlog.published) == (3, 0, 0)
+    assert 0 <= backlog.oldest_pending_age_seconds < 60
+
+
+def test_a_dead_event_can_be_requeued_once_and_only_a_dead_one(merchant, capsys):
+    pay(merchant)
+    event = OutboxEvent.objects.order_by("id").first()
+    with pytest.raises(NotDead):
+        outbox_requeue(event_id=event.pk)
+    OutboxEvent.objects.filter(pk=event.pk).update(status="dead", attempts=10, last_error="x")
+    call_command("outbox_status")
+    assert f"dead {event.pk}" in capsys.readouterr().out
+    call_command("outbox_status", "--requeue", str(event.pk))
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.next_attempt_at) == ("pending", 0, None)
+    with pytest.raises(CommandError, match="is not dead"):
+        call_command("outbox_status", "--requeue", str(event.pk))
+
+
+def test_the_purge_removes_only_published_events_past_retention(merchant):
+    pay(merchant)
+    first, second, third = OutboxEvent.objects.order_by("id")
+    old = timezone.now() - datetime.timedelta(hours=100)
+    OutboxEvent.objects.filter(pk=first.pk).update(status="published", published_at=old)
+    OutboxEvent.objects.filter(pk=second.pk).update(status="published", published_at=timezone.now())
+    OutboxEvent.objects.filter(pk=third.pk).update(status="dead")
+    assert outbox_purge(older_than_hours=72, batch_size=1) == 1
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {second.pk, third.pk}
+    assert outbox_purge(older_than_hours=72) == 0
