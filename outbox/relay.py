@@ -33,12 +33,19 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
 from django.db.models import Min, Q
 from django.utils import timezone
+from prometheus_client import Counter
 
 from outbox import events
 from outbox.models import EventStatus, OutboxEvent, RelayLease
 from payflow import db, kafka
 
 logger = logging.getLogger(__name__)
+
+EVENTS_PUBLISHED = Counter("payflow_outbox_published_total", "Outbox events delivered to Kafka.")
+EVENTS_FAILED = Counter(
+    "payflow_outbox_failures_total", "Outbox delivery failures.", ["kind"]
+)  # kind: transient (retried forever) or permanent (counts toward dead)
+EVENTS_DEAD = Counter("payflow_outbox_dead_total", "Outbox events that became dead.")
 
 #: Errors about the message itself: retrying cannot help, so after OUTBOX_MAX_ATTEMPTS the
 #: event is dead. Any other error (broker down, timeouts) is retried forever with backoff.
@@ -264,6 +271,10 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
     OutboxEvent.objects.bulk_update(
         failed + dead, ["status", "attempts", "last_error", "next_attempt_at"]
     )
+    EVENTS_PUBLISHED.inc(len(published))
+    for event in failed + dead:
+        EVENTS_FAILED.labels(kind="permanent" if results[event.id].permanent else "transient").inc()
+    EVENTS_DEAD.inc(len(dead))
     for event in dead:
         logger.error(
             "outbox event %s is dead after %s attempts: %s",
