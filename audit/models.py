@@ -1,1 +1,117 @@
-"""Models of the audit app (see DESIGN.md)."""
+"""The audit trail: hash-chained, append-only rows in L lanes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from payflow.models import UnsanctionedWrite
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditQuerySet(models.QuerySet):
+    """Audit rows are never updated or deleted through the ORM (the archiver deletes with
+    raw SQL, and only rows a verified segment covers: the database trigger checks)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise UnsanctionedWrite("audit rows are immutable: update() refused")
+
+    def delete(self) -> Any:
+        raise UnsanctionedWrite("audit rows are immutable: delete() refused")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise UnsanctionedWrite("audit rows are immutable: bulk_update() refused")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsanctionedWrite("audit rows are immutable: update_or_create() refused")
+
+
+class AuditEntry(models.Model):
+    """One recorded change. ``hash`` = SHA-256(tag ‖ prev_hash ‖ canonical encoding)
+    (see ``audit.chain``); ``seq`` is contiguous from 1 within the lane."""
+
+    id = models.BigAutoField(primary_key=True)
+    lane = models.PositiveSmallIntegerField()
+    seq = models.PositiveBigIntegerField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    encoding_version = models.PositiveSmallIntegerField(default=1)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    action = models.CharField(max_length=16)
+    event_type = models.CharField(max_length=64)
+    old_values = models.JSONField(null=True, blank=True)
+    new_values = models.JSONField(null=True, blank=True)
+    actor_type = models.CharField(max_length=16)
+    actor_id = models.CharField(max_length=64)
+    actor_label = models.CharField(max_length=200, blank=True, default="")
+    ip = models.CharField(max_length=45, blank=True, default="")
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lane", "seq"], name="audit_lane_seq_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "lane", "seq"], name="audit_object"),
+            models.Index(fields=["created_at"], name="audit_created"),
+        ]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"lane {self.lane} #{self.seq} {self.event_type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise UnsanctionedWrite("audit rows are immutable: save() of an existing row refused")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsanctionedWrite("audit rows are immutable: delete() refused")
+
+
+class LaneHead(models.Model):
+    """The last (seq, hash) of a lane, locked (SELECT … FOR UPDATE) and advanced in the
+    same transaction as the entry, so a lane never forks."""
+
+    lane = models.PositiveSmallIntegerField(primary_key=True)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    def __str__(self) -> str:
+        return f"lane {self.lane} at {self.seq}"
+
+
+class ArchiveSegment(models.Model):
+    """A verified archive file covering lane rows ``first_seq..last_seq`` (issue 7).
+
+    The DELETE trigger on the audit table admits only rows a *verified* segment covers."""
+
+    id = models.BigAutoField(primary_key=True)
+    lane = models.PositiveSmallIntegerField()
+    first_seq = models.PositiveBigIntegerField()
+    last_seq = models.PositiveBigIntegerField()
+    first_prev_hash = models.CharField(max_length=64)
+    last_hash = models.CharField(max_length=64)
+    row_count = models.PositiveIntegerField()
+    file_digest = models.CharField(max_length=64)
+    storage_path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lane", "first_seq"], name="segment_lane_first_unique")
+        ]
+        indexes = [models.Index(fields=["lane", "first_seq", "last_seq"], name="segment_range")]
+
+    def __str__(self) -> str:
+        return f"lane {self.lane} {self.first_seq}..{self.last_seq}"

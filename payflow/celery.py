@@ -2,11 +2,50 @@
 
 import os
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payflow.settings")
 
-app = Celery("payflow")
+
+class ContextTask(Task):
+    """Carries the audit context of whoever queued the task in its headers, and runs the
+    task inside it, with the task id added. A task nobody queued (beat) acts as itself."""
+
+    def apply_async(
+        self,
+        args=None,
+        kwargs=None,
+        task_id=None,
+        producer=None,
+        link=None,
+        link_error=None,
+        shadow=None,
+        **options,
+    ):
+        from payflow import context
+
+        headers = {**context.current().as_headers(), **(options.pop("headers", None) or {})}
+        return super().apply_async(
+            args, kwargs, task_id, producer, link, link_error, shadow, headers=headers, **options
+        )
+
+    def __call__(self, *args, **kwargs):
+        from payflow import context
+
+        request_headers = dict(getattr(self.request, "headers", None) or {})
+        request_headers.update(
+            {k: v for k, v in vars(self.request).items() if k.startswith("payflow_")}
+        )
+        carried = context.AuditContext.from_headers(request_headers)
+        if not carried.has_actor:
+            carried = context.AuditContext(
+                **{**carried.__dict__, **context.system_actor(f"task:{self.name}")}
+            )
+        with context.replaced(carried), context.bind(task_id=self.request.id or ""):
+            return super().__call__(*args, **kwargs)
+
+
+app = Celery("payflow", task_cls=ContextTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -7,6 +7,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
 from ledger.services.api_keys import api_key_authenticate, api_key_touch
+from payflow import context
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -28,6 +29,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             # The same answer for unknown, malformed and revoked keys: nothing to probe.
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         api_key_touch(api_key=api_key)
+        context.set_actor("api_key", str(api_key.pk), f"{api_key} ({api_key.merchant.name})")
         return (api_key.merchant, api_key)
 
     def authenticate_header(self, request):

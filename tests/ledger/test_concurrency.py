@@ -26,6 +26,7 @@ from ledger.services.payments import payment_cancel, payment_capture
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import refund_create
 from ledger.services.settlement import settlement_run
+from payflow import context
 from tests.infra.fixtures import default_database_is
 from tests.ledger.conftest import pay
 
@@ -54,10 +55,11 @@ def race(writers, *actions):
     """Run each action in its own thread on its own node, released together."""
     barrier = threading.Barrier(len(actions), timeout=30)
     outcomes = [None] * len(actions)
+    actor = context.current()  # a new thread starts with an empty context
 
     def run(index, action, alias):
         try:
-            with on(alias):
+            with context.replaced(actor), on(alias):
                 barrier.wait()
                 outcomes[index] = ("ok", action())
         except Exception as exc:

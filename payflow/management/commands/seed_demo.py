@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from ledger.models import Merchant
 from ledger.services.api_keys import api_key_authenticate, api_key_create
 from ledger.services.merchants import merchant_create
-from payflow import db
+from payflow import context, db
 
 DEMO_USERS = [
     # username, group, is_staff, is_superuser
@@ -28,6 +28,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        # Every change is audited with its actor: this command acts as itself.
+        with context.replaced(context.AuditContext(**context.system_actor("command:seed_demo"))):
+            self._seed()
+
+    def _seed(self):
         path = settings.VAR_DIR / "demo-credentials.json"
         stored = json.loads(path.read_text()) if path.exists() else {}
         credentials = {

@@ -1,0 +1,152 @@
+"""Verification of the audit chain: every lane streamed in seq order, every hash recomputed.
+
+Per lane, the first break is reported with its kind:
+
+- ``row_altered``: the row's stored hash no longer matches its own contents;
+- ``row_missing``: a seq is skipped (a row was deleted);
+- ``row_inserted_or_reordered``: the row's contents hash correctly but its ``prev_hash``
+  does not link to the previous row (a forged row, or rows swapped);
+- ``head_mismatch``: the lane head disagrees with the last row;
+- ``checkpoint_mismatch``: the row at a signed checkpoint's head differs from what the
+  checkpoint signed (the chain was recomputed after an edit).
+
+Memory stays bounded: rows are read in chunks by seq range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from audit.chain import recompute_hash
+from audit.models import GENESIS_HASH, AuditEntry, LaneHead
+
+CHUNK = 2000
+
+
+@dataclass
+class LaneResult:
+    lane: int
+    rows: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS_HASH
+    break_kind: str = ""
+    break_seq: int | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.break_kind
+
+
+@dataclass
+class VerificationReport:
+    lanes: list[LaneResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(lane.ok for lane in self.lanes)
+
+    @property
+    def rows(self) -> int:
+        return sum(lane.rows for lane in self.lanes)
+
+    @property
+    def breaks(self) -> list[LaneResult]:
+        return [lane for lane in self.lanes if not lane.ok]
+
+
+def _rows(lane: int, after_seq: int) -> Iterator[AuditEntry]:
+    while True:
+        chunk = list(
+            AuditEntry.objects.filter(lane=lane, seq__gt=after_seq).order_by("seq")[:CHUNK]
+        )
+        yield from chunk
+        if len(chunk) < CHUNK:
+            return
+        after_seq = chunk[-1].seq
+
+
+def verify_lane(
+    lane: int,
+    *,
+    start_seq: int = 0,
+    start_hash: str = GENESIS_HASH,
+    anchors: dict[int, str] | None = None,
+) -> LaneResult:
+    """Verify one lane from ``start_seq`` (0: from the genesis).
+
+    ``anchors`` maps seqs to hashes a signed checkpoint vouched for.
+    """
+    result = LaneResult(lane=lane, head_seq=start_seq, head_hash=start_hash)
+    anchors = anchors or {}
+    expected_seq, expected_prev = start_seq + 1, start_hash
+    for entry in _rows(lane, start_seq):
+        kind, detail = _check(entry, expected_seq, expected_prev, anchors)
+        if kind:
+            result.break_kind, result.break_seq, result.detail = kind, entry.seq, detail
+            if kind == "row_missing":
+                result.break_seq = expected_seq
+            return result
+        result.rows += 1
+        result.head_seq, result.head_hash = entry.seq, entry.hash
+        expected_seq, expected_prev = entry.seq + 1, entry.hash
+    head = LaneHead.objects.filter(lane=lane).first()
+    if head is not None and (head.seq, head.hash) != (result.head_seq, result.head_hash):
+        result.break_kind, result.break_seq = "head_mismatch", head.seq
+        result.detail = f"lane head says seq {head.seq}, the rows end at {result.head_seq}"
+    return result
+
+
+def _original_seq(entry: AuditEntry) -> int | None:
+    """If the row's contents hash correctly at a nearby seq, it was moved (rows inserted
+    before it, or rows swapped), not edited."""
+    stored_seq = entry.seq
+    try:
+        for delta in (-1, 1, -2, 2, -3, 3):
+            if stored_seq + delta < 1:
+                continue
+            entry.seq = stored_seq + delta
+            if recompute_hash(entry) == entry.hash:
+                return entry.seq
+        return None
+    finally:
+        entry.seq = stored_seq
+
+
+def _check(entry: AuditEntry, seq: int, prev: str, anchors: dict[int, str]) -> tuple[str, str]:
+    if entry.seq != seq:
+        return "row_missing", f"expected seq {seq}, found {entry.seq}"
+    if recompute_hash(entry) != entry.hash:
+        moved_from = _original_seq(entry)
+        if moved_from is not None:
+            return "row_inserted_or_reordered", f"this row was written as seq {moved_from}"
+        return "row_altered", "the row's contents do not match its hash"
+    if entry.prev_hash != prev:
+        return "row_inserted_or_reordered", "prev_hash does not link to the previous row"
+    anchored = anchors.get(entry.seq)
+    if anchored is not None and anchored != entry.hash:
+        return "checkpoint_mismatch", "differs from the hash a signed checkpoint recorded"
+    return "", ""
+
+
+def verify_all(
+    *,
+    lanes: list[int] | None = None,
+    anchors: dict[int, dict[int, str]] | None = None,
+    starts: dict[int, tuple[int, str]] | None = None,
+    progress: Callable[[int, LaneResult], None] | None = None,
+) -> VerificationReport:
+    """Verify every lane (or ``lanes``), optionally from known-good ``starts`` (incremental)."""
+    report = VerificationReport()
+    for lane in lanes if lanes is not None else range(settings.AUDIT_LANES):
+        start_seq, start_hash = (starts or {}).get(lane, (0, GENESIS_HASH))
+        result = verify_lane(
+            lane, start_seq=start_seq, start_hash=start_hash, anchors=(anchors or {}).get(lane)
+        )
+        report.lanes.append(result)
+        if progress:
+            progress(lane, result)
+    return report
