@@ -164,3 +164,16 @@ def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):
         keys = connection.execute("SELECT COUNT(*) FROM ledger_apikey").fetchone()
     assert (merchants, keys) == ([("Demo Shop",)], (1,))
     assert "merchant API key  sk_test_" in seeded.stdout
+    # the audit table's triggers exist on SQLite too: raw UPDATE and DELETE fail
+    with sqlite3.connect(database) as connection:
+        audited = connection.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0]
+        assert audited >= 2  # the demo merchant and its API key, recorded
+        for statement in (
+            "UPDATE audit_auditentry SET reason = 'x'",
+            "DELETE FROM audit_auditentry",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="audit rows"):
+                connection.execute(statement)
+        assert connection.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0] == audited
+        actors = connection.execute("SELECT DISTINCT actor_id FROM audit_auditentry").fetchall()
+    assert actors == [("command:seed_demo",)]
