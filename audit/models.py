@@ -115,3 +115,20 @@ class ArchiveSegment(models.Model):
 
     def __str__(self) -> str:
         return f"lane {self.lane} {self.first_seq}..{self.last_seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed checkpoint (``audit.signing`` format ``payflow-audit-checkpoint/1``): every
+    lane's head and a Merkle root over the entries since the previous checkpoint, signed
+    with Ed25519. The private key is never in the database; auditors verify with the
+    public key. ``number`` is unique, so two concurrent runs cannot both write one."""
+
+    number = models.PositiveIntegerField(primary_key=True)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, unique=True)
+    signed = models.JSONField()
+    tree_size = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.number} ({self.tree_size} entries)"

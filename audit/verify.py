@@ -141,6 +141,10 @@ def verify_all(
 ) -> VerificationReport:
     """Verify every lane (or ``lanes``), optionally from known-good ``starts`` (incremental)."""
     report = VerificationReport()
+    if anchors is None:
+        from audit.checkpoints import checkpoint_anchors
+
+        anchors = checkpoint_anchors()
     for lane in lanes if lanes is not None else range(settings.AUDIT_LANES):
         start_seq, start_hash = (starts or {}).get(lane, (0, GENESIS_HASH))
         result = verify_lane(
