@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import signing
 from audit.models import AuditCheckpoint, AuditEntry, LaneHead
+from audit.signals import checkpoint_signed
 from payflow import db
 
 
@@ -56,16 +57,19 @@ def audit_checkpoint_create() -> AuditCheckpoint | None:
         body, settings.AUDIT_SIGNING_KEY, settings.AUDIT_SIGNING_KEY_ID
     )
     try:
-        return AuditCheckpoint.objects.create(
-            number=body["number"],
-            created_at=timezone.now(),
-            key_id=body["key_id"],
-            digest=signing.checkpoint_digest(body),
-            signed=signed,
-            tree_size=body["tree"]["size"],
-        )
+        with transaction.atomic():  # a savepoint: a duplicate number must not break ours
+            checkpoint = AuditCheckpoint.objects.create(
+                number=body["number"],
+                created_at=timezone.now(),
+                key_id=body["key_id"],
+                digest=signing.checkpoint_digest(body),
+                signed=signed,
+                tree_size=body["tree"]["size"],
+            )
     except IntegrityError:
         return None
+    checkpoint_signed.send(sender=AuditCheckpoint, checkpoint=checkpoint)
+    return checkpoint
 
 
 def checkpoint_anchors() -> dict[int, dict[int, str]]:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from audit.chain import ENCODING_VERSION, canonical_bytes, entry_hash, lane_for
 from audit.models import AuditEntry, LaneHead
+from audit.signals import audit_recorded
 from payflow import context
 
 
@@ -70,4 +71,5 @@ def audit_record(
         prev_hash=head.hash, hash=digest, encoding_version=ENCODING_VERSION, **fields
     )
     LaneHead.objects.filter(lane=lane).update(seq=entry.seq, hash=digest)
+    audit_recorded.send(sender=AuditEntry, entry=entry)
     return entry

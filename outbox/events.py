@@ -90,3 +90,34 @@ def kafka_headers(event) -> list[tuple[str, bytes]]:
 
 def full_topic(name: str) -> str:
     return kafka.topic(name)
+
+
+AUDIT_ENTRY_FIELDS = (
+    "lane",
+    "seq",
+    "prev_hash",
+    "hash",
+    "encoding_version",
+    "object_type",
+    "object_id",
+    "action",
+    "event_type",
+    "old_values",
+    "new_values",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "ip",
+    "user_agent",
+    "request_id",
+    "task_id",
+    "reason",
+    "created_at",
+)
+
+
+def audit_entry_payload(entry) -> dict[str, Any]:
+    """An audit row as published: every field its hash covers, plus its hash links."""
+    from payflow.models import json_safe
+
+    return {name: json_safe(getattr(entry, name)) for name in AUDIT_ENTRY_FIELDS}

@@ -50,3 +50,47 @@ def nudge(partition: int) -> None:
         relay_partition.apply_async(args=[partition], ignore_result=True)
     except Exception as exc:  # the broker being down must never fail the committed request
         logger.warning("outbox nudge for partition %s not sent: %s", partition, exc)
+
+
+def record_audit_entry(sender: Any, entry: Any, **kwargs: Any) -> None:
+    """Receiver of ``audit_recorded``: mirror the audit row to ``audit.events``.
+
+    Keyed by lane, with the lane's seq as sequence, so a consumer can rebuild and re-verify
+    each lane's chain outside the database's reach."""
+    aggregate_id = f"lane-{entry.lane}"
+    _write(
+        aggregate_type="audit_lane",
+        aggregate_id=aggregate_id,
+        sequence=entry.seq,
+        event_type="audit.entry_recorded",
+        topic=events.TOPIC_AUDIT_EVENTS,
+        payload=events.audit_entry_payload(entry),
+    )
+
+
+def record_checkpoint(sender: Any, checkpoint: Any, **kwargs: Any) -> None:
+    """Receiver of ``checkpoint_signed``: publish the signed checkpoint."""
+    _write(
+        aggregate_type="audit_checkpoint",
+        aggregate_id="checkpoints",
+        sequence=checkpoint.number,
+        event_type="audit.checkpoint_signed",
+        topic=events.TOPIC_AUDIT_CHECKPOINTS,
+        payload=checkpoint.signed,
+    )
+
+
+def _write(*, aggregate_type, aggregate_id, sequence, event_type, topic, payload) -> None:
+    event = OutboxEvent.objects.create(
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        sequence=sequence,
+        event_type=event_type,
+        schema_version=events.SCHEMA_VERSION,
+        topic=events.full_topic(topic),
+        key=aggregate_id,
+        payload=payload,
+        relay_partition=events.relay_partition(aggregate_id),
+    )
+    partition = event.relay_partition
+    transaction.on_commit(lambda: nudge(partition))

@@ -4,6 +4,8 @@ import pytest
 
 from ledger.services.merchants import merchant_create
 
+TRANSACTION_TOPICS = ["transactions.initiated", "transactions.completed", "transactions.failed"]
+
 
 @pytest.fixture
 def merchant(db):
