@@ -132,3 +132,29 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.number} ({self.tree_size} entries)"
+
+
+class VerificationRun(models.Model):
+    """One verification of the trail, started by an auditor or by beat, with its progress
+    (updated lane by lane by the worker) and its result (the first break per lane)."""
+
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+    id = models.BigAutoField(primary_key=True)
+    started_by = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, default=QUEUED)
+    lanes_total = models.PositiveIntegerField(default=0)
+    lanes_done = models.PositiveIntegerField(default=0)
+    rows = models.PositiveBigIntegerField(default=0)
+    ok = models.BooleanField(null=True)
+    breaks = models.JSONField(default=list)
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"verification {self.id} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.lanes_done / self.lanes_total) if self.lanes_total else 0

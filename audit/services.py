@@ -73,3 +73,54 @@ def audit_record(
     LaneHead.objects.filter(lane=lane).update(seq=entry.seq, hash=digest)
     audit_recorded.send(sender=AuditEntry, entry=entry)
     return entry
+
+
+def verification_start(*, started_by: str) -> Any:
+    """Record a verification run and queue it for the worker (after commit)."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from audit.models import VerificationRun
+    from audit.tasks import verification_run
+
+    run = VerificationRun.objects.create(
+        started_by=started_by[:200], lanes_total=settings.AUDIT_LANES
+    )
+    transaction.on_commit(lambda: verification_run.delay(run.id))
+    return run
+
+
+def verification_execute(*, run_id: int) -> Any:
+    """Verify every lane, saving progress after each (small autocommit updates, so an
+    auditor watching the page sees it move)."""
+    from audit.models import VerificationRun
+    from audit.verify import verify_all
+
+    VerificationRun.objects.filter(pk=run_id).update(status=VerificationRun.RUNNING)
+    state = {"rows": 0, "done": 0}
+
+    def progress(lane, result):
+        state["rows"] += result.rows
+        state["done"] += 1
+        VerificationRun.objects.filter(pk=run_id).update(
+            lanes_done=state["done"], rows=state["rows"]
+        )
+
+    try:
+        report = verify_all(progress=progress)
+    except Exception as exc:
+        VerificationRun.objects.filter(pk=run_id).update(
+            status=VerificationRun.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    VerificationRun.objects.filter(pk=run_id).update(
+        status=VerificationRun.DONE,
+        ok=report.ok,
+        rows=report.rows,
+        finished_at=timezone.now(),
+        breaks=[
+            {"lane": b.lane, "seq": b.break_seq, "kind": b.break_kind, "detail": b.detail}
+            for b in report.breaks
+        ],
+    )
+    return VerificationRun.objects.get(pk=run_id)

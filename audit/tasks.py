@@ -34,3 +34,12 @@ def verify() -> dict:
         "rows": report.rows,
         "breaks": [(b.lane, b.break_seq, b.break_kind) for b in report.breaks],
     }
+
+
+@shared_task(name="audit.verification_run")
+def verification_run(run_id: int) -> dict:
+    """Run a verification an auditor started, storing progress after every lane."""
+    from audit.services import verification_execute
+
+    run = verification_execute(run_id=run_id)
+    return {"run": run.id, "ok": run.ok, "rows": run.rows}

@@ -8,6 +8,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("v1/", include("payflow.api.urls")),
+    path("audit/", include("audit.urls")),
 ]
 
 handler400 = "payflow.api.errors.handler400"

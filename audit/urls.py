@@ -1,0 +1,15 @@
+from django.urls import path
+
+from audit import views
+
+app_name = "audit"
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("verifications", views.verification_new, name="verification_new"),
+    path("verifications/<int:run_id>", views.verification, name="verification"),
+    path("records/<str:object_type>/<str:object_id>", views.record, name="record"),
+    path("checkpoints", views.checkpoints, name="checkpoints"),
+    path("checkpoints/<int:number>.json", views.checkpoint_download, name="checkpoint_download"),
+    path("public-key.pem", views.public_key, name="public_key"),
+    path("export", views.export, name="export"),
+]
