@@ -147,6 +147,9 @@ class VerificationRun(models.Model):
     lanes_done = models.PositiveIntegerField(default=0)
     rows = models.PositiveBigIntegerField(default=0)
     ok = models.BooleanField(null=True)
+    incremental = models.BooleanField(default=False)
+    # The checkpoint whose heads this run verified up to (a later incremental run starts there).
+    checkpoint_number = models.PositiveIntegerField(null=True, blank=True)
     breaks = models.JSONField(default=list)
     error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

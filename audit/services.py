@@ -75,7 +75,7 @@ def audit_record(
     return entry
 
 
-def verification_start(*, started_by: str) -> Any:
+def verification_start(*, started_by: str, incremental: bool = False) -> Any:
     """Record a verification run and queue it for the worker (after commit)."""
     from django.conf import settings
     from django.db import transaction
@@ -84,18 +84,22 @@ def verification_start(*, started_by: str) -> Any:
     from audit.tasks import verification_run
 
     run = VerificationRun.objects.create(
-        started_by=started_by[:200], lanes_total=settings.AUDIT_LANES
+        started_by=started_by[:200], lanes_total=settings.AUDIT_LANES, incremental=incremental
     )
     transaction.on_commit(lambda: verification_run.delay(run.id))
     return run
 
 
 def verification_execute(*, run_id: int) -> Any:
-    """Verify every lane, saving progress after each (small autocommit updates, so an
-    auditor watching the page sees it move)."""
-    from audit.models import VerificationRun
-    from audit.verify import verify_all
+    """Verify every lane (in full, or from the last verified checkpoint), saving progress
+    after each lane (small autocommit updates, so an auditor watching sees it move). An OK
+    run records the newest checkpoint it covered, where the next incremental run starts."""
+    from audit.models import AuditCheckpoint, VerificationRun
+    from audit.verify import incremental_starts, verify_all
 
+    run = VerificationRun.objects.get(pk=run_id)
+    latest = AuditCheckpoint.objects.order_by("-number").values_list("number", flat=True).first()
+    starts, _ = incremental_starts() if run.incremental else ({}, None)
     VerificationRun.objects.filter(pk=run_id).update(status=VerificationRun.RUNNING)
     state = {"rows": 0, "done": 0}
 
@@ -107,7 +111,7 @@ def verification_execute(*, run_id: int) -> Any:
         )
 
     try:
-        report = verify_all(progress=progress)
+        report = verify_all(progress=progress, starts=starts)
     except Exception as exc:
         VerificationRun.objects.filter(pk=run_id).update(
             status=VerificationRun.FAILED, error=str(exc)[:500], finished_at=timezone.now()
@@ -118,6 +122,7 @@ def verification_execute(*, run_id: int) -> Any:
         ok=report.ok,
         rows=report.rows,
         finished_at=timezone.now(),
+        checkpoint_number=latest if report.ok else None,
         breaks=[
             {"lane": b.lane, "seq": b.break_seq, "kind": b.break_kind, "detail": b.detail}
             for b in report.breaks

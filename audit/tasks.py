@@ -15,25 +15,22 @@ def checkpoint() -> dict:
 
 
 @shared_task(name="audit.verify")
-def verify() -> dict:
-    """Verify every lane against the chain and the signed checkpoints (beat, nightly)."""
+def verify(incremental: bool = False) -> dict:
+    """Verify the trail, recorded as a run (beat: incremental hourly, in full nightly)."""
     import logging
 
-    from audit.verify import verify_all
+    from django.conf import settings
 
-    report = verify_all()
-    for lane in report.breaks:
-        logging.getLogger(__name__).error(
-            "audit chain broken in lane %s at seq %s: %s",
-            lane.lane,
-            lane.break_seq,
-            lane.break_kind,
-        )
-    return {
-        "ok": report.ok,
-        "rows": report.rows,
-        "breaks": [(b.lane, b.break_seq, b.break_kind) for b in report.breaks],
-    }
+    from audit.models import VerificationRun
+    from audit.services import verification_execute
+
+    run = VerificationRun.objects.create(
+        started_by="beat", lanes_total=settings.AUDIT_LANES, incremental=incremental
+    )
+    run = verification_execute(run_id=run.id)
+    for broken in run.breaks:
+        logging.getLogger(__name__).error("audit chain broken: %s", broken)
+    return {"ok": run.ok, "rows": run.rows, "breaks": run.breaks}
 
 
 @shared_task(name="audit.verification_run")

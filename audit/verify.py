@@ -154,3 +154,20 @@ def verify_all(
         if progress:
             progress(lane, result)
     return report
+
+
+def incremental_starts() -> tuple[dict[int, tuple[int, str]], int | None]:
+    """Where an incremental run starts: the heads of the latest checkpoint that a successful
+    earlier run verified (every row up to them was checked then). Empty: verify in full."""
+    from audit.models import AuditCheckpoint, VerificationRun
+
+    last_ok = (
+        VerificationRun.objects.filter(ok=True, checkpoint_number__isnull=False)
+        .order_by("-checkpoint_number")
+        .first()
+    )
+    if last_ok is None:
+        return {}, None
+    checkpoint = AuditCheckpoint.objects.get(number=last_ok.checkpoint_number)
+    starts = {h["lane"]: (h["seq"], h["hash"]) for h in checkpoint.signed["body"]["lanes"]}
+    return starts, checkpoint.number

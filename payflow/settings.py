@@ -160,7 +160,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "outbox-relay-sweep": {"task": "outbox.relay_sweep", "schedule": 1.0},
     "outbox-purge": {"task": "outbox.purge", "schedule": crontab(hour=1, minute=30)},
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
-    "audit-verify": {"task": "audit.verify", "schedule": crontab(hour=0, minute=30)},
+    "audit-verify-incremental": {
+        "task": "audit.verify",
+        "schedule": 3600.0,
+        "kwargs": {"incremental": True},
+    },
+    "audit-verify-full": {"task": "audit.verify", "schedule": crontab(hour=0, minute=30)},
     "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
     "settlement": {"task": "ledger.settlement_run", "schedule": crontab(hour=2, minute=0)},
     "ledger-invariants": {"task": "ledger.check_invariants", "schedule": crontab(hour=3, minute=0)},

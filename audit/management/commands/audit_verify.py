@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.verify import verify_all
+from audit.verify import incremental_starts, verify_all
 
 
 class Command(BaseCommand):
@@ -11,9 +11,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--lane", type=int, action="append", help="only these lanes")
+        parser.add_argument(
+            "--incremental",
+            action="store_true",
+            help="start from the last checkpoint a successful run verified",
+        )
 
-    def handle(self, *args, lane=None, **options):
-        report = verify_all(lanes=lane)
+    def handle(self, *args, lane=None, incremental=False, **options):
+        starts, since = incremental_starts() if incremental else ({}, None)
+        if incremental:
+            self.stdout.write(
+                f"incremental from checkpoint {since}"
+                if since
+                else "no verified checkpoint yet: verifying in full"
+            )
+        report = verify_all(lanes=lane, starts=starts)
         for result in report.lanes:
             if result.ok:
                 self.stdout.write(
