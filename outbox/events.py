@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from ledger.models import Transaction
 from payflow import kafka
 
 SCHEMA_VERSION = 1
@@ -26,27 +27,10 @@ ALL_TOPICS = [
     TOPIC_AUDIT_CHECKPOINTS,
 ]
 
-#: Transaction fields an event carries. Never card data beyond the token id.
-PAYLOAD_FIELDS = (
-    "id",
-    "merchant",
-    "type",
-    "status",
-    "amount",
-    "currency",
-    "captured_amount",
-    "refunded_amount",
-    "charged_back_amount",
-    "capture_method",
-    "parent",
-    "card_token",
-    "external_reference",
-    "metadata",
-    "decline_code",
-    "initiated_at",
-    "captured_at",
-    "completed_at",
-    "version",
+#: Transaction fields an event carries: its audited snapshot without the operator-facing
+#: texts (never card data: the token is its id).
+PAYLOAD_FIELDS = tuple(
+    name for name in Transaction.audit_fields if name not in {"failure_message", "reason"}
 )
 FAILED_STATUSES = {"failed", "cancelled"}
 

@@ -1,5 +1,6 @@
 import contextlib
 import importlib
+import json
 
 import pytest
 from django.db import connection
@@ -31,3 +32,27 @@ def triggers_dropped():
 def raw(sql, params=()):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def recompute_chain_after_edit(target, change):
+    """As an attacker with DBA rights: edit ``target``'s new_values with ``change`` and
+    recompute every later hash of its lane and the lane head, so the chain alone is
+    consistent again. Triggers are dropped for the edit and restored."""
+    from audit.chain import canonical_bytes, entry_hash, row_fields
+    from audit.models import AuditEntry
+
+    lane = target.lane
+    with triggers_dropped():
+        prev = AuditEntry.objects.get(lane=lane, seq=target.seq - 1).hash
+        for row in AuditEntry.objects.filter(lane=lane, seq__gte=target.seq).order_by("seq"):
+            fields = row_fields(row)
+            if row.id == target.id:
+                fields["new_values"] = dict(fields["new_values"], **change)
+            digest = entry_hash(prev, canonical_bytes(fields))
+            raw(
+                "UPDATE audit_auditentry SET new_values = %s, prev_hash = %s, hash = %s "
+                "WHERE id = %s",
+                [json.dumps(fields["new_values"]), prev, digest, row.id],
+            )
+            prev = digest
+        raw("UPDATE audit_lanehead SET hash = %s WHERE lane = %s", [prev, lane])

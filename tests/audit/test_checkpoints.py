@@ -6,12 +6,11 @@ import pytest
 from django.conf import settings
 
 from audit import signing
-from audit.chain import canonical_bytes, entry_hash, row_fields
 from audit.checkpoints import audit_checkpoint_create
 from audit.models import AuditCheckpoint, AuditEntry
 from audit.verify import verify_all
 from ledger.services.refunds import refund_create
-from tests.audit.conftest import raw, triggers_dropped
+from tests.audit.conftest import recompute_chain_after_edit
 from tests.ledger.conftest import pay
 
 
@@ -65,20 +64,7 @@ def test_recomputing_the_whole_chain_after_an_edit_is_caught_by_the_signed_check
     target = AuditEntry.objects.filter(object_id=str(payment.pk)).order_by("seq")[1]
     lane = target.lane
     # when an attacker with DBA rights edits a row and recomputes every later hash and the head
-    with triggers_dropped():
-        prev = AuditEntry.objects.get(lane=lane, seq=target.seq - 1).hash
-        for row in AuditEntry.objects.filter(lane=lane, seq__gte=target.seq).order_by("seq"):
-            fields = row_fields(row)
-            if row.id == target.id:
-                fields["new_values"] = dict(fields["new_values"], amount=1)
-            digest = entry_hash(prev, canonical_bytes(fields))
-            raw(
-                "UPDATE audit_auditentry SET new_values = %s, prev_hash = %s, hash = %s "
-                "WHERE id = %s",
-                [json.dumps(fields["new_values"]), prev, digest, row.id],
-            )
-            prev = digest
-        raw("UPDATE audit_lanehead SET hash = %s WHERE lane = %s", [prev, lane])
+    recompute_chain_after_edit(target, {"amount": 1})
     # then verification, which checks the signed heads, names the lane and the kind
     report = verify_all()
     [broken] = report.breaks

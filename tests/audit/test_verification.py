@@ -14,7 +14,7 @@ from audit.chain import canonical_bytes, entry_hash, row_fields
 from audit.models import AuditEntry
 from audit.verify import verify_all, verify_lane
 from ledger.services.refunds import refund_create
-from tests.audit.conftest import raw, triggers_dropped
+from tests.audit.conftest import raw, recompute_chain_after_edit, triggers_dropped
 from tests.ledger.conftest import pay
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -127,22 +127,7 @@ def test_a_chain_recomputed_after_an_edit_passes_alone_but_not_against_a_checkpo
     signed_heads = {row.seq: row.hash for row in lane_rows(lane)}  # what a checkpoint signed
     # the attacker edits a row and recomputes every hash after it (and the lane head)
     target = history[1]
-    with triggers_dropped():
-        prev = AuditEntry.objects.get(lane=lane, seq=target.seq - 1).hash
-        for row in lane_rows(lane):
-            if row.seq < target.seq:
-                continue
-            fields = row_fields(row)
-            if row.id == target.id:
-                fields["new_values"] = dict(fields["new_values"], amount=1)
-            digest = entry_hash(prev, canonical_bytes(fields))
-            raw(
-                "UPDATE audit_auditentry SET new_values = %s, prev_hash = %s, hash = %s "
-                "WHERE id = %s",
-                [json.dumps(fields["new_values"]), prev, digest, row.id],
-            )
-            prev = digest
-        raw("UPDATE audit_lanehead SET hash = %s WHERE lane = %s", [prev, lane])
+    recompute_chain_after_edit(target, {"amount": 1})
     assert verify_lane(lane).ok  # a hash chain alone can be rewritten by its owner...
     result = verify_lane(lane, anchors=signed_heads)  # ...but not the signed heads
     assert (result.break_kind, result.break_seq) == ("checkpoint_mismatch", target.seq)
