@@ -37,10 +37,33 @@ def record_transaction_event(
         payload={name: new_values[name] for name in events.PAYLOAD_FIELDS if name in new_values},
         relay_partition=events.relay_partition(aggregate_id),
     )
-    partition = event.relay_partition
-    # A nudge after commit gets the event out quickly; if it is lost, beat's sweep (every
-    # second) publishes it anyway. Dropped with the transaction if it rolls back.
-    transaction.on_commit(lambda: nudge(partition))
+    _nudge_after_commit(event.relay_partition)
+
+
+class _Nudges:
+    """The relay partitions one transaction wrote to, nudged once each after it commits."""
+
+    def __init__(self) -> None:
+        self.partitions: set[int] = set()
+
+    def __call__(self) -> None:
+        for partition in sorted(self.partitions):
+            nudge(partition)
+
+
+def _nudge_after_commit(partition: int) -> None:
+    """A nudge after commit gets the events out quickly; if it is lost, beat's sweep (every
+    second) publishes them anyway. One callback per transaction (a payment writes several
+    events), found among the connection's pending callbacks; Django drops it if the
+    transaction rolls back."""
+    connection = transaction.get_connection()
+    for _savepoints, callback, _robust in connection.run_on_commit:
+        if isinstance(callback, _Nudges):
+            callback.partitions.add(partition)
+            return
+    nudges = _Nudges()
+    nudges.partitions.add(partition)
+    transaction.on_commit(nudges)
 
 
 def nudge(partition: int) -> None:
@@ -92,5 +115,4 @@ def _write(*, aggregate_type, aggregate_id, sequence, event_type, topic, payload
         payload=payload,
         relay_partition=events.relay_partition(aggregate_id),
     )
-    partition = event.relay_partition
-    transaction.on_commit(lambda: nudge(partition))
+    _nudge_after_commit(event.relay_partition)

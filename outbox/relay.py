@@ -189,6 +189,7 @@ def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]
     """Produce the batch and wait for every delivery report. Never inside a transaction."""
     results: dict[Any, Delivery] = {}
     blocked: set[str] = set()  # aggregates whose earlier event failed to enqueue
+    expected = 0  # events handed to the producer or failed at once: each gets one result
 
     def on_delivery(event_id):
         def report(error, message):
@@ -203,21 +204,16 @@ def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]
         if event.aggregate_id in blocked:
             continue
         value = json.dumps(events.envelope(event), separators=(",", ":")).encode()
+        expected += 1
         try:
             _produce(producer, event, value, on_delivery(event.id))
         except KafkaException as exc:
             results[event.id] = _error_delivery(exc.args[0])
             blocked.add(event.aggregate_id)
     deadline = time.monotonic() + settings.OUTBOX_DELIVERY_TIMEOUT_MS / 1000 + 5
-    while len(results) < len(batch) - _skipped(batch, blocked, results):
-        if time.monotonic() > deadline:
-            break
+    while len(results) < expected and time.monotonic() < deadline:
         producer.flush(1)
     return results
-
-
-def _skipped(batch, blocked, results) -> int:
-    return sum(1 for e in batch if e.aggregate_id in blocked and e.id not in results)
 
 
 def _produce(producer: Producer, event: OutboxEvent, value: bytes, callback) -> None:

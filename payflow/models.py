@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,9 +67,6 @@ class GuardedQuerySet(models.QuerySet):
 
 def json_safe(value: Any) -> Any:
     """A value as it goes into audit rows and events: str for ids, ISO UTC for times."""
-    import datetime
-    import uuid
-
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime.datetime):

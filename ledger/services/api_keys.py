@@ -79,14 +79,22 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
     return candidate
 
 
-@db.atomic
 def api_key_touch(*, api_key: ApiKey) -> None:
-    """Record use, at most once per ``LAST_USED_RESOLUTION`` (a conditional UPDATE, so
-    concurrent requests do not queue on the row). Telemetry: no signal, no audit row."""
+    """Record use, at most once per ``LAST_USED_RESOLUTION``: nothing is written when the
+    row just loaded is fresh (the common case: no write on the request path), otherwise a
+    conditional UPDATE, so concurrent requests do not queue on the row. Telemetry: no
+    signal, no audit row."""
     now = timezone.now()
+    if api_key.last_used_at is not None and api_key.last_used_at >= now - LAST_USED_RESOLUTION:
+        return
+    _touch(api_key.pk, now)
+
+
+@db.atomic
+def _touch(api_key_id, now) -> None:
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     with sanctioned_writes():
-        ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+        ApiKey.objects.filter(stale, pk=api_key_id).update(last_used_at=now)
 
 
 @db.atomic

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ledger.exceptions import CardDeclined, NotFound
+from ledger.exceptions import NotFound
 from ledger.models import CardToken, Transaction, TransactionStatus, TransactionType
 from ledger.selectors import merchant_balances
 from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
@@ -181,15 +181,11 @@ class PaymentsView(APIView):
             metadata=data.get("metadata"),
         )
         if payment.status == TransactionStatus.FAILED:
-            declined = CardDeclined(
-                payment.failure_message or "The card was declined.",
-                decline_code=payment.decline_code,
-            )
             raise ApiError(
                 422,
                 "card_error",
                 "card_declined",
-                declined.message,
+                payment.failure_message or "The card was declined.",
                 decline_code=payment.decline_code,
                 payment=ids.encode("payment", payment.pk),
             )

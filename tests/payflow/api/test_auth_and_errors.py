@@ -78,3 +78,20 @@ def test_throttling_answers_429_with_retry_after(api, settings):
     assert codes == [200, 200, 200, 429]
     assert_error(response, 429, "rate_limited")
     assert int(response["Retry-After"]) >= 1
+
+
+def test_a_request_with_a_freshly_used_key_writes_nothing_for_the_key(anonymous, merchant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    issued = api_key_create(merchant=merchant)
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    with CaptureQueriesContext(connection) as first:
+        anonymous.get("/v1/ping")
+    with CaptureQueriesContext(connection) as second:
+        anonymous.get("/v1/ping")
+    touched = [
+        q["sql"] for q in first.captured_queries if q["sql"].startswith("UPDATE `ledger_apikey`")
+    ]
+    assert len(touched) == 1  # the first use is recorded
+    assert not any("UPDATE" in q["sql"] for q in second.captured_queries)
