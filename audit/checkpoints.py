@@ -7,7 +7,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import signing
-from audit.models import AuditCheckpoint, AuditEntry, LaneHead
+from audit.models import AuditCheckpoint, LaneHead
+from audit.segments import lane_hashes
 from audit.signals import checkpoint_signed
 from payflow import db
 
@@ -26,8 +27,7 @@ def _new_entries(previous_heads: dict[int, tuple[int, str]], heads: dict[int, tu
         after, upto = previous_heads.get(lane, (0, ""))[0], heads[lane][0]
         if upto <= after:
             continue
-        rows = AuditEntry.objects.filter(lane=lane, seq__gt=after, seq__lte=upto).order_by("seq")
-        for seq, digest in rows.values_list("seq", "hash").iterator(chunk_size=5000):
+        for seq, digest in lane_hashes(lane, after, upto):
             yield lane, seq, digest
 
 

@@ -10,9 +10,9 @@ from typing import Any
 from django.utils import timezone
 
 from audit import signing
-from audit.chain import canonical_bytes, row_fields
 from audit.merkle import MerkleTree
-from audit.models import AuditCheckpoint, AuditEntry
+from audit.models import AuditCheckpoint
+from audit.segments import SegmentProblem, lane_hashes, lane_rows
 
 
 class NothingToExport(ValueError):
@@ -22,10 +22,8 @@ class NothingToExport(ValueError):
 def _tree(body: dict[str, Any]) -> MerkleTree:
     leaves = []
     for covered in body["tree"]["ranges"]:
-        rows = AuditEntry.objects.filter(
-            lane=covered["lane"], seq__gte=covered["first_seq"], seq__lte=covered["last_seq"]
-        ).order_by("seq")
-        leaves.extend(bytes.fromhex(digest) for digest in rows.values_list("hash", flat=True))
+        rows = lane_hashes(covered["lane"], covered["first_seq"] - 1, covered["last_seq"])
+        leaves.extend(bytes.fromhex(digest) for _, digest in rows)
     return MerkleTree(leaves)
 
 
@@ -36,15 +34,22 @@ def _covers(body: dict[str, Any], lane: int, seq: int) -> bool:
 
 
 def evidence_export(*, lane: int, first_seq: int, last_seq: int) -> dict[str, Any]:
-    """The bundle for lane rows ``first_seq..last_seq`` (capped at the last signed head)."""
+    """The bundle for lane rows ``first_seq..last_seq`` (capped at the last signed head),
+    archived rows read from their segment files. ``NothingToExport`` also when a segment
+    file needed cannot be trusted (verification names the problem)."""
+    try:
+        return _export(lane=lane, first_seq=first_seq, last_seq=last_seq)
+    except SegmentProblem as problem:
+        raise NothingToExport(f"cannot export: {problem.kind}: {problem}") from problem
+
+
+def _export(*, lane: int, first_seq: int, last_seq: int) -> dict[str, Any]:
     checkpoints = list(AuditCheckpoint.objects.order_by("number"))
     if not checkpoints:
         raise NothingToExport("no signed checkpoint yet: wait for the next one (every 5 minutes)")
     heads = {h["lane"]: h["seq"] for h in checkpoints[-1].signed["body"]["lanes"]}
     last_seq = min(last_seq, heads.get(lane, 0))
-    rows = list(
-        AuditEntry.objects.filter(lane=lane, seq__gte=first_seq, seq__lte=last_seq).order_by("seq")
-    )
+    rows = list(lane_rows(lane, max(first_seq, 1) - 1, last_seq))
     if not rows:
         raise NothingToExport(f"lane {lane} has no signed rows in {first_seq}..{last_seq}")
     # Consecutive checkpoints from the first up to the last one that covers a row.
@@ -56,7 +61,7 @@ def evidence_export(*, lane: int, first_seq: int, last_seq: int) -> dict[str, An
             "seq": r.seq,
             "prev_hash": r.prev_hash,
             "hash": r.hash,
-            "canonical": canonical_bytes(row_fields(r)),
+            "canonical": r.canonical,
         }
         for r in rows
     ]

@@ -91,9 +91,14 @@ class LaneHead(models.Model):
 
 
 class ArchiveSegment(models.Model):
-    """A verified archive file covering lane rows ``first_seq..last_seq`` (issue 7).
+    """One segment file holding lane rows ``first_seq..last_seq`` (``audit.segments``).
 
-    The DELETE trigger on the audit table admits only rows a *verified* segment covers."""
+    Life: recorded (``verified_at`` NULL: the file may not be written yet) → verified (the
+    file was read back and every row checked; from now on the DELETE trigger admits the
+    covered rows) → live rows deleted (``rows_deleted_at``) → purged at the end of
+    retention (``purged_at``; the file is removed afterwards, ``file_removed_at``)."""
+
+    PENDING, VERIFIED, ARCHIVED, PURGED = "pending", "verified", "archived", "purged"
 
     id = models.BigAutoField(primary_key=True)
     lane = models.PositiveSmallIntegerField()
@@ -103,18 +108,92 @@ class ArchiveSegment(models.Model):
     last_hash = models.CharField(max_length=64)
     row_count = models.PositiveIntegerField()
     file_digest = models.CharField(max_length=64)
+    file_size = models.PositiveBigIntegerField(default=0)
     storage_path = models.CharField(max_length=500)
+    format_version = models.PositiveSmallIntegerField(default=1)
+    first_created_at = models.DateTimeField(null=True, blank=True)
+    last_created_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     verified_at = models.DateTimeField(null=True, blank=True)
+    rows_deleted_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    purge = models.ForeignKey(
+        "RetentionPurge", null=True, blank=True, on_delete=models.PROTECT, related_name="segments"
+    )
+    file_removed_at = models.DateTimeField(null=True, blank=True)
+    # The last on-demand check (an auditor's, or the nightly verification's).
+    checked_at = models.DateTimeField(null=True, blank=True)
+    check_ok = models.BooleanField(null=True, blank=True)
+    check_detail = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["lane", "first_seq"], name="segment_lane_first_unique")
+            models.UniqueConstraint(fields=["lane", "first_seq"], name="segment_lane_first_unique"),
+            models.CheckConstraint(
+                condition=models.Q(last_seq__gte=models.F("first_seq")), name="segment_range_order"
+            ),
         ]
         indexes = [models.Index(fields=["lane", "first_seq", "last_seq"], name="segment_range")]
 
     def __str__(self) -> str:
         return f"lane {self.lane} {self.first_seq}..{self.last_seq}"
+
+    @property
+    def status(self) -> str:
+        if self.purged_at:
+            return self.PURGED
+        if self.rows_deleted_at:
+            return self.ARCHIVED
+        return self.VERIFIED if self.verified_at else self.PENDING
+
+
+class ArchiveLease(models.Model):
+    """Who runs the archiver (or the retention purge), until when: claimed by a committed
+    conditional UPDATE, so two runs at once never archive the same rows."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    owner = models.CharField(max_length=200, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.owner or 'free'}"
+
+
+class RetentionPurge(models.Model):
+    """A signed record of segments removed at the end of retention (format
+    ``payflow-audit-retention/1``, signed like a checkpoint): per lane, the seq and hash the
+    chain now starts from, and every removed segment's range, digest and row count. The
+    chain verifies from these boundaries; the purge itself is an audit row."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    signed = models.JSONField()
+    segment_count = models.PositiveIntegerField()
+    row_count = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"retention purge {self.id} ({self.segment_count} segments)"
+
+
+class LegalHold(models.Model):
+    """Stops the retention purge for the rows of one object, or of everything that belongs
+    to a merchant (``object_type`` ``ledger.merchant``). A merchant's ``legal_hold`` flag
+    does the same. Released holds are kept (``released_at``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    reason = models.CharField(max_length=500)
+    placed_by = models.CharField(max_length=200)
+    placed_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["object_type", "object_id"], name="legal_hold_object")]
+
+    def __str__(self) -> str:
+        return f"hold on {self.object_type} {self.object_id}"
 
 
 class AuditCheckpoint(models.Model):

@@ -40,3 +40,19 @@ def verification_run(run_id: int) -> dict:
 
     run = verification_execute(run_id=run_id)
     return {"run": run.id, "ok": run.ok, "rows": run.rows}
+
+
+@shared_task(name="audit.archive")
+def archive() -> dict:
+    """Move rows older than AUDIT_ARCHIVE_AFTER to verified segment files (beat, daily)."""
+    from audit.archive import audit_archive
+
+    return audit_archive().as_dict()
+
+
+@shared_task(name="audit.retention_purge")
+def retention_purge() -> dict:
+    """Purge segments older than AUDIT_RETENTION, leaving a signed record (beat, daily)."""
+    from audit.retention import audit_retention_purge
+
+    return audit_retention_purge().as_dict()

@@ -12,4 +12,6 @@ urlpatterns = [
     path("checkpoints/<int:number>.json", views.checkpoint_download, name="checkpoint_download"),
     path("public-key.pem", views.public_key, name="public_key"),
     path("export", views.export, name="export"),
+    path("segments/<int:segment_id>/check", views.segment_check_view, name="segment_check"),
+    path("retention/<int:purge_id>.json", views.retention_record, name="retention_record"),
 ]

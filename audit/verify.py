@@ -8,22 +8,26 @@ Per lane, the first break is reported with its kind:
   does not link to the previous row (a forged row, or rows swapped);
 - ``head_mismatch``: the lane head disagrees with the last row;
 - ``checkpoint_mismatch``: the row at a signed checkpoint's head differs from what the
-  checkpoint signed (the chain was recomputed after an edit).
+  checkpoint signed (the chain was recomputed after an edit);
+- ``segment_missing``, ``segment_altered``, ``segment_replaced``, ``segment_mismatch``: an
+  archive segment file that cannot be trusted (``audit.segments``);
+- ``retention_record_invalid``: a retention purge record whose signature does not verify.
 
-Memory stays bounded: rows are read in chunks by seq range.
+A lane is one chain across its archive segments and its live rows (``audit.segments``
+``lane_rows``); after a retention purge it starts at the signed boundary the purge left.
+
+Memory stays bounded: live rows are read in chunks, segment files one at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from audit.chain import recompute_hash
-from audit.models import GENESIS_HASH, AuditEntry, LaneHead
-
-CHUNK = 2000
+from audit.models import GENESIS_HASH, LaneHead
+from audit.segments import ChainRow, SegmentProblem, lane_rows
 
 
 @dataclass
@@ -58,17 +62,6 @@ class VerificationReport:
         return [lane for lane in self.lanes if not lane.ok]
 
 
-def _rows(lane: int, after_seq: int) -> Iterator[AuditEntry]:
-    while True:
-        chunk = list(
-            AuditEntry.objects.filter(lane=lane, seq__gt=after_seq).order_by("seq")[:CHUNK]
-        )
-        yield from chunk
-        if len(chunk) < CHUNK:
-            return
-        after_seq = chunk[-1].seq
-
-
 def verify_lane(
     lane: int,
     *,
@@ -76,23 +69,28 @@ def verify_lane(
     start_hash: str = GENESIS_HASH,
     anchors: dict[int, str] | None = None,
 ) -> LaneResult:
-    """Verify one lane from ``start_seq`` (0: from the genesis).
+    """Verify one lane from ``start_seq`` (0: from the genesis), archived and live rows.
 
     ``anchors`` maps seqs to hashes a signed checkpoint vouched for.
     """
     result = LaneResult(lane=lane, head_seq=start_seq, head_hash=start_hash)
     anchors = anchors or {}
     expected_seq, expected_prev = start_seq + 1, start_hash
-    for entry in _rows(lane, start_seq):
-        kind, detail = _check(entry, expected_seq, expected_prev, anchors)
-        if kind:
-            result.break_kind, result.break_seq, result.detail = kind, entry.seq, detail
-            if kind == "row_missing":
-                result.break_seq = expected_seq
-            return result
-        result.rows += 1
-        result.head_seq, result.head_hash = entry.seq, entry.hash
-        expected_seq, expected_prev = entry.seq + 1, entry.hash
+    try:
+        for row in lane_rows(lane, start_seq):
+            kind, detail = _check(row, expected_seq, expected_prev, anchors)
+            if kind:
+                result.break_kind, result.break_seq, result.detail = kind, row.seq, detail
+                if kind == "row_missing":
+                    result.break_seq = expected_seq
+                return result
+            result.rows += 1
+            result.head_seq, result.head_hash = row.seq, row.hash
+            expected_seq, expected_prev = row.seq + 1, row.hash
+    except SegmentProblem as problem:
+        result.break_kind, result.break_seq = problem.kind, problem.segment.first_seq
+        result.detail = f"segment {problem.segment.storage_path}: {problem.detail}"
+        return result
     head = LaneHead.objects.filter(lane=lane).first()
     if head is not None and (head.seq, head.hash) != (result.head_seq, result.head_hash):
         result.break_kind, result.break_seq = "head_mismatch", head.seq
@@ -100,34 +98,22 @@ def verify_lane(
     return result
 
 
-def _original_seq(entry: AuditEntry) -> int | None:
-    """If the row's contents hash correctly at a nearby seq, it was moved (rows inserted
-    before it, or rows swapped), not edited."""
-    stored_seq = entry.seq
-    try:
-        for delta in (-1, 1, -2, 2, -3, 3):
-            if stored_seq + delta < 1:
-                continue
-            entry.seq = stored_seq + delta
-            if recompute_hash(entry) == entry.hash:
-                return entry.seq
-        return None
-    finally:
-        entry.seq = stored_seq
-
-
-def _check(entry: AuditEntry, seq: int, prev: str, anchors: dict[int, str]) -> tuple[str, str]:
-    if entry.seq != seq:
-        return "row_missing", f"expected seq {seq}, found {entry.seq}"
-    if recompute_hash(entry) != entry.hash:
-        moved_from = _original_seq(entry)
+def _check(row: ChainRow, seq: int, prev: str, anchors: dict[int, str]) -> tuple[str, str]:
+    if row.seq != seq:
+        return "row_missing", f"expected seq {seq}, found {row.seq}"
+    if not row.hash_ok():
+        moved_from = row.written_seq()
         if moved_from is not None:
             return "row_inserted_or_reordered", f"this row was written as seq {moved_from}"
         return "row_altered", "the row's contents do not match its hash"
-    if entry.prev_hash != prev:
+    if row.entry is None:  # from a segment file: the line's seq is outside the hash
+        moved_from = row.written_seq()
+        if moved_from is not None:
+            return "row_inserted_or_reordered", f"this row was written as seq {moved_from}"
+    if row.prev_hash != prev:
         return "row_inserted_or_reordered", "prev_hash does not link to the previous row"
-    anchored = anchors.get(entry.seq)
-    if anchored is not None and anchored != entry.hash:
+    anchored = anchors.get(row.seq)
+    if anchored is not None and anchored != row.hash:
         return "checkpoint_mismatch", "differs from the hash a signed checkpoint recorded"
     return "", ""
 
@@ -140,13 +126,25 @@ def verify_all(
     progress: Callable[[int, LaneResult], None] | None = None,
 ) -> VerificationReport:
     """Verify every lane (or ``lanes``), optionally from known-good ``starts`` (incremental)."""
+    from audit.retention import RetentionRecordInvalid, retention_boundaries
+
     report = VerificationReport()
     if anchors is None:
         from audit.checkpoints import checkpoint_anchors
 
         anchors = checkpoint_anchors()
+    try:
+        boundaries = retention_boundaries()
+    except RetentionRecordInvalid as invalid:
+        for lane in lanes if lanes is not None else range(settings.AUDIT_LANES):
+            report.lanes.append(
+                LaneResult(lane, break_kind="retention_record_invalid", detail=str(invalid))
+            )
+        return report
     for lane in lanes if lanes is not None else range(settings.AUDIT_LANES):
-        start_seq, start_hash = (starts or {}).get(lane, (0, GENESIS_HASH))
+        start_seq, start_hash = max(
+            (starts or {}).get(lane, (0, GENESIS_HASH)), boundaries.get(lane, (0, GENESIS_HASH))
+        )
         result = verify_lane(
             lane, start_seq=start_seq, start_hash=start_hash, anchors=(anchors or {}).get(lane)
         )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
+import math
 import secrets
 import sys
 from dataclasses import dataclass
@@ -162,6 +164,62 @@ def database_settings(
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     return config
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365.25 * 86400}
+
+
+def duration(text: str) -> datetime.timedelta:
+    """A duration setting: ``"365"`` (days) or a number with a unit ``s m h d y``
+    (``"365d"``, ``"7y"``; a year is 365.25 days, rounded up to whole seconds)."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "d"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and math.isfinite(value)):
+        raise ImproperlyConfigured(
+            f"{text!r} is not a duration: write a positive number of days, or e.g. 12h, 365d, 7y"
+        )
+    return datetime.timedelta(seconds=math.ceil(value * _DURATION_UNITS[unit]))
+
+
+def archive_storage(env: environ.Env, var_dir: Path) -> dict[str, Any]:
+    """``STORAGES["audit_archive"]``: where audit segment files go (``AUDIT_ARCHIVE_STORAGE``).
+
+    ``local`` (default): a directory, files read-only once written. ``s3``: an S3-compatible
+    bucket through django-storages; never overwrites a name (``file_overwrite`` off). The
+    bucket should have Object Lock with a default retention (see the README): the archiver
+    never needs to change an object, and a replaced object keeps its locked version."""
+    kind = env.str("AUDIT_ARCHIVE_STORAGE", default="local")
+    if kind == "local":
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": env.str("AUDIT_ARCHIVE_DIR", default=str(var_dir / "audit-archive")),
+                "file_permissions_mode": 0o440,
+                "directory_permissions_mode": 0o750,
+            },
+        }
+    if kind != "s3":
+        raise ImproperlyConfigured(f"AUDIT_ARCHIVE_STORAGE must be 'local' or 's3', not {kind!r}")
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _require(env, "AUDIT_ARCHIVE_S3_BUCKET"),
+            "endpoint_url": env.str("AUDIT_ARCHIVE_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("AUDIT_ARCHIVE_S3_REGION", default="") or None,
+            "access_key": env.str("AUDIT_ARCHIVE_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AUDIT_ARCHIVE_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("AUDIT_ARCHIVE_S3_PREFIX", default="audit"),
+            "file_overwrite": False,
+            "default_acl": None,
+            # Object Lock needs an integrity checksum on every PUT.
+            "object_parameters": {"ChecksumAlgorithm": "SHA256"},
+        },
+    }
 
 
 def _b64_key() -> str:

@@ -27,6 +27,7 @@ class AuditContext:
     request_id: str = ""
     task_id: str = ""
     reason: str = ""
+    merchant_id: str = ""  # the merchant an API request acts for (logs; not an audit field)
 
     @property
     def has_actor(self) -> bool:
@@ -73,6 +74,11 @@ def set_actor(actor_type: str, actor_id: str, actor_label: str = "") -> None:
             _context.get(), actor_type=actor_type, actor_id=actor_id, actor_label=actor_label
         )
     )
+
+
+def set_merchant(merchant_id: str) -> None:
+    """Name the merchant the rest of the current request acts for (shown in the logs)."""
+    _context.set(dataclasses.replace(_context.get(), merchant_id=merchant_id))
 
 
 def system_actor(name: str) -> dict[str, str]:

@@ -51,6 +51,9 @@ TRANSACTION_RETRIES = Counter(
     "Transactions run again after a Galera certification failure, deadlock or lock wait timeout.",
     ["reason"],
 )
+# Every reason's series exists from the start (at 0), so a rate() alert sees the first retry.
+for _reason in RETRYABLE_ERRORS.values():
+    TRANSACTION_RETRIES.labels(reason=_reason)
 TRANSACTION_RETRIES_EXHAUSTED = Counter(
     "payflow_db_transaction_retries_exhausted_total",
     "Transactions that still conflicted after the last allowed attempt.",

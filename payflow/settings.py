@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "payflow.metrics.MetricsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,6 +175,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(hour=4, minute=0),
     },
     "vault-reencrypt": {"task": "ledger.vault_reencrypt", "schedule": 3600.0},
+    # Audit archiving (issue 7): rows older than AUDIT_ARCHIVE_AFTER to verified segments,
+    # then segments older than the retention purged.
+    "audit-archive": {"task": "audit.archive", "schedule": crontab(hour=5, minute=0)},
+    "audit-retention-purge": {
+        "task": "audit.retention_purge",
+        "schedule": crontab(hour=5, minute=30),
+    },
 }
 
 # --- Kafka ----------------------------------------------------------------------------
@@ -188,17 +196,30 @@ KAFKA_HEALTH_TIMEOUT = env.float("KAFKA_HEALTH_TIMEOUT", default=2.0)
 
 # --- logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "plain" (development) or "json" (one object a line, for log shippers; production sets it).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # The backstop behind "a PAN is never logged": masks PAN-shaped digit runs.
-    "filters": {"pan_redaction": {"()": "payflow.logging.PanRedactingFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "payflow.logging.JsonFormatter"},
+    },
+    "filters": {
+        # Request id, actor, merchant and task id of the current request or task.
+        "log_context": {"()": "payflow.logging.LogContextFilter"},
+        # The backstop behind "a PAN is never logged": masks PAN-shaped digit runs.
+        "pan_redaction": {"()": "payflow.logging.PanRedactingFilter"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["pan_redaction"],
+            "formatter": LOG_FORMAT,
+            "filters": ["log_context", "pan_redaction"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -236,4 +257,33 @@ OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 # --- audit ----------------------------------------------------------------------------
 # Lanes are fixed at install: an object's lane is crc32(type:id) % AUDIT_LANES.
 AUDIT_LANES = env.int("AUDIT_LANES", default=16)
+# Archiving (DESIGN.md section 6): rows older than AUDIT_ARCHIVE_AFTER go to segment files
+# in the "audit_archive" storage; segments older than AUDIT_RETENTION are purged.
+# Durations: a number of days, or with a unit: "365d", "12h", "7y" (a year is 365.25 days).
+AUDIT_ARCHIVE_AFTER = config.duration(env.str("AUDIT_ARCHIVE_AFTER", default="365d"))
+AUDIT_RETENTION = config.duration(env.str("AUDIT_RETENTION", default="7y"))
+AUDIT_SEGMENT_MAX_ROWS = env.int("AUDIT_SEGMENT_MAX_ROWS", default=50_000)
+AUDIT_SEGMENT_MAX_BYTES = env.int("AUDIT_SEGMENT_MAX_BYTES", default=64 * 1024 * 1024)
+AUDIT_ARCHIVE_DELETE_BATCH = env.int("AUDIT_ARCHIVE_DELETE_BATCH", default=500)
+AUDIT_ARCHIVE_LEASE_SECONDS = env.int("AUDIT_ARCHIVE_LEASE_SECONDS", default=900)
+# AUDIT_ARCHIVE_STORAGE "local": a directory (AUDIT_ARCHIVE_DIR); "s3": an S3-compatible
+# bucket with Object Lock, through django-storages (pip install 'payflow[s3]'); see README.
+STORAGES["audit_archive"] = config.archive_storage(env, VAR_DIR)
+# Production: route the archiver to a worker that connects as the archiver database user
+# (`manage.py audit_grants`); empty means the default queue.
+AUDIT_ARCHIVER_QUEUE = env.str("AUDIT_ARCHIVER_QUEUE", default="")
+if AUDIT_ARCHIVER_QUEUE:
+    CELERY_TASK_ROUTES = {
+        "audit.archive": {"queue": AUDIT_ARCHIVER_QUEUE},
+        "audit.retention_purge": {"queue": AUDIT_ARCHIVER_QUEUE},
+    }
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- operations: metrics, readiness ---------------------------------------------------
+# /metrics: with a token, bearer only; without, only from these networks (see README).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+METRICS_PAYMENTS_WINDOW_SECONDS = env.int("METRICS_PAYMENTS_WINDOW_SECONDS", default=3600)
+# /readyz reports "degraded" when the oldest pending outbox event is older than this.
+READYZ_OUTBOX_LAG_SECONDS = env.float("READYZ_OUTBOX_LAG_SECONDS", default=300.0)
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)

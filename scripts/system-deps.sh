@@ -2,6 +2,7 @@
 # Install the Debian packages a profile needs, if any are missing. Idempotent.
 #   scripts/system-deps.sh run    what `make run` needs (to build mysqlclient)
 #   scripts/system-deps.sh test   what the whole test suite needs
+#   scripts/system-deps.sh bench  what the benchmark needs (the servers, no browser)
 set -euo pipefail
 profile=${1:-test}
 packages=(libmariadb-dev pkg-config gcc python3-venv)
@@ -9,6 +10,11 @@ if [ "$profile" = test ]; then
   # MariaDB for the main suite; galera-4 + rsync for the 3-node cluster; Redis for the real
   # Celery worker; chromium for browser tests; haproxy for failover tests.
   packages+=(mariadb-server mariadb-client galera-4 rsync iproute2 redis-server chromium haproxy)
+fi
+if [ "$profile" = bench ]; then
+  # MariaDB (and mysqldump) for the single server; galera-4 + rsync for the 3-node cluster;
+  # Redis for the relay nudges; procps for pgrep.
+  packages+=(mariadb-server mariadb-client galera-4 rsync redis-server procps)
 fi
 missing=()
 for package in "${packages[@]}"; do

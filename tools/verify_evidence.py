@@ -3,6 +3,8 @@
 
     python tools/verify_evidence.py bundle.json --public-key audit-public-key.pem
     python tools/verify_evidence.py bundle.json --public-key <64 hex digits>
+    python tools/verify_evidence.py --segments lane-003/*.jsonl.gz --public-key KEY \
+        [--checkpoint checkpoint-7.json ...] [--retention retention-1.json ...]
 
 This is the auditor's independent tool. It imports nothing from PayFlow or Django: only the
 Python standard library (3.11+) and ``cryptography`` (for Ed25519). Everything it checks is
@@ -77,6 +79,23 @@ Signed checkpoint, format ``payflow-audit-checkpoint/1``
   same lanes, ``B.created_at >= A.created_at``, no lane's seq decreases (an unchanged seq
   keeps its hash and has no range), a grown lane's range starts at A's seq + 1.
 
+Archive segment files, format ``payflow-audit-segment/1`` (``--segments``)
+-------------------------------------------------------------------------
+gzip of UTF-8 JSON lines. Line 1, the header: ``{"format", "lane", "first_seq", "last_seq",
+"first_prev_hash", "last_hash", "row_count"}``. Then one line per entry, in seq order:
+``{"seq": <int>, "prev_hash": "<64 hex>", "hash": "<64 hex>", "canonical": "<text>"}`` where
+``canonical`` is the entry's canonical encoding as a JSON string (its UTF-8 bytes are hashed
+as for bundles). Checks: every hash recomputed; seqs contiguous from ``first_seq``; each
+``prev_hash`` is the previous entry's hash; the canonical text's ``lane`` and ``seq`` (JSON
+strings of digits) equal the header's lane and the line's seq; the header's last seq, last
+hash and row count match the entries. Files of one lane, ordered by ``first_seq``, must be
+contiguous (the next file's first prev_hash is the previous file's last hash). A lane's
+first file starts at seq 1 (prev_hash 64 zeros), or after the boundary of a signed
+retention record given with ``--retention`` (format ``payflow-audit-retention/1``, signed
+like a checkpoint with the tag ``b"payflow-retention\x00"``: ``body.lanes`` lists
+``{"lane", "seq", "hash"}``, the last purged entry of each lane). Every signed checkpoint
+given with ``--checkpoint`` whose lane head falls inside a file must name that entry's hash.
+
 Merkle trees (RFC 6962 / RFC 9162): leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖
 left ‖ right), a tree of n > 1 leaves splits at the largest power of two below n; inclusion
 proofs are verified with RFC 9162 section 2.1.3.2.
@@ -90,6 +109,7 @@ import binascii
 import bisect
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import sys
@@ -111,6 +131,9 @@ BUNDLE_FORMAT = "payflow-evidence/1"
 CHECKPOINT_FORMAT = "payflow-audit-checkpoint/1"
 ENTRY_TAG = b"payflow-audit-entry/1\x00"
 CHECKPOINT_TAG = b"payflow-checkpoint\x00"
+SEGMENT_FORMAT = "payflow-audit-segment/1"
+RETENTION_FORMAT = "payflow-audit-retention/1"
+RETENTION_TAG = b"payflow-retention\x00"
 ZERO_HASH = "0" * 64
 EMPTY_TREE_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -590,11 +613,145 @@ def verify(bundle: Any, keys: Sequence[Ed25519PublicKey]) -> list[str]:
     ]
 
 
+def read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_duplicate_members)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CannotRun(f"{path}: not readable JSON ({exc})") from exc
+
+
+def signed_by(signed: Any, tag: bytes, keys: Sequence[Ed25519PublicKey], where: str) -> Json:
+    members(signed, where, {"algorithm", "key_id", "body", "signature"})
+    if signed["algorithm"] != "ed25519" or not isinstance(signed["signature"], str):
+        reject(f"{where}: not an ed25519 signature")
+    message = tag + canonical(signed["body"])
+    for key in keys:
+        try:
+            key.verify(bytes.fromhex(signed["signature"]), message)
+            return signed["body"]
+        except (InvalidSignature, ValueError):
+            continue
+    reject(f"{where}: the signature does not verify with the public key(s) given")
+
+
+def read_segment_file(path: Path) -> tuple[Json, list[Json]]:
+    import gzip
+
+    try:
+        lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+        header = json.loads(lines[0], object_pairs_hook=no_duplicate_members)
+        rows = [json.loads(line, object_pairs_hook=no_duplicate_members) for line in lines[1:]]
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, IndexError) as exc:
+        reject(f"{path}: not a readable segment file ({exc})")
+    return header, rows
+
+
+def check_segment_file(path: Path, anchors: dict[tuple[int, int], str]) -> tuple[Json, int]:
+    """The header of a file whose entries all check; the number of checkpoint anchors met."""
+    header, rows = read_segment_file(path)
+    where = str(path)
+    keys = {"format", "lane", "first_seq", "last_seq", "first_prev_hash", "last_hash", "row_count"}
+    members(header, f"{where} header", keys)
+    if header["format"] != SEGMENT_FORMAT:
+        reject(f"{where}: format is {header['format']!r}, not {SEGMENT_FORMAT!r}")
+    lane = integer(header["lane"], f"{where} lane", 0)
+    seq = integer(header["first_seq"], f"{where} first_seq", 1)
+    prev = hex64(header["first_prev_hash"], f"{where} first_prev_hash")
+    met = 0
+    for row in rows:
+        at = f"{where} seq {seq}"
+        members(row, at, {"seq", "prev_hash", "hash", "canonical"})
+        if integer(row["seq"], f"{at} seq", 1) != seq:
+            reject(f"{at}: found seq {row['seq']} (rows missing or reordered)")
+        if not isinstance(row["canonical"], str):
+            reject(f"{at}: canonical must be a string")
+        encoded = row["canonical"].encode("utf-8")
+        hex64(row["prev_hash"], f"{at} prev_hash")
+        hex64(row["hash"], f"{at} hash")
+        check_entry_hash(base64.b64encode(encoded).decode(), row["prev_hash"], row["hash"], at)
+        if not same(row["prev_hash"], prev):
+            reject(f"{at}: prev_hash does not link to the previous entry")
+        written = json.loads(row["canonical"])
+        if (written.get("lane"), written.get("seq")) != (str(lane), str(seq)):
+            moved = f"lane {written.get('lane')} seq {written.get('seq')}"
+            reject(f"{at}: the entry was written as {moved}")
+        anchored = anchors.get((lane, seq))
+        if anchored is not None:
+            if not same(anchored, row["hash"]):
+                reject(f"{at}: differs from the hash a signed checkpoint recorded")
+            met += 1
+        seq, prev = seq + 1, row["hash"]
+    if (seq - 1, prev, len(rows)) != (header["last_seq"], header["last_hash"], header["row_count"]):
+        reject(f"{where}: the header's last_seq, last_hash or row_count do not match its entries")
+    return header, met
+
+
+def verify_segments(
+    paths: Sequence[Path],
+    keys: Sequence[Ed25519PublicKey],
+    checkpoint_paths: Sequence[Path],
+    retention_paths: Sequence[Path],
+) -> list[str]:
+    anchors: dict[tuple[int, int], str] = {}
+    for path in checkpoint_paths:
+        body = check_signature(read_json_file(path), str(path), keys)
+        for lane, (seq, head) in lane_heads(body, str(path)).items():
+            if seq:
+                anchors[(lane, seq)] = head
+    boundaries: dict[int, tuple[int, str]] = {}
+    for path in retention_paths:
+        body = signed_by(read_json_file(path), RETENTION_TAG, keys, str(path))
+        if body.get("format") != RETENTION_FORMAT:
+            reject(f"{path}: not a {RETENTION_FORMAT} record")
+        for lane in body.get("lanes", []):
+            start = (lane["seq"], lane["hash"])
+            boundaries[lane["lane"]] = max(boundaries.get(lane["lane"], start), start)
+    headers = []
+    met = 0
+    for path in paths:
+        header, anchored = check_segment_file(path, anchors)
+        headers.append((header["lane"], header["first_seq"], header, path))
+        met += anchored
+    report = []
+    for lane in sorted({lane for lane, _, _, _ in headers}):
+        files = sorted((h for h in headers if h[0] == lane), key=lambda item: item[1])
+        first = files[0][2]
+        start_seq, start_hash = boundaries.get(lane, (0, ZERO_HASH))
+        if (first["first_seq"] - 1, first["first_prev_hash"]) != (start_seq, start_hash):
+            origin = "a retention boundary" if lane in boundaries else "the genesis"
+            reject(f"{files[0][3]}: lane {lane} does not start at {origin} (seq {start_seq + 1})")
+        for (_, _, before, _), (_, _, after, path) in itertools.pairwise(files):
+            if (after["first_seq"], after["first_prev_hash"]) != (
+                before["last_seq"] + 1,
+                before["last_hash"],
+            ):
+                reject(f"{path}: does not continue the lane's previous file")
+        last = files[-1][2]
+        report.append(
+            f"lane {lane}: seq {first['first_seq']}..{last['last_seq']} in {len(files)} file(s),"
+            f" head {last['last_hash']}"
+        )
+    report.append(
+        f"{len(paths)} segment file(s): every entry hash recomputed and linked; "
+        f"{met} entr(ies) match a signed checkpoint head"
+    )
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Verify a PayFlow audit evidence bundle (payflow-evidence/1) offline."
     )
-    parser.add_argument("bundle", type=Path, help="the evidence bundle (JSON)")
+    parser.add_argument("bundle", type=Path, nargs="?", help="the evidence bundle (JSON)")
+    parser.add_argument(
+        "--segments", type=Path, nargs="+", default=[], help="archive segment files to verify"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", default=[], help="signed checkpoint JSON"
+    )
+    parser.add_argument(
+        "--retention", type=Path, action="append", default=[], help="signed retention record"
+    )
     parser.add_argument(
         "--public-key",
         action="append",
@@ -603,16 +760,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the audit signing public key: PEM file, hex file or 64 hex digits (repeatable)",
     )
     args = parser.parse_args(argv)
+    if (args.bundle is None) == (not args.segments):
+        parser.error("give either an evidence bundle or --segments")
+    subject = args.bundle or f"{len(args.segments)} segment file(s)"
     try:
         keys = [read_public_key(spec) for spec in args.public_key]
-        report = verify(read_bundle(args.bundle), keys)
+        if args.segments:
+            report = verify_segments(args.segments, keys, args.checkpoint, args.retention)
+        else:
+            report = verify(read_bundle(args.bundle), keys)
     except CannotRun as exc:
         sys.stderr.write(f"verify_evidence: {exc}\n")
         return 2
     except Rejected as exc:
-        sys.stderr.write(f"REJECTED {args.bundle}\n  first problem: {exc}\n")
+        sys.stderr.write(f"REJECTED {subject}\n  first problem: {exc}\n")
         return 1
-    sys.stdout.write(f"VERIFIED {args.bundle}\n" + "".join(f"  {line}\n" for line in report))
+    sys.stdout.write(f"VERIFIED {subject}\n" + "".join(f"  {line}\n" for line in report))
     return 0
 
 

@@ -54,3 +54,16 @@ def merchant_suspend(*, merchant: Merchant) -> Merchant:
 def merchant_reactivate(*, merchant: Merchant) -> Merchant:
     """Reactivate a suspended merchant. Signals ``merchant.reactivated``."""
     return _merchant_set_status(merchant, MerchantStatus.ACTIVE, "merchant.reactivated")
+
+
+@db.atomic
+def merchant_set_legal_hold(*, merchant: Merchant, legal_hold: bool) -> Merchant:
+    """Place or release a legal hold on everything the merchant owns: while it is on, the
+    audit retention purge keeps the merchant's audit rows. The reason comes from the audit
+    context (``context.bind(reason=...)``). Signals ``merchant.legal_hold_placed`` or
+    ``merchant.legal_hold_released``; a no-op when already in that state."""
+    fresh = Merchant.objects.get(pk=merchant.pk)
+    if fresh.legal_hold == legal_hold:
+        return fresh
+    event = "merchant.legal_hold_placed" if legal_hold else "merchant.legal_hold_released"
+    return row_compare_and_set(fresh, event_type=event, legal_hold=legal_hold)

@@ -2,7 +2,9 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 AUDIT_TABLES = ["audit_auditentry", "audit_auditcheckpoint"]
-ARCHIVER_TABLES = ["audit_archivesegment"]
+# Written by the archiver only; the application reads them (and records on-demand checks).
+ARCHIVER_TABLES = ["audit_archivesegment", "audit_archivelease", "audit_retentionpurge"]
+CHECK_COLUMNS = "checked_at, check_ok, check_detail"
 
 
 class Command(BaseCommand):
@@ -36,18 +38,29 @@ def grant_statements(schema: str, app_user: str, archiver_user: str, host: str) 
     app, archiver = f"'{app_user}'@'{host}'", f"'{archiver_user}'@'{host}'"
     with connection.cursor() as cursor:
         tables = connection.introspection.table_names(cursor)
-    other = [t for t in tables if t not in AUDIT_TABLES]
+    other = [t for t in tables if t not in AUDIT_TABLES + ARCHIVER_TABLES]
     statements = [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {app}"]
-    # Application: full DML on its own tables, only INSERT and SELECT on the audit trail.
+    # Application: full DML on its own tables, only INSERT and SELECT on the audit trail,
+    # only SELECT on the archive's records (plus recording an auditor's on-demand check).
     statements += [
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema}`.`{t}` TO {app}" for t in other
     ]
     statements += [f"GRANT SELECT, INSERT ON `{schema}`.`{t}` TO {app}" for t in AUDIT_TABLES]
-    # Archiver: reads the trail, records segments, deletes archived rows (trigger-checked).
+    statements += [f"GRANT SELECT ON `{schema}`.`{t}` TO {app}" for t in ARCHIVER_TABLES]
+    statements.append(
+        f"GRANT UPDATE ({CHECK_COLUMNS}) ON `{schema}`.`audit_archivesegment` TO {app}"
+    )
+    # Archiver: reads everything; records segments, leases and purge records; deletes
+    # archived rows (the trigger admits only rows a verified segment covers); appends the
+    # purge's own audit row (lane head, outbox mirror). It cannot UPDATE audit rows.
     statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {archiver}")
-    statements += [f"GRANT SELECT, DELETE ON `{schema}`.`audit_auditentry` TO {archiver}"]
+    statements.append(f"GRANT SELECT ON `{schema}`.* TO {archiver}")
+    statements.append(f"GRANT INSERT, DELETE ON `{schema}`.`audit_auditentry` TO {archiver}")
     statements += [
-        f"GRANT SELECT, INSERT, UPDATE ON `{schema}`.`{t}` TO {archiver}" for t in ARCHIVER_TABLES
+        f"GRANT INSERT, UPDATE ON `{schema}`.`{t}` TO {archiver}"
+        for t in [*ARCHIVER_TABLES, "audit_lanehead"]
     ]
-    statements += [f"GRANT SELECT ON `{schema}`.`audit_lanehead` TO {archiver}"]
+    statements.append(f"GRANT INSERT ON `{schema}`.`outbox_outboxevent` TO {archiver}")
+    # Its worker records each scheduled run (payflow.jobs).
+    statements.append(f"GRANT INSERT, UPDATE ON `{schema}`.`payflow_jobrun` TO {archiver}")
     return statements

@@ -1,0 +1,19 @@
+"""``--as-of``: run a time-based audit job as if it were another moment (a rehearsal)."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.core.management.base import CommandError
+from django.utils.dateparse import parse_datetime
+
+
+def as_of(text: str | None) -> datetime.datetime | None:
+    if text is None:
+        return None
+    moment = parse_datetime(text)
+    if moment is None:
+        raise CommandError(f"--as-of {text!r} is not an ISO 8601 date and time")
+    if moment.tzinfo is None:
+        raise CommandError("--as-of needs a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
+    return moment

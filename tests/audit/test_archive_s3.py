@@ -1,0 +1,111 @@
+"""The archive on an S3-compatible bucket with Object Lock, through django-storages.
+
+No cloud object store is reachable from this machine, so the S3 side is moto's server: a
+separate process speaking the S3 HTTP protocol (signatures, versioning, Object Lock), not an
+in-process mock. The archiver, verification and purge run unchanged against it."""
+
+import datetime
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from django.utils import timezone
+
+from audit.archive import audit_archive
+from audit.checkpoints import audit_checkpoint_create
+from audit.models import ArchiveSegment, AuditEntry
+from audit.verify import verify_all
+from payflow import config
+from tests.audit.chainseed import seed_chain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+boto3 = pytest.importorskip("boto3")
+BUCKET = "payflow-audit-archive"
+DAY = datetime.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("moto server did not start")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def locked_bucket(s3_server, settings, monkeypatch):
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="archiver",
+        aws_secret_access_key="archiver-secret",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+    client.put_object_lock_configuration(
+        Bucket=BUCKET,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    for name, value in {
+        "AUDIT_ARCHIVE_STORAGE": "s3",
+        "AUDIT_ARCHIVE_S3_BUCKET": BUCKET,
+        "AUDIT_ARCHIVE_S3_ENDPOINT_URL": s3_server,
+        "AUDIT_ARCHIVE_S3_REGION": "us-east-1",
+        "AUDIT_ARCHIVE_S3_ACCESS_KEY_ID": "archiver",
+        "AUDIT_ARCHIVE_S3_SECRET_ACCESS_KEY": "archiver-secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    from payflow.settings import env
+
+    settings.STORAGES = {**settings.STORAGES, "audit_archive": config.archive_storage(env, None)}
+    settings.AUDIT_SEGMENT_MAX_ROWS = 400
+    return client  # compliance-locked versions outlive the test; so does nothing else
+
+
+def test_segments_go_to_a_locked_bucket_and_a_replaced_object_is_caught(locked_bucket):
+    now = timezone.now()
+    seed_chain(1000, start=now - 600 * DAY, end=now - 500 * DAY, lanes=[8])
+    audit_checkpoint_create()
+
+    report = audit_archive(now=now)
+
+    assert (report.rows, report.segments) == (1000, 3)
+    assert AuditEntry.objects.count() == 0
+    keys = sorted(o["Key"] for o in locked_bucket.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == [f"audit/{s.storage_path}" for s in ArchiveSegment.objects.order_by("first_seq")]
+    head = locked_bucket.head_object(Bucket=BUCKET, Key=keys[0])
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert verify_all().ok
+
+    # Someone with write access replaces an object: a new current version.
+    original = locked_bucket.get_object(Bucket=BUCKET, Key=keys[1])
+    locked_bucket.put_object(Bucket=BUCKET, Key=keys[1], Body=b"not the archive")
+    found = verify_all(lanes=[8]).breaks[0]
+    assert found.break_kind == "segment_altered"
+    # ... but the locked original version cannot be deleted, so the evidence survives.
+    with pytest.raises(locked_bucket.exceptions.ClientError):
+        locked_bucket.delete_object(Bucket=BUCKET, Key=keys[1], VersionId=original["VersionId"])
