@@ -41,14 +41,14 @@ def record_transaction_event(
 
 
 class _Nudges:
-    """The relay partitions one transaction wrote to, nudged once each after it commits."""
+    """The relay partitions one transaction wrote to, nudged after it commits: one broker
+    message naming them all (a message per partition cost a broker round trip each)."""
 
     def __init__(self) -> None:
         self.partitions: set[int] = set()
 
     def __call__(self) -> None:
-        for partition in sorted(self.partitions):
-            nudge(partition)
+        nudge(sorted(self.partitions))
 
 
 def _nudge_after_commit(partition: int) -> None:
@@ -66,13 +66,13 @@ def _nudge_after_commit(partition: int) -> None:
     transaction.on_commit(nudges)
 
 
-def nudge(partition: int) -> None:
-    from outbox.tasks import relay_partition
+def nudge(partitions: list[int]) -> None:
+    from outbox.tasks import relay_partitions
 
     try:
-        relay_partition.apply_async(args=[partition], ignore_result=True)
+        relay_partitions.apply_async(args=[partitions], ignore_result=True)
     except Exception as exc:  # the broker being down must never fail the committed request
-        logger.warning("outbox nudge for partition %s not sent: %s", partition, exc)
+        logger.warning("outbox nudge for partitions %s not sent: %s", partitions, exc)
 
 
 def record_audit_entry(sender: Any, entry: Any, **kwargs: Any) -> None:

@@ -9,6 +9,9 @@ class PayflowConfig(AppConfig):
     verbose_name = "PayFlow platform"
 
     def ready(self) -> None:
+        # Connects the Celery signals that record every scheduled job's runs.
+        from payflow import jobs  # noqa: F401
+
         # kombu's filesystem transport (the embedded default broker) needs its folders
         # before the first message is sent or read.
         for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():

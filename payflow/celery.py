@@ -54,7 +54,7 @@ app.autodiscover_tasks()
 @signals.after_setup_task_logger.connect
 def _redact_pans_in_worker_logs(logger, *args, **kwargs):
     # Celery replaces the root logger's handlers in workers and beat: put the PAN filter
-    # back on the handlers it installed.
-    from payflow.logging import install_pan_redaction
+    # (and the log context, and the JSON format when chosen) back on its handlers.
+    from payflow.logging import install_log_format
 
-    install_pan_redaction(logger)
+    install_log_format(logger)

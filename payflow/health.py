@@ -5,7 +5,10 @@
 ``wsrep_ready=ON``) and Kafka returns metadata. A database problem makes the instance
 not ready (503). Kafka being unreachable is reported as ``degraded`` with 200: payments
 keep working because events wait in the outbox, so taking the web tier out of the load
-balancer would turn a delayed-events incident into an outage.
+balancer would turn a delayed-events incident into an outage. The same holds for the
+other degraded dependencies it reports: the outbox (dead events, or a pending event older
+than ``READYZ_OUTBOX_LAG_SECONDS``) and the Celery broker (not reachable: the on-commit
+nudges and operator-started tasks wait, beat's sweep catches up once it is back).
 """
 
 from __future__ import annotations
@@ -77,12 +80,43 @@ def kafka_check() -> dict[str, Any]:
     return {"ok": True, **kafka.cluster_metadata_check()}
 
 
+def outbox_check() -> dict[str, Any]:
+    """Degraded when an event is dead (an operator must requeue it) or the relay lags."""
+    from django.conf import settings
+
+    from outbox.services import outbox_backlog
+
+    backlog = outbox_backlog()
+    lag = backlog.oldest_pending_age_seconds or 0.0
+    return {
+        "ok": backlog.dead == 0 and lag <= settings.READYZ_OUTBOX_LAG_SECONDS,
+        "pending": backlog.pending,
+        "dead": backlog.dead,
+        "oldest_pending_age_seconds": round(lag, 3),
+    }
+
+
+def broker_check() -> dict[str, Any]:
+    """The Celery broker accepts a connection within ``READYZ_BROKER_TIMEOUT`` seconds."""
+    from django.conf import settings
+
+    from payflow.celery import app
+
+    # The URL from the settings, as the app read it at start (and as a test can change it).
+    with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+        connection.ensure_connection(max_retries=1, timeout=settings.READYZ_BROKER_TIMEOUT)
+        transport = connection.transport_cls
+    return {"ok": True, "transport": str(transport)}
+
+
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _run_check("database", database_check),
         "kafka": _run_check("kafka", kafka_check),
+        "outbox": _run_check("outbox", outbox_check),
+        "celery_broker": _run_check("celery_broker", broker_check),
     }
     if not checks["database"]["ok"]:
         status, code = "unavailable", 503

@@ -23,6 +23,8 @@ handlers (Celery hijacks the root logger in workers, gunicorn has its own) need 
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import re
 import traceback
@@ -151,3 +153,70 @@ def install_pan_redaction(logger: logging.Logger | None = None) -> None:
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(existing, PanRedactingFilter) for existing in handler.filters):
             handler.addFilter(PanRedactingFilter())
+
+
+# --- context and JSON -----------------------------------------------------------------
+
+#: What ``LogContextFilter`` adds to every record, from the audit context.
+CONTEXT_ATTRIBUTES = ("request_id", "actor", "merchant_id", "task_id")
+
+
+class LogContextFilter(logging.Filter):
+    """Add the current request id, actor (``type:id``), merchant id and task id to every
+    record (empty strings outside a request or task). Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from payflow import context
+
+        current = context.current()
+        values = {
+            "request_id": current.request_id,
+            "actor": f"{current.actor_type}:{current.actor_id}" if current.has_actor else "",
+            "merchant_id": current.merchant_id,
+            "task_id": current.task_id,
+        }
+        for name, value in values.items():
+            if not getattr(record, name, ""):
+                setattr(record, name, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC), level, logger, message, the context attributes,
+    and the exception text when there is one. The whole line goes through ``redact_pans``
+    as well, so no field (however it got there) can carry a PAN."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+        }
+        for name in CONTEXT_ATTRIBUTES:
+            value = getattr(record, name, "")
+            if value:
+                document[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack"] = record.stack_info
+        return redact_pans(json.dumps(document, default=str, ensure_ascii=False))
+
+
+def install_log_format(logger: logging.Logger | None = None) -> None:
+    """For handlers installed by others (Celery, gunicorn): the context filter, the PAN
+    filter, and with ``LOG_FORMAT=json`` the JSON formatter, on every handler of ``logger``."""
+    from django.conf import settings
+
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(existing, LogContextFilter) for existing in handler.filters):
+            handler.filters.insert(0, LogContextFilter())
+        if getattr(settings, "LOG_FORMAT", "plain") == "json":
+            handler.setFormatter(JsonFormatter())
+    install_pan_redaction(logger)

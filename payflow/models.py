@@ -143,3 +143,33 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merchant_id}:{self.key}"
+
+
+class JobRun(models.Model):
+    """The latest run of one scheduled job: one row per beat entry, overwritten by each run.
+
+    Written after every run by ``payflow.jobs`` (Celery task signals), in its own small
+    transaction. Only the latest run is kept, with running totals: the relay sweep runs
+    every second, and a row per run would grow without bound. History lives in the logs
+    and in the ``payflow_job_*`` metrics.
+    """
+
+    OK, FAILED = "ok", "failed"
+
+    job = models.CharField(max_length=100, primary_key=True)
+    task = models.CharField(max_length=200)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_duration_seconds = models.FloatField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, blank=True, default="")
+    last_result = models.JSONField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "scheduled job run"
+
+    def __str__(self) -> str:
+        return f"{self.job}: {self.last_status or 'never run'}"

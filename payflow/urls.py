@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from payflow import health
+from payflow import health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("v1/", include("payflow.api.urls")),
     path("audit/", include("audit.urls")),

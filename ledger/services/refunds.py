@@ -141,17 +141,25 @@ def refund_create(
 
 
 @db.atomic
-def chargeback_create(*, payment: Transaction, amount: Any = None, reason: str = "") -> Transaction:
+def chargeback_create(
+    *,
+    payment: Transaction,
+    amount: Any = None,
+    reason: str = "",
+    expected_version: int | None = None,
+) -> Transaction:
     """Book a chargeback the card network imposed (an operator action; cannot be refused).
 
-    One transaction, like a refund. For a settled payment the money comes out of the
-    merchant's available balance; what that balance does not cover becomes a receivable
-    owed by the merchant, so no balance ever goes negative.
+    One transaction, like a refund; with ``expected_version`` (the version the operator
+    saw), a payment changed since is ``ConcurrentUpdate`` instead of a re-read. For a
+    settled payment the money comes out of the merchant's available balance; what that
+    balance does not cover becomes a receivable owed by the merchant, so no balance ever
+    goes negative.
     """
     if not (reason or "").strip():
         raise InvalidRequest("a chargeback needs a reason", param="reason")
     payment, value, status_before = _reserve_on_payment(
-        payment.pk, payment.merchant_id, amount, None, "charged_back_amount"
+        payment.pk, payment.merchant_id, amount, expected_version, "charged_back_amount"
     )
     chargeback = _insert_child(payment, TransactionType.CHARGEBACK, value, reason, None)
     clearing = platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency)

@@ -30,6 +30,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         api_key_touch(api_key=api_key)
         context.set_actor("api_key", str(api_key.pk), f"{api_key} ({api_key.merchant.name})")
+        context.set_merchant(str(api_key.merchant_id))
         return (api_key.merchant, api_key)
 
     def authenticate_header(self, request):

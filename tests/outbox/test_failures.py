@@ -24,7 +24,7 @@ def no_nudges(monkeypatch):
     the session's real Celery worker (configured with the healthy broker) relay instead."""
     from outbox import receivers
 
-    monkeypatch.setattr(receivers, "nudge", lambda partition: None)
+    monkeypatch.setattr(receivers, "nudge", lambda partitions: None)
 
 
 def test_payments_continue_while_the_broker_is_down_and_every_event_arrives_after(

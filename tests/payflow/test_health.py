@@ -77,3 +77,28 @@ def test_readyz_database_check_fails_on_a_node_that_is_not_synced(galera):
 
 def test_readyz_refuses_other_methods(client):
     assert client.post("/readyz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_readyz_reports_a_dead_outbox_event_and_an_unreachable_broker_as_degraded(
+    client, settings, tmp_path
+):
+    from ledger.services.merchants import merchant_create
+    from outbox.models import EventStatus, OutboxEvent
+    from tests.ledger.conftest import pay
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = "embedded"
+    settings.KAFKA_DEV_BOOTSTRAP_FILE = tmp_path / "absent"
+    pay(merchant_create(name="Ready Shop"), amount=1000)
+    OutboxEvent.objects.filter(pk=OutboxEvent.objects.first().pk).update(status=EventStatus.DEAD)
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    response = client.get("/readyz")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["outbox"]["ok"] is False
+    assert body["checks"]["outbox"]["dead"] == 1
+    assert body["checks"]["celery_broker"]["ok"] is False

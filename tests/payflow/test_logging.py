@@ -192,7 +192,7 @@ def test_install_pan_redaction_adds_the_filter_to_every_handler_once():
 
 def test_the_console_handler_of_the_settings_masks_pans():
     # given the console handler configured by settings.LOGGING
-    assert settings.LOGGING["handlers"]["console"]["filters"] == ["pan_redaction"]
+    assert settings.LOGGING["handlers"]["console"]["filters"] == ["log_context", "pan_redaction"]
     (console,) = [
         handler
         for handler in logging.getLogger().handlers

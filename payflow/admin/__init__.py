@@ -1,0 +1,11 @@
+"""The operators' admin (DESIGN.md section 10). One module per area; importing them
+registers their model admins with Django's admin site."""
+
+from django.contrib import admin
+
+from payflow.admin import audit, jobs, ledger, outbox
+
+admin.site.site_header = "PayFlow operations"
+admin.site.site_title = "PayFlow admin"
+
+__all__ = ["audit", "jobs", "ledger", "outbox"]

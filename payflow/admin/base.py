@@ -1,0 +1,210 @@
+"""What every PayFlow admin page shares: read-only model admins, operator action pages.
+
+The admin never edits a row of the ledger, the outbox or the audit trail field by field:
+every model admin here is read-only (``has_change_permission`` is False, so Django shows
+its view page), and state changes are *operator actions*, each a page of its own with a
+confirmation form and a required reason, calling one function of ``payflow.operations``.
+Whether a user may run the actions of a model is the model's Django ``change`` permission
+(``payflow.roles``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+
+from ledger.exceptions import ConcurrentUpdate, LedgerError
+from outbox.services import NotDead
+from payflow.db import TransactionRetriesExhausted
+from payflow.operations import OperatorActionRefused
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """No add, change or delete through the admin's forms; a view page only."""
+
+    change_form_template = "admin/payflow/change_form.html"
+    operate_permission = ""  # "app.change_model": who may run this model's actions
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(self.operate_permission) and request.user.has_perm(self.operate_permission)
+
+    def operator_tools(self, request: HttpRequest, obj: Any) -> list[tuple[str, str]]:
+        """(label, url) of the actions offered on ``obj``'s page."""
+        return []
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        tools = (
+            self.operator_tools(request, obj)
+            if obj is not None and self.has_operate_permission(request)
+            else []
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "operator_tools": tools}
+        )
+
+    def action_url(self, name: str, obj: Any) -> str:
+        meta = self.model._meta
+        return reverse(f"admin:{meta.app_label}_{meta.model_name}_{name}", args=[obj.pk])
+
+    def change_url(self, obj: Any) -> str:
+        meta = self.model._meta
+        return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+
+
+def get_or_404(model: Any, pk: Any) -> Any:
+    """The row, or 404 for a missing or malformed id (never a 500)."""
+    try:
+        return model.objects.get(pk=pk)
+    except (model.DoesNotExist, ValidationError, ValueError) as exc:
+        raise Http404(f"no such {model._meta.verbose_name}") from exc
+
+
+def amount_field(required: bool = False, help_text: str = "") -> forms.CharField:
+    return forms.CharField(
+        required=required,
+        max_length=15,
+        help_text=help_text or "In minor units (1050 is 10.50 EUR). Empty: all that remains.",
+    )
+
+
+def clean_amount(value: str) -> int | None:
+    """A whole positive number of minor units, or None when left empty."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not _WHOLE_NUMBER.fullmatch(value) or int(value) == 0:
+        raise forms.ValidationError(
+            "Enter a whole positive number of minor units (e.g. 1050 for 10.50 EUR), "
+            "without a decimal point or currency."
+        )
+    return int(value)
+
+
+class ReasonForm(forms.Form):
+    """Every operator action asks why; the reason goes into every audit row it writes."""
+
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why you are doing this. Recorded in the audit trail with your name.",
+    )
+    # The version the operator saw when the page was opened: a change made since then
+    # refuses the action instead of acting on something the operator did not see.
+    expected_version = forms.IntegerField(
+        widget=forms.HiddenInput,
+        required=False,
+        min_value=1,
+        error_messages={
+            "invalid": "This page is damaged or out of date: reopen it from the object's page.",
+            "min_value": "This page is damaged or out of date: reopen it from the object's page.",
+        },
+    )
+
+    def clean_reason(self) -> str:
+        reason = " ".join(self.cleaned_data["reason"].split())
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+
+class AmountReasonForm(ReasonForm):
+    amount = amount_field()
+    field_order = ["amount", "reason"]
+
+    def clean_amount(self) -> int | None:
+        return clean_amount(self.cleaned_data["amount"])
+
+
+def refusal_message(exc: Exception, noun: str) -> str:
+    """What the operator reads when the service refused: the service's own words."""
+    if isinstance(exc, ConcurrentUpdate):
+        return (
+            f"This {noun} changed since you opened it (it is now at version "
+            f"{exc.current_version}). Nothing was done: reopen it, check it and try again."
+        )
+    if isinstance(exc, LedgerError):
+        return f"Refused: {exc.message}"
+    if isinstance(exc, NotDead):
+        return "Refused: this event is not dead (it was requeued or delivered meanwhile)."
+    if isinstance(exc, OperatorActionRefused):
+        return f"Refused: {exc}."
+    if isinstance(exc, TransactionRetriesExhausted):
+        return "The database was too busy to complete this; nothing was done. Try again."
+    raise exc
+
+
+REFUSALS = (LedgerError, NotDead, OperatorActionRefused, TransactionRetriesExhausted)
+
+
+@dataclass
+class ActionPage:
+    """One operator action's confirmation page."""
+
+    title: str
+    form_class: type[forms.Form]
+    perform: Callable[[dict[str, Any]], Any]  # cleaned data → result; raises REFUSALS
+    success: Callable[[Any], str]  # result → message
+    noun: str = "object"
+    initial: dict[str, Any] | None = None
+    summary: list[tuple[str, Any]] | None = None
+    # result → a response of its own (the API key's secret page) instead of a redirect
+    respond: Callable[[Any], HttpResponse] | None = None
+
+
+@never_cache
+def render_action(
+    request: HttpRequest,
+    model_admin: ReadOnlyAdmin,
+    obj: Any,
+    page: ActionPage,
+    done_url: str,
+) -> HttpResponse:
+    """GET: the confirmation form. POST: run the action; on a refusal, the form again
+    with the service's message (never a 500); on success, back to the object."""
+    if not model_admin.has_operate_permission(request):
+        raise PermissionDenied
+    data = request.POST if request.method == "POST" else None
+    form = page.form_class(data, initial=page.initial or {})
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = page.perform(form.cleaned_data)
+        except REFUSALS as exc:
+            form.add_error(None, refusal_message(exc, page.noun))
+        else:
+            if page.respond is not None:
+                return page.respond(result)
+            messages.success(request, page.success(result))
+            return HttpResponseRedirect(done_url)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": page.title,
+        "object": obj,
+        "summary": page.summary or [],
+        "form": form,
+        "cancel_url": done_url,
+    }
+    status = 400 if request.method == "POST" else 200
+    return TemplateResponse(request, "admin/payflow/operator_action.html", context, status=status)

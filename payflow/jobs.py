@@ -1,0 +1,193 @@
+"""The scheduled jobs (DESIGN.md section 9): one registry, and the record of every run.
+
+The schedule itself is ``settings.CELERY_BEAT_SCHEDULE`` (reviewed with the code, read by
+the one beat process). ``scheduled_jobs()`` lists it for operators, with each job's latest
+``JobRun``. Every run of a task that the schedule names is recorded by Celery's
+``task_prerun`` / ``task_postrun`` signals, whoever started it (beat, an operator, a test):
+start, duration, result or error, in a small transaction of its own after the task ran.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import signals
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from payflow import db
+from payflow.models import JobRun
+
+logger = logging.getLogger(__name__)
+
+RESULT_MAX_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    name: str
+    task: str
+    every: str
+    kwargs: dict[str, Any]
+    last_run: JobRun | None
+
+
+def describe_schedule(schedule: Any) -> str:
+    """A human description of a beat schedule: "every 5 s", or the crontab fields."""
+    if isinstance(schedule, int | float):
+        return f"every {schedule:g} s"
+    if isinstance(schedule, datetime.timedelta):
+        return f"every {schedule.total_seconds():g} s"
+    fields = ("_orig_minute", "_orig_hour", "_orig_day_of_month", "_orig_month_of_year")
+    if all(hasattr(schedule, name) for name in fields):
+        minute, hour, day, month = (getattr(schedule, name) for name in fields)
+        weekday = getattr(schedule, "_orig_day_of_week", "*")
+        return f"cron {minute} {hour} {day} {month} {weekday} (UTC)"
+    return str(schedule)
+
+
+def scheduled_jobs() -> list[ScheduledJob]:
+    """Every beat entry, in schedule order, with its latest recorded run (or None)."""
+    runs = {run.job: run for run in JobRun.objects.all()}
+    return [
+        ScheduledJob(
+            name=name,
+            task=entry["task"],
+            every=describe_schedule(entry["schedule"]),
+            kwargs=dict(entry.get("kwargs") or {}),
+            last_run=runs.get(name),
+        )
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+    ]
+
+
+def job_name_for(task_name: str, kwargs: dict[str, Any] | None) -> str | None:
+    """The beat entry a run of ``task_name`` with ``kwargs`` belongs to, or None.
+
+    One task can back several entries (``audit.verify`` hourly incremental and nightly
+    full): the entry whose kwargs equal the call's wins, else the first for the task.
+    """
+    candidates = [
+        (name, _with_defaults(task_name, entry.get("kwargs")))
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+        if entry.get("task") == task_name
+    ]
+    called = _with_defaults(task_name, kwargs)
+    for name, entry_kwargs in candidates:
+        if entry_kwargs == called:
+            return name
+    return candidates[0][0] if candidates else None
+
+
+def _with_defaults(task_name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``kwargs`` with the task function's defaults filled in (``verify()`` is
+    ``verify(incremental=False)``), so a call and an entry compare by meaning."""
+    from payflow.celery import app
+
+    task = app.tasks.get(task_name)
+    try:
+        bound = inspect.signature(task.run).bind_partial(**(kwargs or {}))
+    except (AttributeError, TypeError, ValueError):
+        return dict(kwargs or {})
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _json_result(value: Any) -> Any:
+    text = json.dumps(value, default=str, sort_keys=True)
+    if len(text) > RESULT_MAX_CHARS:
+        return {"truncated": text[:RESULT_MAX_CHARS]}
+    return json.loads(text)
+
+
+@db.atomic
+def job_run_record(
+    *,
+    job: str,
+    task: str,
+    started_at: datetime.datetime,
+    duration_seconds: float,
+    ok: bool,
+    result: Any = None,
+    error: str = "",
+) -> None:
+    """Record one finished run of ``job``: overwrite its latest run, add to its totals.
+
+    One transaction. Counters move with ``F()`` expressions, so two runs finishing at once
+    both count. The first run of a job inserts its row; losing that insert race to a
+    concurrent first run is caught in a savepoint and turned into the update.
+    """
+    finished_at = timezone.now()
+    values: dict[str, Any] = {
+        "task": task,
+        "last_started_at": started_at,
+        "last_finished_at": finished_at,
+        "last_duration_seconds": round(duration_seconds, 6),
+        "last_status": JobRun.OK if ok else JobRun.FAILED,
+        "last_result": _json_result(result) if ok else None,
+        "last_error": "" if ok else error[:500],
+    }
+    if ok:
+        values["last_success_at"] = finished_at
+    counts = {"runs": F("runs") + 1, "failures": F("failures") + (0 if ok else 1)}
+    if JobRun.objects.filter(job=job).update(**values, **counts):
+        return
+    try:
+        with transaction.atomic():
+            JobRun.objects.create(job=job, runs=1, failures=0 if ok else 1, **values)
+    except IntegrityError:
+        JobRun.objects.filter(job=job).update(**values, **counts)
+
+
+# --- Celery signals -------------------------------------------------------------------
+
+_started: dict[str, tuple[float, datetime.datetime]] = {}
+_started_lock = threading.Lock()
+
+
+@signals.task_prerun.connect
+def _job_started(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    if task is None or task_id is None or job_name_for(task.name, kwargs.get("kwargs")) is None:
+        return
+    with _started_lock:
+        _started[task_id] = (time.monotonic(), timezone.now())
+
+
+@signals.task_postrun.connect
+def _job_finished(
+    task_id: str | None = None,
+    task: Any = None,
+    retval: Any = None,
+    state: str | None = None,
+    **kwargs: Any,
+) -> None:
+    with _started_lock:
+        started = _started.pop(task_id or "", None)
+    if task is None or started is None:
+        return
+    job = job_name_for(task.name, kwargs.get("kwargs"))
+    if job is None:
+        return
+    ok = state == "SUCCESS"
+    error = "" if ok else f"{type(retval).__name__}: {retval}"
+    try:
+        job_run_record(
+            job=job,
+            task=task.name,
+            started_at=started[1],
+            duration_seconds=time.monotonic() - started[0],
+            ok=ok,
+            result=retval if ok else None,
+            error=error,
+        )
+    except Exception:  # the record of a run must never turn a good run into a failed one
+        logger.exception("could not record the run of job %s", job)

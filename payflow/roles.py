@@ -1,0 +1,89 @@
+"""The admin's roles: which Django permissions the ``operator`` and ``auditor`` groups hold.
+
+Applied by the data migration ``payflow.0003_roles`` (and again by any later migration
+that changes these lists). A user needs ``is_staff`` and one group to use the admin;
+superusers hold every permission, but the admin still refuses them any change to audit
+rows (``AuditEntryAdmin``). Merchants have no users: they authenticate with API keys,
+which the admin does not accept.
+
+The ``change`` permission of a ledger or outbox model is what allows an operator's
+*actions* on it (capture, refund, suspend, revoke, requeue…): the admin never edits a
+field of those rows directly; every change goes through a service.
+"""
+
+from __future__ import annotations
+
+OPERATOR = "operator"
+AUDITOR = "auditor"
+
+_READABLE = {
+    "ledger": ["merchant", "apikey", "transaction", "cardtoken", "journalentry", "journalline",
+               "account"],
+    "outbox": ["outboxevent"],
+    "payflow": ["jobrun"],
+}  # fmt: skip
+
+#: app label → model → actions (Django's codenames are ``<action>_<model>``).
+ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
+    OPERATOR: {
+        "ledger": {
+            **{model: ["view"] for model in _READABLE["ledger"]},
+            "merchant": ["view", "add", "change"],
+            "apikey": ["view", "add", "change"],
+            "transaction": ["view", "change"],
+        },
+        "outbox": {"outboxevent": ["view", "change"]},
+        "payflow": {"jobrun": ["view"]},
+        # Audit rows for the objects' history; not checkpoints (their signed bodies are
+        # the auditors' material) nor verification runs.
+        "audit": {"auditentry": ["view"], "archivesegment": ["view"]},
+    },
+    AUDITOR: {
+        **{app: {model: ["view"] for model in models} for app, models in _READABLE.items()},
+        "audit": {
+            model: ["view"]
+            for model in (
+                "auditentry",
+                "auditcheckpoint",
+                "archivesegment",
+                "verificationrun",
+                "lanehead",
+            )
+        },
+    },
+}
+
+
+def codenames(role: str) -> list[tuple[str, str]]:
+    """(app label, codename) of every permission ``role`` holds."""
+    return [
+        (app, f"{action}_{model}")
+        for app, models in ROLE_PERMISSIONS[role].items()
+        for model, actions in models.items()
+        for action in actions
+    ]
+
+
+def roles_apply(apps) -> None:
+    """Create both groups (if missing) and set their permissions to exactly the lists above.
+
+    ``apps``: the migration's historical registry, or ``django.apps.apps``. Permissions are
+    normally created after all migrations (post_migrate), so they are created here first.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        module = getattr(app_config, "models_module", None)
+        app_config.models_module = module or True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = module
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for role in ROLE_PERMISSIONS:
+        group, _ = group_model.objects.get_or_create(name=role)
+        group.permissions.set(
+            [
+                permission_model.objects.get(content_type__app_label=app, codename=codename)
+                for app, codename in codenames(role)
+            ]
+        )
