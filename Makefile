@@ -1,4 +1,4 @@
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench bench-quick
 
 # The whole stack on embedded defaults: web, worker, beat, development Kafka broker.
 run:
@@ -7,6 +7,13 @@ run:
 # Install what the tests need and run the full suite against the real parts.
 test:
 	scripts/test.sh
+
+# The benchmark (bench/README.md): about 15 minutes; the quick one under 3. Not a test.
+bench:
+	scripts/bench.sh
+
+bench-quick:
+	scripts/bench.sh --quick
 
 install:
 	scripts/system-deps.sh test

@@ -1,0 +1,421 @@
+"""The benchmark's steps that need Django, each run in its own process by ``bench.run``.
+
+``python -m bench.djtasks <step> [json-args]`` prints one JSON object on its last line.
+The environment (database, Kafka address, secrets) comes from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payflow.settings")
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from payflow import context, db  # noqa: E402
+
+BENCH_ACTOR = context.AuditContext(**context.system_actor("command:bench"))
+CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034}
+
+
+def seed(args: dict) -> dict:
+    """A merchant, an API key and a card token to pay with."""
+    from ledger.services.api_keys import api_key_create
+    from ledger.services.merchants import merchant_create
+    from ledger.services.vault import card_tokenize
+    from payflow.api import ids
+
+    with context.replaced(BENCH_ACTOR):
+        merchant = merchant_create(name=args.get("name", "Bench Shop"), default_currency="EUR")
+        key = api_key_create(merchant=merchant, name="bench")
+        token = card_tokenize(merchant=merchant, **CARD)
+    return {"api_key": key.secret, "token": ids.encode("token", token.pk)}
+
+
+def payment_body(token: str, marker: str = "{n}") -> str:
+    return json.dumps(
+        {"amount": 1999, "currency": "EUR", "token": token, "cvc": "123", "capture": True,
+         "external_reference": f"bench-{marker}"},
+        separators=(",", ":"),
+    )
+
+
+def capture_sql(args: dict) -> dict:
+    """Make payments through the whole Django stack in-process (test client: every
+    middleware, authentication, idempotency) and record every SQL statement of the last
+    one with its parameters, in order, and which transaction it ran in."""
+    client = Client(HTTP_HOST="127.0.0.1")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {args['api_key']}"}
+    statements: list[dict[str, Any]] = []
+
+    transactions = [0]  # the number of the current transaction; +1 at every commit
+
+    def record(execute, sql, params, many, ctx):
+        statements.append({
+            "sql": sql, "params": _jsonable(params), "many": many,
+            "transaction": transactions[0] if connection.in_atomic_block else None,
+        })
+        return execute(sql, params, many, ctx)
+
+    commit = connection.commit
+
+    def counting_commit():
+        transactions[0] += 1
+        return commit()
+
+    connection.commit = counting_commit
+
+    for number in range(3):  # warm caches; keep the last payment's statements
+        statements.clear()
+        body = payment_body(args["token"], f"capture-{time.time_ns()}-{number}")
+        with connection.execute_wrapper(record):
+            response = client.post(
+                "/v1/payments", body, content_type="application/json",
+                HTTP_IDEMPOTENCY_KEY=f"capture-{time.time_ns()}", **headers,
+            )
+        if response.status_code != 201:
+            raise RuntimeError(f"payment failed: {response.status_code} {response.content!r}")
+    return {"statements": statements, "status": response.json()["status"]}
+
+
+def _jsonable(params: Any) -> Any:
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return {key: _jsonable_value(value) for key, value in params.items()}
+    return [_jsonable(p) if isinstance(p, list | tuple) else _jsonable_value(p) for p in params]
+
+
+def _jsonable_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, datetime.datetime):
+        return {"datetime": value.isoformat()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+# --- the relay --------------------------------------------------------------------------
+
+
+def relay_seed(args: dict) -> dict:
+    """A backlog of ``rows`` pending outbox events: copies of the events real payments
+    wrote (same topics and payloads), each payment copy under a new aggregate id."""
+    import MySQLdb
+
+    from outbox import events
+    from outbox.models import EventStatus, OutboxEvent
+
+    OutboxEvent.objects.all().delete()
+
+    source = MySQLdb.connect(**args["source"])
+    cursor = source.cursor()
+    cursor.execute(
+        "SELECT aggregate_id, aggregate_type, sequence, event_type, topic, payload "
+        "FROM outbox_outboxevent WHERE aggregate_type='payment' ORDER BY id LIMIT 400"
+    )
+    by_aggregate: dict[str, list] = {}
+    for row in cursor.fetchall():
+        by_aggregate.setdefault(row[0], []).append(row)
+    source.close()
+    templates = [group for group in by_aggregate.values() if len(group) >= 2]
+    if not templates:
+        raise RuntimeError("no payment events to copy: run the payment load first")
+    rows, batch, made = int(args["rows"]), [], 0
+    while made < rows:
+        for group in templates:
+            aggregate_id = str(db.uuid7())
+            for _, aggregate_type, sequence, event_type, topic, payload in group:
+                if made >= rows:
+                    break
+                payload = json.loads(payload)
+                payload["id"] = aggregate_id
+                batch.append(OutboxEvent(
+                    aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+                    sequence=sequence, event_type=event_type, schema_version=1, topic=topic,
+                    key=aggregate_id, payload=payload, status=EventStatus.PENDING,
+                    relay_partition=events.relay_partition(aggregate_id),
+                ))
+                made += 1
+            if len(batch) >= 2000:
+                OutboxEvent.objects.bulk_create(batch)
+                batch = []
+            if made >= rows:
+                break
+    if batch:
+        OutboxEvent.objects.bulk_create(batch)
+    return {"rows": OutboxEvent.objects.filter(status=EventStatus.PENDING).count()}
+
+
+def relay_drain(args: dict) -> dict:
+    """Publish the whole backlog with the relay (lease, batch, idempotent producer, mark
+    published), partition after partition like beat's sweep, until nothing is pending."""
+    from outbox import relay
+    from outbox.models import EventStatus, OutboxEvent
+
+    relay.get_producer()  # connect first: the producer's start-up is not throughput
+    pending = OutboxEvent.objects.filter(status=EventStatus.PENDING).count()
+    started = time.perf_counter()
+    published = 0
+    while True:
+        reports = relay.relay_all(time_budget=3600)
+        done = sum(report.published for report in reports)
+        published += done
+        if done == 0:
+            break
+    elapsed = time.perf_counter() - started
+    left = OutboxEvent.objects.filter(status=EventStatus.PENDING).count()
+    return {"pending_before": pending, "published": published, "left": left,
+            "seconds": elapsed, "events_per_second": published / elapsed}
+
+
+def relay_payloads(args: dict) -> dict:
+    """Write the backlog's exact Kafka messages (topic, key, value, headers) to a file, so
+    the raw producer sends the same bytes."""
+    from outbox import events
+    from outbox.models import EventStatus, OutboxEvent
+
+    with open(args["out"], "w") as out:
+        for event in OutboxEvent.objects.filter(status=EventStatus.PENDING).order_by("id"):
+            value = json.dumps(events.envelope(event), separators=(",", ":"))
+            headers = [[name, value_.decode()] for name, value_ in events.kafka_headers(event)]
+            out.write(json.dumps([event.topic, event.key, value, headers]) + "\n")
+    return {"written": args["out"]}
+
+
+def relay_reset(args: dict) -> dict:
+    """Mark every event pending again (between repeated runs of the same backlog)."""
+    from outbox.models import OutboxEvent, RelayLease
+
+    updated = OutboxEvent.objects.update(
+        status="pending", published_at=None, kafka_partition=None, kafka_offset=None,
+        attempts=0,
+    )
+    RelayLease.objects.update(owner="", expires_at=None)
+    return {"reset": updated}
+
+
+def relay_loop(args: dict) -> dict:
+    """Relay continuously for ``seconds`` (the worker's job under payment load)."""
+    from outbox import relay
+
+    relay.get_producer()
+    stop = time.monotonic() + float(args["seconds"])
+    published = 0
+    while time.monotonic() < stop:
+        done = sum(report.published for report in relay.relay_all(time_budget=1.0))
+        published += done
+        if done == 0:
+            time.sleep(0.25)  # idle: about what beat's one-second sweep would cost
+    return {"published": published}
+
+
+def relay_lag(args: dict) -> dict:
+    """Commit-to-delivery lag of the events created in a time window: ``published_at``
+    (written once the delivery report came back) minus ``created_at`` (set at insert,
+    just before commit), in milliseconds; and how many were still pending."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, published_at) / 1000.0 "
+            "FROM outbox_outboxevent WHERE created_at >= %s AND created_at < %s "
+            "AND published_at IS NOT NULL",
+            [args["since"], args["until"]],
+        )
+        lags = [float(row[0]) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT COUNT(*) FROM outbox_outboxevent WHERE created_at >= %s AND created_at < %s "
+            "AND published_at IS NULL",
+            [args["since"], args["until"]],
+        )
+        unpublished = cursor.fetchone()[0]
+    return {"lags_ms": lags, "unpublished": unpublished}
+
+
+# --- the audit trail ----------------------------------------------------------------------
+
+
+def audit_seed(args: dict) -> dict:
+    """``rows`` valid, chained audit rows spread over every lane (payment-shaped values),
+    inserted in bulk, and lane heads that agree with them."""
+    from audit.chain import canonical_bytes, entry_hash
+    from audit.models import GENESIS_HASH
+
+    rows, lanes = int(args["rows"]), settings.AUDIT_LANES
+    heads = {lane: (0, GENESIS_HASH) for lane in range(lanes)}
+    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    columns = ("lane", "seq", "prev_hash", "hash", "encoding_version", "object_type",
+               "object_id", "action", "event_type", "old_values", "new_values", "actor_type",
+               "actor_id", "actor_label", "ip", "user_agent", "request_id", "task_id",
+               "reason", "created_at")
+    sql = (f"INSERT INTO audit_auditentry ({', '.join(columns)}) VALUES "
+           f"({', '.join(['%s'] * len(columns))})")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM audit_auditentry")
+        if cursor.fetchone()[0]:
+            raise RuntimeError("audit seeding needs an empty audit table")
+    batch = []
+    for number in range(rows):
+        lane = number % lanes
+        seq, prev = heads[lane]
+        seq += 1
+        created = base + datetime.timedelta(microseconds=number * 1000)
+        object_id = f"0190{number:028x}"
+        new_values = {"id": object_id, "status": "captured", "amount": 1999 + number % 100,
+                      "currency": "EUR", "version": 3, "captured_amount": 1999}
+        fields = {
+            "action": "update", "actor_id": "0190aaaabbbbccccddddeeeeffff0000",
+            "actor_label": "bench (Bench Shop)", "actor_type": "api_key",
+            "created_at": created, "event_type": "payment.captured", "ip": "127.0.0.1",
+            "lane": lane, "new_values": new_values, "object_id": object_id,
+            "object_type": "transaction", "old_values": {"status": "authorized", "version": 2},
+            "reason": "", "request_id": f"{number:032x}", "task_id": "",
+            "user_agent": "bench/1", "seq": seq,
+        }
+        digest = entry_hash(prev, canonical_bytes(fields))
+        heads[lane] = (seq, digest)
+        batch.append((lane, seq, prev, digest, 1, "transaction", object_id, "update",
+                      "payment.captured", json.dumps(fields["old_values"]),
+                      json.dumps(new_values), "api_key", fields["actor_id"],
+                      fields["actor_label"], "127.0.0.1", "bench/1", fields["request_id"], "",
+                      "", created.replace(tzinfo=None)))
+        if len(batch) >= 5000:
+            _insert_many(sql, batch)
+            batch = []
+    if batch:
+        _insert_many(sql, batch)
+    with connection.cursor() as cursor:
+        for lane, (seq, digest) in heads.items():
+            cursor.execute(
+                "INSERT INTO audit_lanehead (lane, seq, hash) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE seq=VALUES(seq), hash=VALUES(hash)",
+                [lane, seq, digest],
+            )
+    return {"rows": rows}
+
+
+def _insert_many(sql: str, batch: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, batch)
+
+
+def audit_verify(args: dict) -> dict:
+    """The real verifier (every lane, every hash recomputed, rows read from the database),
+    then raw SHA-256 over the same bytes in memory; repeated alternately."""
+    from audit.chain import DOMAIN_TAG, canonical_bytes, row_fields
+    from audit.models import AuditEntry
+    from audit.verify import verify_all
+
+    messages = [
+        DOMAIN_TAG + bytes.fromhex(entry.prev_hash) + canonical_bytes(row_fields(entry))
+        for entry in AuditEntry.objects.order_by("lane", "seq").iterator(chunk_size=5000)
+    ]
+    runs = []
+    for _ in range(int(args.get("repeats", 3))):
+        started = time.perf_counter()
+        report = verify_all(anchors={})
+        verify_seconds = time.perf_counter() - started
+        if not report.ok:
+            raise RuntimeError(f"verification found breaks: {report.breaks[:1]}")
+        started = time.perf_counter()
+        for message in messages:
+            hashlib.sha256(message).hexdigest()
+        raw_seconds = time.perf_counter() - started
+        runs.append({"rows": report.rows, "verify_seconds": verify_seconds,
+                     "verify_rows_per_second": report.rows / verify_seconds,
+                     "raw_seconds": raw_seconds,
+                     "raw_rows_per_second": len(messages) / raw_seconds,
+                     "bytes": sum(len(m) for m in messages)})
+    return {"runs": runs}
+
+
+def audit_archive(args: dict) -> dict:
+    """The real archiver over the seeded rows (after a signed checkpoint covers them, as it
+    requires), with the clock moved past AUDIT_ARCHIVE_AFTER: segment files written to a
+    local directory, read back, verified, live rows deleted. Then the full verification
+    again, now reading the segment files."""
+    import datetime
+    import tempfile
+
+    from django.conf import settings
+    from django.core.files.storage import storages
+    from django.utils import timezone
+
+    from audit.archive import audit_archive as archive
+    from audit.checkpoints import audit_checkpoint_create
+    from audit.verify import verify_all
+    from payflow import context
+
+    directory = tempfile.mkdtemp(prefix="payflow-bench-archive-")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "audit_archive": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": directory},
+        },
+    }
+    storages.__dict__.pop("backends", None)  # re-read STORAGES
+    storages._storages = {}
+    with context.replaced(context.AuditContext(**context.system_actor("bench"))):
+        audit_checkpoint_create()
+        started = time.perf_counter()
+        report = archive(now=timezone.now() + datetime.timedelta(days=3650))
+        archive_seconds = time.perf_counter() - started
+    if report.refused or report.skipped:
+        raise RuntimeError(f"archive refused: {report.as_dict()}")
+    started = time.perf_counter()
+    verified = verify_all(anchors={})
+    verify_seconds = time.perf_counter() - started
+    if not verified.ok:
+        raise RuntimeError(f"verification across segments found breaks: {verified.breaks[:1]}")
+    return {
+        "measured": True,
+        "rows": report.rows,
+        "segments": report.segments,
+        "archive_seconds": archive_seconds,
+        "archive_rows_per_second": report.rows / archive_seconds,
+        "verify_archived_rows_per_second": verified.rows / verify_seconds,
+        "note": f"{report.rows / archive_seconds:,.0f} rows/s ({report.rows} rows, "
+        f"{report.segments} segments, written, read back, verified, deleted); verification "
+        f"then reads them from the files at {verified.rows / verify_seconds:,.0f} rows/s",
+    }
+
+
+STEPS = {
+    "seed": seed,
+    "capture_sql": capture_sql,
+    "relay_seed": relay_seed,
+    "relay_drain": relay_drain,
+    "relay_payloads": relay_payloads,
+    "relay_reset": relay_reset,
+    "relay_loop": relay_loop,
+    "relay_lag": relay_lag,
+    "audit_seed": audit_seed,
+    "audit_verify": audit_verify,
+    "audit_archive": audit_archive,
+}
+
+
+def main(argv: list[str]) -> int:
+    step = STEPS[argv[1]]
+    args = json.loads(argv[2]) if len(argv) > 2 else {}
+    with context.replaced(BENCH_ACTOR):
+        result = step(args)
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,118 @@
+"""Where a payment's CPU goes: py-spy samples of every gunicorn worker under payment load.
+
+py-spy (``record --format raw``) writes collapsed stacks, one ``frame;frame;… count`` per
+line, root first; idle threads are left out by default, so the samples are time spent
+running (or waiting on the GIL or a database call from Python). ``--nonblocking`` keeps the
+sampled process running while it is read, so the profile slows the server little; the
+profiled run is an extra one and is not one of the measured figures.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
+
+#: Categories of inclusive cost: a sample counts for a category if any frame matches.
+CATEGORIES = {
+    "audit hashing (audit/chain.py)": ("audit/chain.py",),
+    "audit signing (audit/signing.py)": ("audit/signing.py",),
+    "audit recording (audit/receivers.py, services)": ("audit/receivers.py", "audit/services.py"),
+    "outbox rows (outbox/receivers.py)": ("outbox/receivers.py",),
+    "database driver (MySQLdb)": ("MySQLdb/",),
+    "Django ORM (django/db/)": ("django/db/",),
+    "idempotency (payflow/api/idempotency.py)": ("payflow/api/idempotency.py",),
+    "API key auth (payflow/api/auth.py)": ("payflow/api/auth.py",),
+    "card vault decrypt (ledger/vault.py)": ("ledger/vault.py",),
+    "Celery nudge (kombu/, redis/)": ("kombu/", "redis/"),
+    "JSON encoding and decoding (json/)": ("/json/",),
+}
+
+
+def py_spy() -> str | None:
+    candidate = Path(sys.executable).parent / "py-spy"
+    return str(candidate) if candidate.exists() else shutil.which("py-spy")
+
+
+def record_during(pids: list[int], seconds: float, action: Callable[[], Any],
+                  workdir: Path) -> dict:
+    binary = py_spy()
+    if binary is None:
+        action()
+        return {"available": False, "note": "py-spy is not installed (pip install -e '.[bench]')"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    recorders = []
+    for pid in pids:
+        out = workdir / f"worker-{pid}.txt"
+        recorders.append((out, subprocess.Popen(
+            [binary, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+             "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    action()
+    stacks: Counter[str] = Counter()
+    errors = []
+    for out, recorder in recorders:
+        _, stderr = recorder.communicate(timeout=seconds + 60)
+        if recorder.returncode != 0 or not out.exists():
+            errors.append(stderr.decode(errors="replace")[-300:])
+            continue
+        stacks.update(read_collapsed(out.read_text()))
+    if not stacks:
+        return {"available": False, "note": "py-spy recorded nothing: " + " | ".join(errors)}
+    return {"available": True, "workers": len(pids), **summarize(stacks)}
+
+
+def read_collapsed(text: str) -> Counter[str]:
+    stacks: Counter[str] = Counter()
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks[stack] += int(count)
+    return stacks
+
+
+def _short(frame: str) -> str:
+    match = FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    path = match["file"]
+    for marker in ("site-packages/", "/wt-bench/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{match['function']} ({path})"
+
+
+def summarize(stacks: Counter[str], top: int = 15) -> dict:
+    total = sum(stacks.values())
+    self_cost: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        frames = stack.split(";")
+        self_cost[_short(frames[-1])] += count
+        for name in {_short(frame) for frame in frames}:
+            inclusive[name] += count
+        for category, markers in CATEGORIES.items():
+            if any(marker in frame for frame in frames for marker in markers):
+                categories[category] += count
+
+    def share(counter: Counter[str], limit: int | None = top) -> list[dict]:
+        return [{"name": name, "samples": count, "share": count / total}
+                for name, count in counter.most_common(limit)]
+
+    hashing = categories["audit hashing (audit/chain.py)"]
+    signing = categories["audit signing (audit/signing.py)"]
+    return {
+        "samples": total,
+        "top_self": share(self_cost),
+        "top_inclusive": [row for row in share(inclusive, 60) if row["share"] < 0.999][:top],
+        "categories": share(categories, None),
+        "hashing_signing_share": (hashing + signing) / total if total else None,
+    }
