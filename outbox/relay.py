@@ -31,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
+from django.db import connection
 from django.db.models import Min, Q
 from django.utils import timezone
 from prometheus_client import Counter
@@ -261,9 +262,8 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
             dead.append(event)
         else:
             failed.append(event)
-    OutboxEvent.objects.bulk_update(
-        published, ["status", "published_at", "kafka_partition", "kafka_offset", "attempts"]
-    )
+    for start in range(0, len(published), MARK_CHUNK):
+        _mark_published(published[start : start + MARK_CHUNK], now)
     OutboxEvent.objects.bulk_update(
         failed + dead, ["status", "attempts", "last_error", "next_attempt_at"]
     )
@@ -279,6 +279,50 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
             event.last_error,
         )
     return len(published), len(failed), len(dead)
+
+
+#: Rows per UPDATE when marking events published (5 parameters a row).
+MARK_CHUNK = 1000
+
+
+def _mark_published(events_: list[OutboxEvent], now: datetime.datetime) -> None:
+    """Mark delivered events published in one UPDATE: the shared fields set once, each row's
+    Kafka partition and offset joined in from a derived table of (id, partition, offset).
+    (Django's ``bulk_update`` builds one expression per row and field: 90% of a drain's
+    time; a ``CASE id WHEN`` over the batch costs MariaDB twice the join.)"""
+    if not events_:
+        return
+    meta = OutboxEvent._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS part, %s AS off"] * len(events_))
+    assign = (
+        f"{quote('status')} = %s, {quote('published_at')} = %s, "
+        f"{quote('attempts')} = {table}.{quote('attempts')} + 1, "
+        f"{quote('kafka_partition')} = d.part, {quote('kafka_offset')} = d.off"
+    )
+    if connection.vendor == "mysql":
+        sql = f"UPDATE {table} JOIN ({rows}) d ON {table}.id = d.id SET {assign}"  # noqa: S608
+    else:  # SQLite (the embedded default) and PostgreSQL: UPDATE ... FROM
+        sql = f"UPDATE {table} SET {assign} FROM ({rows}) d WHERE {table}.id = d.id"  # noqa: S608
+    published_at = meta.get_field("published_at").get_db_prep_value(now, connection)
+    shared: list[Any] = [EventStatus.PUBLISHED.value, published_at]
+    per_row = [
+        value
+        for event in events_
+        for value in (
+            meta.pk.get_db_prep_value(event.id, connection),
+            event.kafka_partition,
+            event.kafka_offset,
+        )
+    ]
+    params = per_row + shared if connection.vendor == "mysql" else shared + per_row
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != len(events_):
+            raise RuntimeError(
+                f"marking {len(events_)} outbox events published updated {cursor.rowcount} rows"
+            )
 
 
 def relay_partition(partition: int, *, time_budget: float = 10.0) -> RelayReport:
