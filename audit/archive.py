@@ -182,7 +182,7 @@ def _record_next(
     rows: list[ChainRow] = []
     size = 0
     for row in live_rows(lane, after, signed_upto):
-        if row.entry.created_at >= cutoff:
+        if row.fields["created_at"] >= cutoff:
             break
         rows.append(row)
         size += len(row.canonical) + 200
@@ -195,7 +195,10 @@ def _record_next(
     if problem:
         raise ArchiveRefused(f"the live rows do not continue the archived chain: {problem}")
     built = build_segment(lane, rows)
-    return _insert_segment(built, rows[0].entry.created_at, rows[-1].entry.created_at), built.data
+    return (
+        _insert_segment(built, rows[0].fields["created_at"], rows[-1].fields["created_at"]),
+        built.data,
+    )
 
 
 @db.atomic

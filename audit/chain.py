@@ -53,6 +53,21 @@ def lane_for(object_type: str, object_id: str) -> int:
 
 
 def _canonical_value(value: Any) -> Any:
+    # Exact types first (what rows hold almost always: str, None, int, dict, list); anything
+    # else, subclasses included, takes the general rules below. The result is the same.
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is int:
+        return str(value)
+    if kind is dict:
+        return {str(key): _canonical_value(item) for key, item in value.items()}
+    if kind is list:
+        return [_canonical_value(item) for item in value]
+    return _canonical_other(value)
+
+
+def _canonical_other(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | decimal.Decimal):

@@ -106,7 +106,7 @@ def _check(row: ChainRow, seq: int, prev: str, anchors: dict[int, str]) -> tuple
         if moved_from is not None:
             return "row_inserted_or_reordered", f"this row was written as seq {moved_from}"
         return "row_altered", "the row's contents do not match its hash"
-    if row.entry is None:  # from a segment file: the line's seq is outside the hash
+    if row.fields is None:  # from a segment file: the line's seq is outside the hash
         moved_from = row.written_seq()
         if moved_from is not None:
             return "row_inserted_or_reordered", f"this row was written as seq {moved_from}"

@@ -169,10 +169,9 @@ def test_raw_delete_of_rows_not_covered_by_a_verified_segment_fails():
     with connection.cursor() as cursor, pytest.raises(DatabaseError, match="verified archive"):
         cursor.execute("DELETE FROM audit_auditentry WHERE lane = 4 AND seq = 1")
     # A recorded but unverified segment does not open the door either.
-    rows = list(AuditEntry.objects.filter(lane=4, seq__lte=10).order_by("seq"))
-    from audit.segments import live_row
+    from audit.segments import live_rows
 
-    built = build_segment(4, [live_row(r) for r in rows])
+    built = build_segment(4, list(live_rows(4, 0, 10)))
     ArchiveSegment.objects.create(
         lane=4,
         first_seq=1,
