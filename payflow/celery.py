@@ -1,10 +1,13 @@
 """The Celery application: worker and beat both start from here."""
 
+import logging
 import os
 
 from celery import Celery, Task, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payflow.settings")
+
+logger = logging.getLogger(__name__)
 
 
 class ContextTask(Task):
@@ -41,8 +44,26 @@ class ContextTask(Task):
             carried = context.AuditContext(
                 **{**carried.__dict__, **context.system_actor(f"task:{self.name}")}
             )
+        job = request_headers.get("payflow_job")
+        if job and _paused(job):
+            logger.info("skipping beat's run of %s: the job is paused", job)
+            from payflow.jobs import SKIPPED
+
+            return SKIPPED
         with context.replaced(carried), context.bind(task_id=self.request.id or ""):
             return super().__call__(*args, **kwargs)
+
+
+def _paused(job: str) -> bool:
+    """Whether an operator paused ``job``; if that cannot be read, the run goes ahead (every
+    job is safe to run, and a database outage will fail the run itself, visibly)."""
+    from payflow.jobs import job_paused
+
+    try:
+        return job_paused(job)
+    except Exception:
+        logger.warning("could not read whether %s is paused; running it", job, exc_info=True)
+        return False
 
 
 app = Celery("payflow", task_cls=ContextTask)

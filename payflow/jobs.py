@@ -5,6 +5,10 @@ the one beat process). ``scheduled_jobs()`` lists it for operators, with each jo
 ``JobRun``. Every run of a task that the schedule names is recorded by Celery's
 ``task_prerun`` / ``task_postrun`` signals, whoever started it (beat, an operator, a test):
 start, duration, result or error, in a small transaction of its own after the task ran.
+
+An operator can pause a job (``job_pause``, from the admin): beat keeps firing it, and each
+of beat's runs (marked by the ``payflow_job`` header the schedule adds) returns at once
+without doing anything and without being recorded, until the job is resumed.
 """
 
 from __future__ import annotations
@@ -148,6 +152,56 @@ def job_run_record(
         JobRun.objects.filter(job=job).update(**values, **counts)
 
 
+# --- pausing ---------------------------------------------------------------------------
+
+
+class JobPauseRefused(Exception):
+    """Not a scheduled job, or already in the state asked for."""
+
+
+#: What a skipped run returns (beat's run of a paused job); such runs are not recorded.
+SKIPPED = "paused"
+
+
+def job_paused(job: str) -> bool:
+    """Whether beat's runs of ``job`` are to be skipped now."""
+    return JobRun.objects.filter(job=job, paused_at__isnull=False).exists()
+
+
+def _known(job: str) -> None:
+    if job not in settings.CELERY_BEAT_SCHEDULE:
+        raise JobPauseRefused(f"there is no scheduled job named {job!r}")
+
+
+def job_pause(*, job: str, by: str, reason: str) -> JobRun:
+    """Pause ``job``: beat still fires it, but its runs are skipped (``ContextTask``) until
+    ``job_resume``. Runs started otherwise (an operator, a test, a nudge) still run.
+
+    Compare-and-set: of two operators pausing at once, one is refused. Call inside the
+    caller's transaction (``payflow.operations`` audits it in the same one).
+    """
+    _known(job)
+    task = settings.CELERY_BEAT_SCHEDULE[job]["task"]
+    JobRun.objects.get_or_create(job=job, defaults={"task": task})
+    paused = JobRun.objects.filter(job=job, paused_at__isnull=True).update(
+        paused_at=timezone.now(), paused_by=by[:150], pause_reason=reason[:500]
+    )
+    if not paused:
+        raise JobPauseRefused(f"{job} is already paused")
+    return JobRun.objects.get(job=job)
+
+
+def job_resume(*, job: str) -> JobRun:
+    """Resume a paused ``job``: beat's next run goes ahead. Compare-and-set like the pause."""
+    _known(job)
+    resumed = JobRun.objects.filter(job=job, paused_at__isnull=False).update(
+        paused_at=None, paused_by="", pause_reason=""
+    )
+    if not resumed:
+        raise JobPauseRefused(f"{job} is not paused")
+    return JobRun.objects.get(job=job)
+
+
 # --- Celery signals -------------------------------------------------------------------
 
 _started: dict[str, tuple[float, datetime.datetime]] = {}
@@ -172,8 +226,8 @@ def _job_finished(
 ) -> None:
     with _started_lock:
         started = _started.pop(task_id or "", None)
-    if task is None or started is None:
-        return
+    if task is None or started is None or retval == SKIPPED:
+        return  # not a job, or beat's run of a paused job (it did nothing)
     job = job_name_for(task.name, kwargs.get("kwargs"))
     if job is None:
         return

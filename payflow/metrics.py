@@ -182,18 +182,25 @@ def job_metrics(now: datetime.datetime) -> Iterator[Metric]:
     failures = CounterMetricFamily(
         "payflow_job_failures", "Failed runs of the job.", labels=["job"]
     )
-    for run in JobRun.objects.all():
+    paused = GaugeMetricFamily(
+        "payflow_job_paused", "1 while an operator has the job paused, else 0.", labels=["job"]
+    )
+    recorded = {run.job: run for run in JobRun.objects.all()}
+    for job in settings.CELERY_BEAT_SCHEDULE:
+        paused.add_metric([job], 1.0 if job in recorded and recorded[job].paused_at else 0.0)
+    for run in recorded.values():
         labels = [run.job]
         if run.last_started_at:
             last_run.add_metric(labels, run.last_started_at.timestamp())
         if run.last_duration_seconds is not None:
             duration.add_metric(labels, run.last_duration_seconds)
-        succeeded.add_metric(labels, 1.0 if run.last_status == JobRun.OK else 0.0)
+        if run.last_status:  # a job paused before it ever ran has no last run
+            succeeded.add_metric(labels, 1.0 if run.last_status == JobRun.OK else 0.0)
         if run.last_success_at:
             last_success.add_metric(labels, run.last_success_at.timestamp())
         runs.add_metric(labels, run.runs)
         failures.add_metric(labels, run.failures)
-    yield from (last_run, duration, succeeded, last_success, runs, failures)
+    yield from (last_run, duration, succeeded, last_success, runs, failures, paused)
 
 
 PARTS = {

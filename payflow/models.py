@@ -167,6 +167,10 @@ class JobRun(models.Model):
     last_success_at = models.DateTimeField(null=True, blank=True)
     runs = models.PositiveBigIntegerField(default=0)
     failures = models.PositiveBigIntegerField(default=0)
+    # Paused by an operator: beat's runs of the job are skipped until it is resumed.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+    pause_reason = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         verbose_name = "scheduled job run"

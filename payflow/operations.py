@@ -9,8 +9,8 @@ same transaction: requeueing an outbox event or revoking a key that is already r
 changes no ledger row, and must still leave a trace of who asked for it and why.
 
 Refusals are the services' own exceptions (``ledger.exceptions.LedgerError``,
-``outbox.services.NotDead``, ``OperatorActionRefused``); nothing is written when one is
-raised.
+``outbox.services.NotDead``, ``payflow.jobs.JobPauseRefused``, ``OperatorActionRefused``);
+nothing is written when one is raised.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
 from payflow import context, db
+from payflow.jobs import job_pause, job_resume
+from payflow.models import JobRun
 
 T = TypeVar("T")
 
@@ -229,4 +231,25 @@ def operator_merchant_set_active(*, merchant_id: Any, active: bool, reason: str)
         reason,
         {"status_before": merchant.status},
         lambda: service(merchant=merchant),
+    )
+
+
+@db.atomic
+def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> JobRun:
+    """Pause or resume a scheduled job (``payflow.jobs``): while paused, beat's runs of it
+    are skipped. ``JobPauseRefused`` for an unknown job, or one already paused (resumed).
+    No ledger row changes, so the action row is the audit record: who, when and why."""
+    reason = _reason(reason)
+    current = context.current()
+    return _audited(
+        "job_pause" if paused else "job_resume",
+        "payflow.jobrun",
+        job,
+        reason,
+        {"job": job},
+        lambda: (
+            job_pause(job=job, by=current.actor_label or current.actor_id, reason=reason)
+            if paused
+            else job_resume(job=job)
+        ),
     )

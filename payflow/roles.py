@@ -1,10 +1,10 @@
 """The admin's roles: which Django permissions the ``operator`` and ``auditor`` groups hold.
 
 Applied by the data migration ``payflow.0003_roles`` (and again by any later migration
-that changes these lists). A user needs ``is_staff`` and one group to use the admin;
-superusers hold every permission, but the admin still refuses them any change to audit
-rows (``AuditEntryAdmin``). Merchants have no users: they authenticate with API keys,
-which the admin does not accept.
+that changes these lists, e.g. ``0004_job_pause``). A user needs ``is_staff`` and one group
+to use the admin; superusers hold every permission, but the admin still refuses them any
+change to audit rows (``AuditEntryAdmin``). Merchants have no users: they authenticate
+with API keys, which the admin does not accept.
 
 The ``change`` permission of a ledger or outbox model is what allows an operator's
 *actions* on it (capture, refund, suspend, revoke, requeue…): the admin never edits a
@@ -33,7 +33,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "transaction": ["view", "change"],
         },
         "outbox": {"outboxevent": ["view", "change"]},
-        "payflow": {"jobrun": ["view"]},
+        "payflow": {"jobrun": ["view", "change"]},  # change: pause and resume jobs
         # Audit rows for the objects' history; not checkpoints (their signed bodies are
         # the auditors' material) nor verification runs.
         "audit": {"auditentry": ["view"], "archivesegment": ["view"]},

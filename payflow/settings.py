@@ -183,6 +183,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(hour=5, minute=30),
     },
 }
+# Beat's runs carry the job's name in a header: a job an operator paused (admin, scheduled
+# jobs) skips those runs, and only those (payflow.jobs.job_paused).
+for _job, _entry in CELERY_BEAT_SCHEDULE.items():
+    _entry.setdefault("options", {})["headers"] = {"payflow_job": _job}
 
 # --- Kafka ----------------------------------------------------------------------------
 # "embedded": the development broker started by `manage.py kafka_dev_broker`, whose

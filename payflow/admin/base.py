@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from ledger.exceptions import ConcurrentUpdate, LedgerError
 from outbox.services import NotDead
 from payflow.db import TransactionRetriesExhausted
+from payflow.jobs import JobPauseRefused
 from payflow.operations import OperatorActionRefused
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
@@ -148,14 +149,20 @@ def refusal_message(exc: Exception, noun: str) -> str:
         return f"Refused: {exc.message}"
     if isinstance(exc, NotDead):
         return "Refused: this event is not dead (it was requeued or delivered meanwhile)."
-    if isinstance(exc, OperatorActionRefused):
+    if isinstance(exc, OperatorActionRefused | JobPauseRefused):
         return f"Refused: {exc}."
     if isinstance(exc, TransactionRetriesExhausted):
         return "The database was too busy to complete this; nothing was done. Try again."
     raise exc
 
 
-REFUSALS = (LedgerError, NotDead, OperatorActionRefused, TransactionRetriesExhausted)
+REFUSALS = (
+    LedgerError,
+    NotDead,
+    OperatorActionRefused,
+    JobPauseRefused,
+    TransactionRetriesExhausted,
+)
 
 
 @dataclass

@@ -1,20 +1,25 @@
-"""Admin of the scheduled jobs: the whole beat schedule, each job with its latest run."""
+"""Admin of the scheduled jobs: the whole beat schedule, each job with its latest run, and
+pausing or resuming a job (an operator action, with a reason, audited)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import Http404
+from django.urls import path, reverse
 
-from payflow.admin.base import ReadOnlyAdmin
+from payflow import operations
+from payflow.admin.base import ActionPage, ReadOnlyAdmin, ReasonForm, render_action
 from payflow.jobs import scheduled_jobs
 from payflow.models import JobRun
 
 
 @admin.register(JobRun)
 class JobRunAdmin(ReadOnlyAdmin):
-    """The schedule (``CELERY_BEAT_SCHEDULE``, read-only: it changes with a deploy) above
-    the recorded runs."""
+    """The schedule (``CELERY_BEAT_SCHEDULE``: when each job runs changes with a deploy;
+    whether it runs, operators decide here) above the recorded runs."""
 
     change_list_template = "admin/payflow/jobrun/change_list.html"
+    operate_permission = "payflow.change_jobrun"
     list_display = (
         "job",
         "task",
@@ -24,6 +29,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         "last_success_at",
         "runs",
         "failures",
+        "paused_at",
         "last_error",
     )
     list_filter = ("last_status",)
@@ -31,5 +37,56 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(
-            request, {**(extra_context or {}), "schedule": scheduled_jobs()}
+            request,
+            {
+                **(extra_context or {}),
+                "schedule": scheduled_jobs(),
+                "can_pause": self.has_operate_permission(request),
+            },
         )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("schedule/<str:job>/pause/", view(self.pause_view), name="payflow_job_pause"),
+            path("schedule/<str:job>/resume/", view(self.resume_view), name="payflow_job_resume"),
+            *super().get_urls(),
+        ]
+
+    def pause_view(self, request, job):
+        return self._pause_page(request, job, paused=True)
+
+    def resume_view(self, request, job):
+        return self._pause_page(request, job, paused=False)
+
+    def _pause_page(self, request, job: str, *, paused: bool):
+        scheduled = {entry.name: entry for entry in scheduled_jobs()}.get(job)
+        if scheduled is None:
+            raise Http404("no such scheduled job")
+        run = scheduled.last_run
+        verb = "Pause" if paused else "Resume"
+        page = ActionPage(
+            title=f"{verb} the scheduled job {job}",
+            form_class=ReasonForm,
+            perform=lambda data: operations.operator_job_set_paused(
+                job=job, paused=paused, reason=data["reason"]
+            ),
+            success=lambda _run: (
+                f"{job} is paused: beat's runs of it are skipped until it is resumed."
+                if paused
+                else f"{job} is resumed: beat runs it again ({scheduled.every})."
+            ),
+            noun="job",
+            summary=[
+                ("job", job),
+                ("task", scheduled.task),
+                ("when", scheduled.every),
+                ("last run", run.last_started_at if run and run.last_started_at else "never"),
+                *(
+                    [("paused", f"since {run.paused_at:%Y-%m-%d %H:%M} UTC by {run.paused_by}")]
+                    if run and run.paused_at
+                    else []
+                ),
+            ],
+        )
+        return render_action(request, self, job, page, reverse("admin:payflow_jobrun_changelist"))

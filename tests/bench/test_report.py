@@ -26,8 +26,16 @@ def test_percentile_refuses_zero():
 def test_summary_reports_observed_values_only():
     summary = stats.summary([5.0, 1.0, 3.0, 2.0, 4.0])
 
-    assert summary == {"count": 5, "p50": 3.0, "p90": 5.0, "p95": 5.0, "p99": 5.0,
-                       "p999": 5.0, "max": 5.0, "mean": 3.0}
+    assert summary == {
+        "count": 5,
+        "p50": 3.0,
+        "p90": 5.0,
+        "p95": 5.0,
+        "p99": 5.0,
+        "p999": 5.0,
+        "max": 5.0,
+        "mean": 3.0,
+    }
 
 
 def test_median_ignores_missing_runs_and_ratio_of_zero_is_nan():
@@ -48,9 +56,15 @@ def test_histogram_counts_every_sample_once():
 
 
 def test_open_loop_requests_carry_a_unique_idempotency_key():
-    spec = loadgen.Spec(host="127.0.0.1", port=8000, method="POST", path="/v1/payments",
-                        headers={"Authorization": "Bearer x"}, body='{"n": "{n}"}',
-                        idempotency_prefix="run1")
+    spec = loadgen.Spec(
+        host="127.0.0.1",
+        port=8000,
+        method="POST",
+        path="/v1/payments",
+        headers={"Authorization": "Bearer x"},
+        body='{"n": "{n}"}',
+        idempotency_prefix="run1",
+    )
 
     first, second = loadgen.build_request(spec, 1), loadgen.build_request(spec, 2)
 
@@ -75,33 +89,68 @@ def test_collapsed_stacks_are_summarized_by_area():
 
 
 def _run(throughput, p50=10.0, p99=30.0):
-    return {"throughput": throughput, "per_second": [throughput] * 3,
-            "latency_ms": {"p50": p50, "p95": 20.0, "p99": p99, "p999": p99},
-            "histogram": report.histogram([p50, p99]), "statuses": {"201": 3}, "errors": {},
-            "loadgen_cpu_fraction": 0.1, "server_counters": {"Innodb_deadlocks": 0.0}}
+    return {
+        "throughput": throughput,
+        "per_second": [throughput] * 3,
+        "latency_ms": {"p50": p50, "p95": 20.0, "p99": p99, "p999": p99},
+        "histogram": report.histogram([p50, p99]),
+        "statuses": {"201": 3},
+        "errors": {},
+        "loadgen_cpu_fraction": 0.1,
+        "server_counters": {"Innodb_deadlocks": 0.0},
+    }
 
 
 def _results():
-    plan = {"name": "quick", "repeats": 2, "galera_repeats": 2, "closed_seconds": 4,
-            "open_seconds": 5, "warmup": 1, "concurrency": 12}
+    plan = {
+        "name": "quick",
+        "repeats": 2,
+        "galera_repeats": 2,
+        "closed_seconds": 4,
+        "open_seconds": 5,
+        "warmup": 1,
+        "concurrency": 12,
+    }
     return {
         "started": "2026-01-01T00:00:00+00:00",
         "machine": {"cores": 2, "cpu": "test", "memory_gib": 1.0, "kernel": "x"},
-        "load_average_start": [1.0, 1.0, 1.0], "load_average_end": [2.0, 2.0, 2.0],
-        "versions": {"python": "3.11"}, "settings": {"plan": plan}, "wall_seconds": 1.0,
+        "load_average_start": [1.0, 1.0, 1.0],
+        "load_average_end": [2.0, 2.0, 2.0],
+        "versions": {"python": "3.11"},
+        "settings": {"plan": plan},
+        "wall_seconds": 1.0,
         "single": {
-            "open_rate": 70.0, "lag_p99_ms_runs": [500.0, 700.0], "retries": {},
-            "runs": {"payment": [_run(100), _run(120)], "trivial": [_run(400), _run(300)],
-                     "raw_sql": [_run(200), _run(200)],
-                     "open": [_run(70, 10, 50), _run(70, 20, 60)]},
+            "open_rate": 70.0,
+            "lag_p99_ms_runs": [500.0, 700.0],
+            "retries": {},
+            "runs": {
+                "payment": [_run(100), _run(120)],
+                "trivial": [_run(400), _run(300)],
+                "raw_sql": [_run(200), _run(200)],
+                "open": [_run(70, 10, 50), _run(70, 20, 60)],
+            },
         },
-        "relay": {"rows": 10, "runs": [
-            {"relay": {"events_per_second": 30_000, "published": 10, "left": 0},
-             "raw": {"events_per_second": 100_000}}]},
-        "audit": {"rows": 10, "runs": [{"verify_rows_per_second": 200_000,
-                                        "raw_rows_per_second": 1_000_000, "rows": 10,
-                                        "bytes": 5000}],
-                  "archive": {"note": "not measured: archiver not on this branch"}},
+        "relay": {
+            "rows": 10,
+            "runs": [
+                {
+                    "relay": {"events_per_second": 30_000, "published": 10, "left": 0},
+                    "raw": {"events_per_second": 100_000},
+                }
+            ],
+        },
+        "audit": {
+            "rows": 10,
+            "runs": [
+                {
+                    "verify_rows_per_second": 200_000,
+                    "raw_rows_per_second": 1_000_000,
+                    "rows": 10,
+                    "bytes": 5000,
+                }
+            ],
+            "archive": {"note": "not measured: archiver not on this branch"},
+        },
         "profile": {"available": False, "note": "not profiled"},
     }
 

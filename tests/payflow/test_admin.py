@@ -294,6 +294,57 @@ def test_the_beat_schedule_is_visible_to_operators_with_every_job(client, operat
         assert entry["task"] in body
 
 
+def test_an_operator_pauses_and_resumes_a_job_with_a_reason_and_it_is_audited(
+    client, operator, auditor
+):
+    from payflow.models import JobRun
+
+    client.force_login(operator)
+    listing = client.get("/admin/payflow/jobrun/").content.decode()
+    assert '/admin/payflow/jobrun/schedule/settlement/pause/"' in listing
+    form = client.get("/admin/payflow/jobrun/schedule/settlement/pause/")
+    assert form.status_code == 200
+    assert "ledger.settlement_run" in form.content.decode()
+
+    no_reason = client.post("/admin/payflow/jobrun/schedule/settlement/pause/", {"reason": " "})
+    assert no_reason.status_code == 400
+    assert not JobRun.objects.filter(paused_at__isnull=False).exists()
+
+    paused = client.post(
+        "/admin/payflow/jobrun/schedule/settlement/pause/", {"reason": "bank holiday"}
+    )
+    assert paused.status_code == 302
+    run = JobRun.objects.get(job="settlement")
+    assert (run.paused_by, run.pause_reason) == ("olivia", "bank holiday")
+    again = client.post("/admin/payflow/jobrun/schedule/settlement/pause/", {"reason": "again"})
+    assert again.status_code == 400
+    assert "already paused" in again.content.decode()
+    shown = client.get("/admin/payflow/jobrun/").content.decode()
+    assert "paused</strong> since" in shown
+    assert "bank holiday" in shown
+    assert client.get("/admin/payflow/jobrun/schedule/no-such-job/pause/").status_code == 404
+
+    resumed = client.post(
+        "/admin/payflow/jobrun/schedule/settlement/resume/", {"reason": "holiday over"}
+    )
+    assert resumed.status_code == 302
+    assert JobRun.objects.get(job="settlement").paused_at is None
+    assert list(
+        history("payflow.jobrun", "settlement")
+        .order_by("seq")
+        .values_list("event_type", "actor_label", "reason")
+    ) == [
+        ("operator.job_pause", "olivia", "bank holiday"),
+        ("operator.job_resume", "olivia", "holiday over"),
+    ]
+
+    client.force_login(auditor)
+    assert "/pause/" not in client.get("/admin/payflow/jobrun/").content.decode()
+    refused = client.post("/admin/payflow/jobrun/schedule/settlement/pause/", {"reason": "x"})
+    assert refused.status_code == 403
+    assert JobRun.objects.get(job="settlement").paused_at is None
+
+
 def test_operators_cannot_see_checkpoints_or_auditor_pages(client, operator):
     client.force_login(operator)
     assert client.get("/admin/audit/auditcheckpoint/").status_code == 403

@@ -2,6 +2,7 @@
 
 import datetime
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -189,3 +190,68 @@ def test_the_schedule_lists_both_archiving_jobs_of_issue_7(transactional_db):
     assert jobs["audit-archive"].task == "audit.archive"
     assert jobs["audit-retention-purge"].task == "audit.retention_purge"
     assert set(jobs) == set(settings.CELERY_BEAT_SCHEDULE)
+
+
+def beat_sends(job):
+    """Queue ``job`` exactly as beat does: the entry's task, kwargs and options (which carry
+    the ``payflow_job`` header), with no actor."""
+    app.loader.import_default_modules()
+    entry = settings.CELERY_BEAT_SCHEDULE[job]
+    with context.replaced(context.AuditContext()):
+        return app.tasks[entry["task"]].apply_async(
+            kwargs=entry.get("kwargs") or {}, **entry.get("options", {})
+        )
+
+
+@pytest.mark.celery_worker
+def test_a_paused_job_skips_beats_runs_in_the_real_worker_until_resumed(celery_worker_process):
+    from payflow.jobs import job_pause, job_resume
+
+    merchant = merchant_create(name="Paused settlement", settlement_delay_days=0)
+    payment = pay(merchant)
+    with context.replaced(context.AuditContext(**context.system_actor("tests"))):
+        job_pause(job="settlement", by="olivia", reason="bank holiday")
+
+    assert beat_sends("settlement").get(timeout=60) == "paused"
+    assert Transaction.objects.get(pk=payment.pk).status == "captured"
+
+    job_resume(job="settlement")
+    assert beat_sends("settlement").get(timeout=60)["payments_settled"] == 1
+    assert Transaction.objects.get(pk=payment.pk).status == "settled"
+    # The worker records a run after storing its result: wait for the record. Exactly one
+    # run: the skipped one was never recorded.
+    deadline = time.monotonic() + 30
+    while JobRun.objects.get(job="settlement").runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = JobRun.objects.get(job="settlement")
+    assert (run.runs, run.last_status, run.paused_at) == (1, "ok", None)
+
+
+@pytest.mark.celery_worker
+def test_pausing_a_job_leaves_runs_not_started_by_beat_alone(celery_worker_process):
+    from ledger.tasks import settlement_run
+    from payflow.jobs import job_pause
+
+    merchant = merchant_create(name="Operator settlement", settlement_delay_days=0)
+    pay(merchant)
+    job_pause(job="settlement", by="olivia", reason="only by hand today")
+    with context.replaced(context.AuditContext(**context.system_actor("night-operator"))):
+        assert settlement_run.delay().get(timeout=60)["payments_settled"] == 1
+
+
+def test_every_beat_entry_names_its_job_in_a_header():
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert entry["options"]["headers"] == {"payflow_job": name}
+
+
+def test_pausing_is_refused_for_an_unknown_job_or_twice(transactional_db):
+    from payflow.jobs import JobPauseRefused, job_pause, job_resume
+
+    with pytest.raises(JobPauseRefused, match="no scheduled job"):
+        job_pause(job="nope", by="olivia", reason="x")
+    with pytest.raises(JobPauseRefused, match="not paused"):
+        job_resume(job="outbox-purge")
+    job_pause(job="outbox-purge", by="olivia", reason="x")
+    with pytest.raises(JobPauseRefused, match="already paused"):
+        job_pause(job="outbox-purge", by="omar", reason="y")
+    assert JobRun.objects.get(job="outbox-purge").paused_by == "olivia"

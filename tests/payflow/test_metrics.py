@@ -67,6 +67,9 @@ def test_metrics_expose_the_figures_after_real_payments(client, api, kafka_setti
     verify.apply(kwargs={"incremental": False})
     idempotency_purge.apply()
     settings.AUDIT_ARCHIVE_AFTER = datetime.timedelta(0)  # every row is "old"
+    from payflow.jobs import job_pause
+
+    job_pause(job="settlement", by="olivia", reason="bank holiday")
     after = scrape(client)
     relay.reset_producer()
 
@@ -104,6 +107,9 @@ def test_metrics_expose_the_figures_after_real_payments(client, api, kafka_setti
     assert value(after, "payflow_job_runs_total", job="audit-verify-full") == 1
     assert value(after, "payflow_job_last_run_success", job="idempotency-purge") == 1
     assert value(after, "payflow_job_last_duration_seconds", job="idempotency-purge") >= 0
+    assert value(after, "payflow_job_paused", job="settlement") == 1
+    assert after[("payflow_job_paused", (("job", "idempotency-purge"),))] == 0
+    assert ("payflow_job_last_run_success", (("job", "settlement"),)) not in after  # never ran
     assert value(after, "payflow_metrics_collect_errors", part="payments") == 0
 
 
