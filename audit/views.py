@@ -85,8 +85,13 @@ def segment_check_view(request: HttpRequest, segment_id: int) -> HttpResponse:
 @auditor_required
 def retention_record(request: HttpRequest, purge_id: int) -> HttpResponse:
     purge = get_object_or_404(RetentionPurge, pk=purge_id)
-    response = JsonResponse(purge.signed, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = f'attachment; filename="retention-{purge.id}.json"'
+    return _signed_download(purge.signed, f"retention-{purge.id}.json")
+
+
+def _signed_download(signed: dict, filename: str) -> HttpResponse:
+    """A signed statement (checkpoint, retention record) as a JSON file to download."""
+    response = JsonResponse(signed, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
@@ -183,9 +188,7 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
 @auditor_required
 def checkpoint_download(request: HttpRequest, number: int) -> HttpResponse:
     checkpoint = get_object_or_404(AuditCheckpoint, pk=number)
-    response = JsonResponse(checkpoint.signed, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = f'attachment; filename="checkpoint-{number}.json"'
-    return response
+    return _signed_download(checkpoint.signed, f"checkpoint-{number}.json")
 
 
 @require_GET

@@ -168,9 +168,11 @@ def job_paused(job: str) -> bool:
     return JobRun.objects.filter(job=job, paused_at__isnull=False).exists()
 
 
-def _known(job: str) -> None:
+def _task_of(job: str) -> str:
+    """The task a scheduled job runs; ``JobPauseRefused`` if there is no such job."""
     if job not in settings.CELERY_BEAT_SCHEDULE:
         raise JobPauseRefused(f"there is no scheduled job named {job!r}")
+    return settings.CELERY_BEAT_SCHEDULE[job]["task"]
 
 
 def job_pause(*, job: str, by: str, reason: str) -> JobRun:
@@ -180,9 +182,7 @@ def job_pause(*, job: str, by: str, reason: str) -> JobRun:
     Compare-and-set: of two operators pausing at once, one is refused. Call inside the
     caller's transaction (``payflow.operations`` audits it in the same one).
     """
-    _known(job)
-    task = settings.CELERY_BEAT_SCHEDULE[job]["task"]
-    JobRun.objects.get_or_create(job=job, defaults={"task": task})
+    JobRun.objects.get_or_create(job=job, defaults={"task": _task_of(job)})
     paused = JobRun.objects.filter(job=job, paused_at__isnull=True).update(
         paused_at=timezone.now(), paused_by=by[:150], pause_reason=reason[:500]
     )
@@ -193,7 +193,7 @@ def job_pause(*, job: str, by: str, reason: str) -> JobRun:
 
 def job_resume(*, job: str) -> JobRun:
     """Resume a paused ``job``: beat's next run goes ahead. Compare-and-set like the pause."""
-    _known(job)
+    _task_of(job)
     resumed = JobRun.objects.filter(job=job, paused_at__isnull=False).update(
         paused_at=None, paused_by="", pause_reason=""
     )
