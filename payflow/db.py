@@ -17,6 +17,36 @@ refuses to run while any database connection is inside an atomic block and raise
 outside world: it would have failed on its first attempt, before any retry. Work that must
 follow a commit goes into ``transaction.on_commit``; Django drops those callbacks when an
 attempt rolls back, so they run once, for the attempt that committed.
+
+Work that must happen *inside* the transaction but *last* goes through ``before_commit``:
+the outermost ``atomic`` runs it after the function returns and before COMMIT. The audit
+trail uses it to write every audit row of the transaction in one go, taking the audit
+lane heads last and in order (the lock order below).
+
+The lock order
+--------------
+Every money transaction takes its row locks in this order, never another (two
+transactions that take two rows in opposite orders deadlock; with the order fixed they
+only queue):
+
+1. **Transaction rows**: a payment before its children (refund, chargeback). A service
+   locks the row it is about to change first (``transaction_fresh(..., lock=True)``,
+   ``SELECT … FOR UPDATE``), then checks and compare-and-sets it.
+2. **Tracked accounts** (``merchant_available``, the running balances), in ascending id,
+   each by one ``UPDATE … WHERE balance >= amount``, *before* the journal lines that name
+   them are inserted: the foreign-key check of a line insert takes a shared lock on the
+   account row, and two shared locks both waiting to become exclusive deadlock.
+3. **Audit lane heads**, in ascending lane number, once, at the end of the transaction
+   (``before_commit``).
+
+Inserted rows (journal entries and lines, outbox events, audit entries, acquirer
+commands) lock only themselves. Other accounts (platform, pending, receivable) are only
+ever share-locked by those foreign-key checks. Merchant rows are read without a lock
+(the insert of a transaction row share-locks its merchant); a merchant change locks its
+own row and the lane heads, nothing else. The idempotency record of an API request is
+written either alone in its own transaction or, as the request's fence, by the first
+change of a money transaction; no transaction that locks it holds another row first
+except that money transaction's own, so it cannot close a cycle.
 """
 
 from __future__ import annotations
@@ -99,19 +129,25 @@ def run_atomic(
 ) -> R:
     """Run ``func`` in a transaction on ``using``; run it again if the commit lost a conflict.
 
-    Nested inside another atomic block, ``func`` runs in a savepoint without retries: a
-    conflict aborts the whole outer transaction, so only the outermost wrapper can retry.
+    Nested inside another application transaction, ``func`` runs in a savepoint without
+    retries: a conflict aborts the whole outer transaction, so only the outermost wrapper
+    can retry. The outermost wrapper also runs the ``before_commit`` work, last.
     """
     alias = using or DEFAULT_DB_ALIAS
-    if connections[alias].in_atomic_block:
+    connection = connections[alias]
+    if _in_application_transaction(connection):
         with transaction.atomic(using=alias):
             return func(*args, **kwargs)
+    if connection.in_atomic_block:
+        # Only a test case's own blocks are open: a conflict would abort the test's
+        # transaction too, so there is nothing to retry, but this is still the outermost
+        # unit of work of the code under test.
+        return _run_owning(connection, alias, func, args, kwargs)
 
     max_attempts = attempts or settings.DB_RETRY_ATTEMPTS
     for attempt in range(1, max_attempts + 1):
         try:
-            with transaction.atomic(using=alias):
-                return func(*args, **kwargs)
+            return _run_owning(connection, alias, func, args, kwargs)
         except OperationalError as exc:
             errno = mysql_errno(exc)
             if errno not in RETRYABLE_ERRORS:
@@ -130,6 +166,70 @@ def run_atomic(
             )
             time.sleep(_backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_OWNER = "_payflow_atomic_owner"
+
+
+def _run_owning(connection: Any, alias: str, func: Callable[..., R], args: Any, kwargs: Any) -> R:
+    """One attempt of the outermost unit of work: ``func``, then its ``before_commit`` work."""
+    with transaction.atomic(using=alias):
+        setattr(connection, _OWNER, True)
+        try:
+            result = func(*args, **kwargs)
+            _run_before_commit(connection)
+        finally:
+            setattr(connection, _OWNER, False)
+        return result
+
+
+class _BeforeCommit:
+    """An item of ``before_commit`` work, kept in Django's on-commit list so that a
+    savepoint rolled back drops it (Django's own bookkeeping); by the time Django would
+    call it after the commit, ``_run_before_commit`` has taken it out."""
+
+    __slots__ = ("flush", "item")
+
+    def __init__(self, flush: Callable[[list[Any]], None], item: Any) -> None:
+        self.flush, self.item = flush, item
+
+    def __call__(self) -> None:  # pragma: no cover - removed before the commit
+        raise AssertionError("before_commit work reached the commit hooks unflushed")
+
+
+def before_commit(
+    flush: Callable[[list[Any]], None], item: Any, *, using: str | None = None
+) -> None:
+    """Queue ``item`` for ``flush``: called once, inside the transaction, after the
+    outermost ``atomic`` function returned and before COMMIT, with every item queued for
+    it that a rolled-back savepoint did not discard, in the order they were queued.
+
+    Refused (``RuntimeError``) outside ``payflow.db.atomic``: nobody would run the work.
+    """
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    if not getattr(connection, _OWNER, False):
+        raise RuntimeError(
+            "before_commit() needs a transaction opened by payflow.db.atomic "
+            "(a plain transaction.atomic() does not run the work)"
+        )
+    connection.on_commit(_BeforeCommit(flush, item))
+
+
+def _run_before_commit(connection: Any) -> None:
+    while True:
+        queued = [
+            entry for entry in connection.run_on_commit if isinstance(entry[1], _BeforeCommit)
+        ]
+        if not queued:
+            return
+        connection.run_on_commit = [
+            entry for entry in connection.run_on_commit if not isinstance(entry[1], _BeforeCommit)
+        ]
+        groups: dict[Callable[[list[Any]], None], list[Any]] = {}
+        for _savepoints, work, _robust in queued:
+            groups.setdefault(work.flush, []).append(work.item)
+        for flush, items in groups.items():
+            flush(items)
 
 
 @overload

@@ -6,15 +6,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from ledger.exceptions import InsufficientBalance
 from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant
 from ledger.models.journal import TRACKED_KINDS
 from ledger.signals import send_change
 from payflow.models import sanctioned_writes
-
-# Compare-and-set attempts on one account row within one transaction before giving up.
-_ACCOUNT_CAS_ATTEMPTS = 10
 
 
 class UnbalancedEntry(ValueError):
@@ -47,31 +45,32 @@ def _check_balanced(lines: Sequence[tuple[Account, int]]) -> None:
 
 
 def _apply_to_tracked_balance(account: Account, amount: int) -> None:
-    """Move a tracked account's running balance by one line, by compare-and-set.
+    """Move a tracked account's running balance by one line, in one statement.
 
-    Balances are credit-normal (a credit, i.e. a negative line, increases them). A move that
-    would take the balance below zero is refused: this is where payouts and refunds of
-    settled payments are checked against the available balance, without check-then-act.
+    Balances are credit-normal (a credit, i.e. a negative line, increases them). The
+    ``WHERE`` refuses a move that would take the balance below zero: this is where payouts
+    and refunds of settled payments are checked against the available balance, without
+    check-then-act (the CHECK constraint is the backstop). The UPDATE takes the account's
+    row lock, step 2 of ``payflow.db``'s lock order.
     """
-    for _ in range(_ACCOUNT_CAS_ATTEMPTS):
-        current = Account.objects.values_list("balance", "version").get(pk=account.pk)
-        balance, version = current
-        new_balance = balance - amount
-        if new_balance < 0:
-            raise InsufficientBalance(
-                f"the {account.currency} available balance ({balance}) does not cover {amount}"
-            )
-        updated = Account.objects.filter(pk=account.pk, version=version).update(
-            balance=new_balance, version=version + 1
+    updated = Account.objects.filter(pk=account.pk, balance__gte=amount).update(
+        balance=F("balance") - amount, version=F("version") + 1
+    )
+    if not updated:
+        balance = tracked_balance_available(account)
+        raise InsufficientBalance(
+            f"the {account.currency} available balance ({balance}) does not cover {amount}"
         )
-        if updated:
-            account.balance, account.version = new_balance, version + 1
-            return
-    raise InsufficientBalance("the balance kept changing; try again")
 
 
 def tracked_balance_available(account: Account) -> int:
     return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+
+
+def tracked_balance_locked(account: Account) -> int:
+    """The running balance, with the account's row lock held until the transaction ends
+    (for a decision that depends on it, e.g. how much of a chargeback it covers)."""
+    return Account.objects.select_for_update().values_list("balance", flat=True).get(pk=account.pk)
 
 
 def journal_post(
@@ -86,10 +85,15 @@ def journal_post(
 
     Must run inside the caller's ``payflow.db.atomic`` transaction. Lines are signed
     (positive debit, negative credit) and must sum to zero per currency. Tracked accounts
-    are updated in ascending id order, the one lock order every posting follows, so two
+    are updated first, in ascending id order (``payflow.db``'s lock order), so two
     postings never wait on each other in a cycle. Sends ``journal_entry.posted``.
     """
     _check_balanced(lines)
+    # Tracked balances first, in ascending id, then the rows that reference them
+    # (payflow.db's lock order, step 2).
+    for account, amount in sorted(lines, key=lambda line: line[0].pk):
+        if account.kind in TRACKED_KINDS:
+            _apply_to_tracked_balance(account, amount)
     entry = JournalEntry.objects.create(
         kind=kind, merchant=merchant, transaction=transaction_obj, description=description
     )
@@ -100,9 +104,6 @@ def journal_post(
                 for account, amount in lines
             ]
         )
-    for account, amount in sorted(lines, key=lambda line: line[0].pk):
-        if account.kind in TRACKED_KINDS:
-            _apply_to_tracked_balance(account, amount)
     values = entry.snapshot()
     values["lines"] = [
         {

@@ -185,7 +185,7 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
 def _payment_record_authorization(
     payment_id: Any, result: acquirer.AuthorizationResult, capture: bool
 ) -> Transaction:
-    payment = transaction_fresh(payment_id)
+    payment = transaction_fresh(payment_id, lock=True)
     if not result.approved:
         return transaction_compare_and_set(
             payment,
@@ -264,7 +264,7 @@ def payment_capture(
     One transaction: compare-and-set ``authorized → captured`` and the capture's journal
     entry (acquirer clearing debited, merchant pending credited); ``payment.captured``.
     """
-    fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id)
+    fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id, lock=True)
     check_expected_version(fresh, expected_version)
     capture_amount = fresh.amount if amount is None else validate_amount(amount)
     if capture_amount > fresh.amount:
@@ -277,7 +277,7 @@ def payment_capture(
 @db.atomic
 def payment_cancel(*, payment: Transaction, expected_version: int | None = None) -> Transaction:
     """Void an authorization: ``authorized → cancelled``; no money moved, no journal entry."""
-    fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id)
+    fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id, lock=True)
     check_expected_version(fresh, expected_version)
     return transaction_compare_and_set(
         fresh,

@@ -9,7 +9,6 @@ from django.utils import timezone
 from ledger.currencies import validate_amount
 from ledger.exceptions import (
     AmountExceedsRemaining,
-    ConcurrentUpdate,
     InvalidRequest,
     InvalidStateTransition,
 )
@@ -18,7 +17,7 @@ from ledger.services.journal import (
     journal_post,
     merchant_account,
     platform_account,
-    tracked_balance_available,
+    tracked_balance_locked,
 )
 from ledger.services.transitions import (
     check_expected_version,
@@ -28,9 +27,6 @@ from ledger.services.transitions import (
 )
 from payflow import db
 
-# Without If-Match, a refund that lost a race to another change of the same payment
-# re-reads it and checks again, this many times within its transaction.
-_REREAD_ATTEMPTS = 5
 _RETURNABLE = {TransactionStatus.CAPTURED, TransactionStatus.SETTLED}
 
 
@@ -43,43 +39,39 @@ def _reserve_on_payment(
 ) -> tuple[Transaction, int, str]:
     """Add ``amount`` to the payment's refunded or charged-back total by compare-and-set.
 
-    Returns the payment after the change, the amount and the payment's status before it
-    (which decides whether the money comes out of pending or available).
+    The payment's row is locked first, so what remains refundable and whether the money
+    comes out of pending or available (its status) are read and changed under one lock:
+    a concurrent refund, chargeback or settlement of the same payment waits and then
+    decides from this one's result. Returns the payment after the change, the amount and
+    the payment's status before it.
     """
-    for attempt in range(_REREAD_ATTEMPTS):
-        payment = transaction_fresh(payment_id, merchant_id=merchant_id)
-        check_expected_version(payment, expected_version)
-        if payment.type != TransactionType.PAYMENT:
-            raise InvalidRequest("only a payment can be refunded", param="payment")
-        if payment.status not in _RETURNABLE:
-            raise InvalidStateTransition(
-                f"a payment in status {payment.status} cannot be refunded or charged back"
-            )
-        value = payment.refundable_amount if amount is None else validate_amount(amount)
-        if value > payment.refundable_amount or value == 0:
-            raise AmountExceedsRemaining(
-                f"{value} exceeds what remains refundable on this payment "
-                f"({payment.refundable_amount} of {payment.captured_amount} captured)"
-            )
-        status_before = payment.status
-        fully_returned = value == payment.refundable_amount
-        if field == "charged_back_amount":
-            event_type = "payment.charged_back"
-        else:
-            event_type = "payment.refunded" if fully_returned else "payment.partially_refunded"
-        try:
-            payment = transaction_compare_and_set(
-                payment,
-                event_type=event_type,
-                status=TransactionStatus.REFUNDED if fully_returned else None,
-                **{field: getattr(payment, field) + value},
-            )
-        except ConcurrentUpdate:
-            if expected_version is not None or attempt == _REREAD_ATTEMPTS - 1:
-                raise
-            continue
-        return payment, value, status_before
-    raise AssertionError("unreachable")  # pragma: no cover
+    payment = transaction_fresh(payment_id, merchant_id=merchant_id, lock=True)
+    check_expected_version(payment, expected_version)
+    if payment.type != TransactionType.PAYMENT:
+        raise InvalidRequest("only a payment can be refunded", param="payment")
+    if payment.status not in _RETURNABLE:
+        raise InvalidStateTransition(
+            f"a payment in status {payment.status} cannot be refunded or charged back"
+        )
+    value = payment.refundable_amount if amount is None else validate_amount(amount)
+    if value > payment.refundable_amount or value == 0:
+        raise AmountExceedsRemaining(
+            f"{value} exceeds what remains refundable on this payment "
+            f"({payment.refundable_amount} of {payment.captured_amount} captured)"
+        )
+    status_before = payment.status
+    fully_returned = value == payment.refundable_amount
+    if field == "charged_back_amount":
+        event_type = "payment.charged_back"
+    else:
+        event_type = "payment.refunded" if fully_returned else "payment.partially_refunded"
+    payment = transaction_compare_and_set(
+        payment,
+        event_type=event_type,
+        status=TransactionStatus.REFUNDED if fully_returned else None,
+        **{field: getattr(payment, field) + value},
+    )
+    return payment, value, status_before
 
 
 def _insert_child(payment: Transaction, type_: str, amount: int, reason: str, metadata: Any):
@@ -167,7 +159,7 @@ def chargeback_create(
         available = merchant_account(
             payment.merchant, AccountKind.MERCHANT_AVAILABLE, payment.currency
         )
-        covered = min(value, tracked_balance_available(available))
+        covered = min(value, tracked_balance_locked(available))
         lines = [(available, covered)] if covered else []
         if value - covered:
             receivable = merchant_account(

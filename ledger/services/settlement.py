@@ -26,7 +26,7 @@ class SettlementReport:
 
 @db.atomic
 def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
-    payment = transaction_fresh(payment_id)
+    payment = transaction_fresh(payment_id, lock=True)
     net = payment.captured_amount - payment.returned_amount
     transaction_compare_and_set(
         payment, event_type="payment.settled", status=TransactionStatus.SETTLED, completed_at=now
@@ -56,7 +56,7 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
 
 @db.atomic
 def _settle_payout(payout_id: Any, now: datetime.datetime) -> int:
-    payout = transaction_fresh(payout_id)
+    payout = transaction_fresh(payout_id, lock=True)
     transaction_compare_and_set(
         payout, event_type="payout.paid", status=TransactionStatus.SETTLED, completed_at=now
     )

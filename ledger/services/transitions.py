@@ -13,9 +13,21 @@ from ledger.state import check_transition
 from payflow.models import sanctioned_writes
 
 
-def transaction_fresh(pk: Any, *, merchant_id: Any | None = None) -> Transaction:
-    """Re-read a transaction inside the current transaction (READ COMMITTED: latest commit)."""
+def transaction_fresh(
+    pk: Any, *, merchant_id: Any | None = None, lock: bool = False
+) -> Transaction:
+    """Re-read a transaction inside the current transaction (READ COMMITTED: latest commit).
+
+    ``lock=True`` takes its row lock first (``SELECT … FOR UPDATE``, step 1 of
+    ``payflow.db``'s lock order): a service that decides from the row's status or amounts
+    then changes it holds the row from the read to the commit, so a concurrent change
+    waits instead of making the decision stale. (On Galera the lock is per node; a
+    writer on another node loses certification at COMMIT and the transaction is run
+    again, reading afresh.)
+    """
     query = Transaction.objects.filter(pk=pk)
+    if lock:
+        query = query.select_for_update()
     if merchant_id is not None:
         query = query.filter(merchant_id=merchant_id)
     found = query.first()
