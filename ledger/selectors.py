@@ -58,6 +58,7 @@ def ledger_check_invariants() -> InvariantReport:
 
     - every journal entry balances per currency, and so does the whole journal;
     - every tracked running balance equals minus the sum of its account's lines;
+    - one platform account per kind and currency;
     - no merchant balance is negative;
     - no payment has more refunded and charged back than captured, and each payment's
       refund and chargeback children add up to its totals.
@@ -78,8 +79,22 @@ def ledger_check_invariants() -> InvariantReport:
     ):
         report.problems.append(f"the journal is off by {row['total']} {row['currency']}")
     _check_accounts(report)
+    _check_platform_accounts(report)
     _check_payments(report)
     return report
+
+
+def _check_platform_accounts(report: InvariantReport) -> None:
+    duplicated = (
+        Account.objects.filter(merchant=None)
+        .values("kind", "currency")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    for row in duplicated:
+        report.problems.append(
+            f"{row['n']} platform {row['kind']} accounts in {row['currency']} (there must be one)"
+        )
 
 
 def _check_accounts(report: InvariantReport) -> None:

@@ -41,10 +41,16 @@ class Account(models.Model):
     payment does not serialize on one hot row.
     """
 
+    PLATFORM = "platform"
+
     id = models.BigAutoField(primary_key=True)
     merchant = models.ForeignKey(
         "ledger.Merchant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Who the account belongs to, never NULL: the merchant's id, or "platform". The unique
+    # constraint is on this column, not on ``merchant``: NULLs never collide in a unique
+    # index, and MariaDB has no partial index to say "unique where merchant is NULL".
+    owner = models.CharField(max_length=36, editable=False)
     kind = models.CharField(max_length=24, choices=AccountKind.choices)
     currency = models.CharField(max_length=3)
     balance = models.BigIntegerField(default=0)
@@ -53,12 +59,12 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["merchant", "kind", "currency"], name="account_unique_per_merchant"
+                fields=["owner", "kind", "currency"], name="account_unique_per_owner"
             ),
-            models.UniqueConstraint(
-                fields=["kind", "currency"],
-                condition=Q(merchant__isnull=True),
-                name="account_unique_platform",
+            models.CheckConstraint(
+                condition=Q(merchant__isnull=True, owner="platform")
+                | (Q(merchant__isnull=False) & ~Q(owner="platform")),
+                name="account_owner_matches_merchant",
             ),
             models.CheckConstraint(
                 condition=~Q(kind=AccountKind.MERCHANT_AVAILABLE) | Q(balance__gte=0),
@@ -67,8 +73,11 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.merchant_id or "platform"
-        return f"{owner}:{self.kind}:{self.currency}"
+        return f"{self.owner}:{self.kind}:{self.currency}"
+
+    @classmethod
+    def owner_of(cls, merchant_id: object | None) -> str:
+        return cls.PLATFORM if merchant_id is None else str(merchant_id)
 
 
 class JournalEntry(GuardedModel):

@@ -20,15 +20,17 @@ class UnbalancedEntry(ValueError):
 
 
 def account_get_or_create(*, merchant: Merchant | None, kind: str, currency: str) -> Account:
-    """The account, created on first use. The unique constraints make creation race-free."""
-    lookup = {"merchant": merchant, "kind": kind, "currency": currency}
+    """The account, created on first use. The unique constraint on (owner, kind, currency)
+    makes creation race-free, platform accounts included."""
+    lookup = {"owner": Account.owner_of(merchant.pk if merchant else None), "kind": kind}
+    lookup["currency"] = currency
     account = Account.objects.filter(**lookup).first()
     if account is not None:
         return account
     try:
         # A savepoint: a concurrent creator's duplicate-key error must not break our transaction.
         with transaction.atomic():
-            return Account.objects.create(**lookup)
+            return Account.objects.create(merchant=merchant, **lookup)
     except IntegrityError:
         return Account.objects.get(**lookup)
 
