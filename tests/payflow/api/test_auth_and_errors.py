@@ -1,9 +1,12 @@
 """API keys and the one error shape."""
 
+import json
+
 import pytest
 
+from ledger.models import Transaction
 from ledger.services.api_keys import api_key_create, api_key_revoke
-from tests.payflow.api.conftest import assert_error
+from tests.payflow.api.conftest import CARD, assert_error
 
 
 def test_a_request_without_a_key_is_401_with_the_error_shape(anonymous):
@@ -95,3 +98,41 @@ def test_a_request_with_a_freshly_used_key_writes_nothing_for_the_key(anonymous,
     ]
     assert len(touched) == 1  # the first use is recorded
     assert not any("UPDATE" in q["sql"] for q in second.captured_queries)
+
+
+# --- bodies that reached a 500 (issue 13, item 6) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # A metadata key with a lone surrogate: MariaDB refused the JSON (4025), a 500.
+        '"metadata": {"\\ud800": "x"}',
+        # ... and a value, and a lone low surrogate in a key.
+        '"metadata": {"k": "\\udfff"}',
+        '"metadata": {"a\\udc00b": "x"}',
+    ],
+)
+def test_a_string_that_is_not_unicode_is_a_400_and_is_not_echoed(api, raw):
+    body = json.dumps({"amount": 100, "currency": "EUR", "card": CARD})[:-1] + ", " + raw + "}"
+    response = api.post("/v1/payments", body, content_type="application/json")
+    error = assert_error(response, 400, "malformed_json")
+    assert "\\ud" not in response.content.decode()
+    assert error["param"] is None
+    assert not Transaction.objects.exists()
+
+
+def test_json_nested_100000_deep_is_a_400(api):
+    raw = '{"metadata": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = api.post("/v1/payments", raw, content_type="application/json")
+    error = assert_error(response, 400, "malformed_json")
+    assert "nested" in error["message"]
+
+
+def test_json_nested_a_little_is_still_refused_by_the_fields_not_the_parser(api):
+    response = api.post(
+        "/v1/payments",
+        '{"amount": 100, "currency": "EUR", "token": "tok_x", "metadata": {"k": [[[1]]]}}',
+        content_type="application/json",
+    )
+    assert_error(response, 400, "parameter_invalid", "metadata[k]")
