@@ -1,26 +1,32 @@
-"""The acquirer gateway: an interface and the built-in simulator.
+"""The acquirer gateway: the interface every acquirer implements, and PayFlow's calls to it.
 
-The simulator follows the public test card numbers merchants know:
+An acquirer (``Acquirer``) answers five calls, each **idempotent by our reference** (the
+same reference asked twice gets the first answer and moves money once) and each **bounded
+by a timeout** (``ACQUIRER_TIMEOUT_SECONDS``):
 
-=================  =========================
-4242424242424242   approved
-4000000000000002   declined: generic_decline
-4000000000009995   declined: insufficient_funds
-4000000000000069   declined: expired_card
-4000000000000127   declined: incorrect_cvc
-4000000000000119   processing_error
-any other number   approved (it passed Luhn before reaching here)
-=================  =========================
+- ``authorize(AuthorizationRequest)``: hold (and with ``capture=True`` also take) an
+  amount on a card. The reference is the payment's id.
+- ``capture``, ``void``, ``refund`` (``CommandRequest``): act on an earlier authorization
+  (``authorization`` = the payment's id). The reference is the ``AcquirerCommand``'s id.
+  A ``void`` of an authorization the acquirer never received is a *reversal*: it is
+  recorded, and an authorization arriving later with that reference is refused (what
+  ISO 8583's reversal after a timeout does).
+- ``inquire(reference)``: what the acquirer knows of an earlier request, or ``None`` when
+  it never received it.
 
-Calls to the acquirer leave the process, so they are ``outside_transaction``: the caller
-records the payment as ``initiated`` and commits first, then calls, then records the
-outcome (DESIGN.md section 3).
+No answer in time raises ``AcquirerUnavailable``: the outcome is *unknown*, never a
+decline. Work left in flight is resolved later by ``inquire`` (``ledger.services.
+recovery``), never by authorizing again: the CVC is gone by then, and a cardholder must
+not be charged twice.
+
+Every call leaves the process, so each is ``outside_transaction``: record the intent and
+commit first, call, then record the answer (DESIGN.md section 3).
+
+The built-in acquirer is ``ledger.simulator.SimulatedAcquirer`` (``ACQUIRER_CLASS``).
 """
 
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,13 +35,13 @@ from django.utils.module_loading import import_string
 
 from payflow.db import outside_transaction
 
-DECLINES = {
-    "4000000000000002": ("generic_decline", "The card was declined."),
-    "4000000000009995": ("insufficient_funds", "The card has insufficient funds."),
-    "4000000000000069": ("expired_card", "The card has expired."),
-    "4000000000000127": ("incorrect_cvc", "The card's security code is incorrect."),
-    "4000000000000119": ("processing_error", "An error occurred while processing the card."),
-}
+
+class AcquirerUnavailable(Exception):
+    """The acquirer did not answer (timeout, connection refused): the outcome is unknown."""
+
+
+class AcquirerTimeout(AcquirerUnavailable):
+    """No answer within ``ACQUIRER_TIMEOUT_SECONDS``."""
 
 
 @dataclass(frozen=True)
@@ -46,51 +52,74 @@ class AuthorizationRequest:
     cvc: str | None
     amount: int
     currency: str
-    reference: str  # our transaction id, for the acquirer's records
+    reference: str  # the payment's id: the acquirer's idempotency key for it
+    capture: bool = False  # take the money in the same call (a "sale")
 
     def __repr__(self) -> str:  # never show the PAN or CVC
         return (
             f"AuthorizationRequest(card=****{self.pan[-4:]}, amount={self.amount}, "
-            f"currency={self.currency}, reference={self.reference})"
+            f"currency={self.currency}, reference={self.reference}, capture={self.capture})"
         )
 
 
 @dataclass(frozen=True)
-class AuthorizationResult:
+class CommandRequest:
+    """A capture, void or refund of an earlier authorization."""
+
+    kind: str  # "capture", "void" or "refund"
+    reference: str  # the AcquirerCommand's id
+    authorization: str  # the payment's id (the authorization's reference)
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class AcquirerResult:
+    """The acquirer's answer to one request. ``decline_code`` explains a refusal."""
+
     approved: bool
     authorization_code: str = ""
     decline_code: str = ""
     message: str = ""
 
 
+#: The historical name of the answer to an authorization.
+AuthorizationResult = AcquirerResult
+
+
 class Acquirer(Protocol):
-    def authorize(self, request: AuthorizationRequest) -> AuthorizationResult: ...
-
-
-class SimulatedAcquirer:
-    """Answers like a real acquirer's test environment, after an optional latency."""
-
-    def __init__(self, latency_seconds: float = 0.0) -> None:
-        self.latency_seconds = latency_seconds
-
-    def authorize(self, request: AuthorizationRequest) -> AuthorizationResult:
-        if self.latency_seconds:
-            time.sleep(self.latency_seconds)
-        decline = DECLINES.get(request.pan)
-        if decline:
-            code, message = decline
-            return AuthorizationResult(approved=False, decline_code=code, message=message)
-        return AuthorizationResult(approved=True, authorization_code=secrets.token_hex(3))
+    def authorize(self, request: AuthorizationRequest) -> AcquirerResult: ...
+    def capture(self, request: CommandRequest) -> AcquirerResult: ...
+    def void(self, request: CommandRequest) -> AcquirerResult: ...
+    def refund(self, request: CommandRequest) -> AcquirerResult: ...
+    def inquire(self, reference: str) -> AcquirerResult | None: ...
 
 
 def get_acquirer() -> Acquirer:
     """The configured acquirer (``ACQUIRER_CLASS``), the simulator by default."""
-    path = getattr(settings, "ACQUIRER_CLASS", "ledger.acquirer.SimulatedAcquirer")
-    acquirer_class = import_string(path)
-    return acquirer_class(latency_seconds=getattr(settings, "ACQUIRER_LATENCY_SECONDS", 0.0))
+    acquirer_class = import_string(settings.ACQUIRER_CLASS)
+    return acquirer_class(
+        latency_seconds=settings.ACQUIRER_LATENCY_SECONDS,
+        timeout_seconds=settings.ACQUIRER_TIMEOUT_SECONDS,
+    )
 
 
 @outside_transaction
-def authorize(request: AuthorizationRequest) -> AuthorizationResult:
-    """Ask the acquirer to authorize; never inside a database transaction."""
+def authorize(request: AuthorizationRequest) -> AcquirerResult:
+    """Ask the acquirer to authorize; raises ``AcquirerUnavailable`` without an answer."""
     return get_acquirer().authorize(request)
+
+
+@outside_transaction
+def command(request: CommandRequest) -> AcquirerResult:
+    """Send a capture, void or refund; raises ``AcquirerUnavailable`` without an answer."""
+    acquirer = get_acquirer()
+    send = {"capture": acquirer.capture, "void": acquirer.void, "refund": acquirer.refund}
+    return send[request.kind](request)
+
+
+@outside_transaction
+def inquire(reference: str) -> AcquirerResult | None:
+    """What the acquirer knows of ``reference`` (``None``: never received it); raises
+    ``AcquirerUnavailable`` without an answer."""
+    return get_acquirer().inquire(reference)

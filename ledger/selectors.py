@@ -9,9 +9,12 @@ from django.db.models import Count, Sum
 from ledger.models import (
     Account,
     AccountKind,
+    AcquirerCommand,
+    CommandStatus,
     JournalLine,
     Merchant,
     Transaction,
+    TransactionStatus,
     TransactionType,
 )
 from ledger.models.journal import TRACKED_KINDS
@@ -40,6 +43,17 @@ def merchant_balances(merchant: Merchant) -> dict[str, dict[str, int]]:
         total = int(row["total"])
         per_currency[name] = total if name == "receivable" else -total
     return balances
+
+
+def transaction_in_flight(txn: Transaction) -> bool:
+    """Whether the acquirer's part of ``txn`` is still open: a payment whose authorization
+    has no recorded answer, a refund the acquirer has not confirmed, or a command (capture,
+    void, refund) not yet answered."""
+    if txn.type == TransactionType.PAYMENT and txn.status == TransactionStatus.INITIATED:
+        return True
+    if txn.type == TransactionType.REFUND and txn.status == TransactionStatus.PENDING:
+        return True
+    return AcquirerCommand.objects.filter(transaction=txn, status=CommandStatus.PENDING).exists()
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from typing import Any
 
 from celery import shared_task
 
+from ledger.services.recovery import in_flight_recover
 from ledger.services.vault import vault_keys_register, vault_reencrypt_batch, vault_rotation_status
 
 logger = logging.getLogger(__name__)
@@ -89,3 +91,12 @@ def check_invariants() -> dict[str, Any]:
     for problem in report.problems:
         logger.error("ledger invariant broken: %s", problem)
     return {"ok": report.ok, "entries": report.entries, "problems": report.problems[:50]}
+
+
+@shared_task(name="ledger.recover_in_flight")
+def recover_in_flight(older_than_seconds: int | None = None) -> dict[str, Any]:
+    """Resolve payments left initiated and acquirer commands left pending, by inquiry."""
+    older_than = (
+        None if older_than_seconds is None else datetime.timedelta(seconds=older_than_seconds)
+    )
+    return in_flight_recover(older_than=older_than).as_dict()

@@ -166,6 +166,29 @@ def database_settings(
     return config
 
 
+def acquirer_timings(*, timeout: float, claim: int, recovery_after: int) -> None:
+    """Refuse timings under which a live request could still be talking to the acquirer
+    when its Idempotency-Key claim expires or the recovery job takes its payment over.
+
+    A request makes at most two acquirer calls in a row (an authorization, then an
+    inquiry when it timed out), each bounded by ``ACQUIRER_TIMEOUT_SECONDS``: the claim
+    (``IDEMPOTENCY_LOCK_SECONDS``) and the recovery threshold
+    (``PAYMENT_RECOVERY_AFTER_SECONDS``) must each be at least three timeouts.
+    """
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ImproperlyConfigured("ACQUIRER_TIMEOUT_SECONDS must be a positive number")
+    for name, value in (
+        ("IDEMPOTENCY_LOCK_SECONDS", claim),
+        ("PAYMENT_RECOVERY_AFTER_SECONDS", recovery_after),
+    ):
+        if value < 3 * timeout:
+            raise ImproperlyConfigured(
+                f"{name} ({value}) must be at least 3 times ACQUIRER_TIMEOUT_SECONDS "
+                f"({3 * timeout:g}): a request may spend two acquirer timeouts (an "
+                "authorization and an inquiry) before it records the answer."
+            )
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365.25 * 86400}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -114,8 +115,17 @@ class IdempotencyRecord(models.Model):
 
     One row per (merchant, key), claimed by inserting it (the unique constraint makes two
     simultaneous claims impossible) before the request runs, and completed with the
-    response after. ``request_hash`` is an HMAC of method, path and body (keyed, because a
-    body may hold a card number).
+    response after. Keys are compared byte for byte: the unique index is on
+    ``key_digest`` (SHA-256 of the key's bytes), never on ``key`` itself, whose column
+    collation on MariaDB folds case and accents. ``request_hash`` is an HMAC of method,
+    path and body (keyed, because a body may hold a card number).
+
+    ``fence`` is the claim's generation: every transaction the request runs checks it by
+    compare-and-set, and a retry that takes an expired claim over raises it, so the
+    request that lost its claim can commit nothing more. ``object_kind``/``object_id``
+    name what the request created or changed, written in the same transaction as that
+    change: a retry after a crash reports (or resumes) that object instead of running
+    the request a second time.
     """
 
     IN_PROGRESS = "in_progress"
@@ -124,10 +134,14 @@ class IdempotencyRecord(models.Model):
     id = models.BigAutoField(primary_key=True)
     merchant_id = models.UUIDField()
     key = models.CharField(max_length=255)
+    key_digest = models.CharField(max_length=64)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     state = models.CharField(max_length=16, default=IN_PROGRESS)
+    fence = models.PositiveIntegerField(default=1)
+    object_kind = models.CharField(max_length=16, blank=True, default="")
+    object_id = models.UUIDField(null=True, blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
@@ -137,12 +151,23 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["merchant_id", "key"], name="idempotency_unique_key")
+            models.UniqueConstraint(
+                fields=["merchant_id", "key_digest"], name="idempotency_unique_key_digest"
+            )
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
 
     def __str__(self) -> str:
         return f"{self.merchant_id}:{self.key}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.key_digest = self.digest(self.key)
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def digest(key: str) -> str:
+        """SHA-256 of the key's bytes (``surrogatepass``: any header text has bytes)."""
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class JobRun(models.Model):

@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "payflow.middleware.AuditContextMiddleware",
+    "payflow.faults.FaultInjectionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -168,6 +169,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     "audit-verify-full": {"task": "audit.verify", "schedule": crontab(hour=0, minute=30)},
     "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
+    # Payments left initiated and acquirer commands left pending: resolved by inquiry.
+    "recover-in-flight": {"task": "ledger.recover_in_flight", "schedule": 60.0},
     "settlement": {"task": "ledger.settlement_run", "schedule": crontab(hour=2, minute=0)},
     "ledger-invariants": {"task": "ledger.check_invariants", "schedule": crontab(hour=3, minute=0)},
     "vault-rotation-check": {
@@ -229,12 +232,31 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
-# --- acquirer -------------------------------------------------------------------------
-ACQUIRER_CLASS = env.str("ACQUIRER_CLASS", default="ledger.acquirer.SimulatedAcquirer")
+# --- acquirer and in-flight work (DESIGN.md section 3) ----------------------------------
+ACQUIRER_CLASS = env.str("ACQUIRER_CLASS", default="ledger.simulator.SimulatedAcquirer")
 ACQUIRER_LATENCY_SECONDS = env.float("ACQUIRER_LATENCY_SECONDS", default=0.0)
+# Every acquirer call gives up after this; the outcome is then unknown and resolved by
+# inquiry. The Idempotency-Key claim and the recovery threshold must outlast a request's
+# calls (an authorization and an inquiry): payflow.config.acquirer_timings checks it.
+ACQUIRER_TIMEOUT_SECONDS = env.float("ACQUIRER_TIMEOUT_SECONDS", default=10.0)
+# A command (capture, void, refund) the acquirer did not answer is sent again after a
+# jittered, doubling delay between these bounds.
+ACQUIRER_RETRY_BASE_SECONDS = env.float("ACQUIRER_RETRY_BASE_SECONDS", default=5.0)
+ACQUIRER_RETRY_MAX_SECONDS = env.float("ACQUIRER_RETRY_MAX_SECONDS", default=300.0)
+# The recovery job (every minute) resolves payments left initiated, and commands left
+# pending, for longer than this.
+PAYMENT_RECOVERY_AFTER_SECONDS = env.int("PAYMENT_RECOVERY_AFTER_SECONDS", default=60)
+IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
+config.acquirer_timings(
+    timeout=ACQUIRER_TIMEOUT_SECONDS,
+    claim=IDEMPOTENCY_LOCK_SECONDS,
+    recovery_after=PAYMENT_RECOVERY_AFTER_SECONDS,
+)
+# Crash tests only (payflow.faults): a request's X-PayFlow-Fault header may kill its
+# process at a named point. `manage.py check --deploy` fails while it is on.
+FAULT_INJECTION = env.bool("FAULT_INJECTION", default=False)
 
 # --- merchant API ---------------------------------------------------------------------
-IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
 IDEMPOTENCY_RETENTION_HOURS = max(24, env.int("IDEMPOTENCY_RETENTION_HOURS", default=48))
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="100/second")
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

@@ -1,4 +1,4 @@
-"""Payments: create (authorize, optionally capture), capture, cancel."""
+"""Payments: create (authorize, optionally capture), capture, cancel; abandonment."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from ledger import acquirer
+from ledger.cards import validate_cvc
 from ledger.currencies import normalize_currency, validate_amount
 from ledger.exceptions import (
     AmountExceedsRemaining,
@@ -19,13 +20,17 @@ from ledger.exceptions import (
 )
 from ledger.models import (
     AccountKind,
+    AcquirerCommand,
     CaptureMethod,
     CardToken,
+    CommandKind,
     Merchant,
+    MerchantStatus,
     Transaction,
     TransactionStatus,
     TransactionType,
 )
+from ledger.services.acquirer_commands import command_book, command_send_after
 from ledger.services.journal import journal_post, merchant_account, platform_account
 from ledger.services.transitions import (
     check_expected_version,
@@ -33,7 +38,9 @@ from ledger.services.transitions import (
     transaction_fresh,
     transaction_insert,
 )
-from payflow import db
+from ledger.services.vault import card_tokenize
+from ledger.vault import reveal_card_for_acquirer
+from payflow import db, faults
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +79,6 @@ def _validate_metadata(metadata: Any) -> dict:
 
 
 def _token_for(merchant: Merchant, token: CardToken | None, card: CardInput | None) -> CardToken:
-    from ledger.services.vault import card_tokenize
-
     if (token is None) == (card is None):
         raise InvalidRequest("send exactly one of card or token", param="card")
     if card is not None:
@@ -89,6 +94,12 @@ def _token_for(merchant: Merchant, token: CardToken | None, card: CardInput | No
     return token
 
 
+def _require_active(merchant_id: Any, doing: str) -> None:
+    # Read inside the caller's transaction: a suspension committed a moment ago wins.
+    if not Merchant.objects.filter(pk=merchant_id, status=MerchantStatus.ACTIVE).exists():
+        raise MerchantInactive(f"this merchant is suspended and cannot {doing}")
+
+
 @db.atomic
 def _payment_insert(
     *,
@@ -100,9 +111,7 @@ def _payment_insert(
     external_reference: str | None,
     metadata: dict,
 ) -> Transaction:
-    # Re-read the merchant inside the transaction: a suspension committed a moment ago wins.
-    if not Merchant.objects.filter(pk=merchant.pk, status="active").exists():
-        raise MerchantInactive("this merchant is suspended and cannot create payments")
+    _require_active(merchant.pk, "create payments")
     return transaction_insert(
         merchant=merchant,
         type=TransactionType.PAYMENT,
@@ -116,20 +125,29 @@ def _payment_insert(
     )
 
 
-def _authorize_outside_transaction(
-    payment: Transaction, token: CardToken, cvc: str | None
-) -> acquirer.AuthorizationResult:
-    from ledger.vault import reveal_card_for_acquirer
+class _NotReceived:
+    """The acquirer says it never received the authorization (after a timeout)."""
 
+
+NOT_RECEIVED = _NotReceived()
+
+
+def _ask_acquirer(
+    payment: Transaction, token: CardToken, cvc: str | None
+) -> acquirer.AcquirerResult | _NotReceived | None:
+    """Authorize outside any transaction. Returns the answer; ``NOT_RECEIVED`` when the
+    call timed out and an inquiry found nothing; ``None`` when the outcome is unknown
+    (no answer, and no answer to the inquiry either)."""
     try:
         card = reveal_card_for_acquirer(token)
     except VaultError as exc:
         # Our fault, not the cardholder's: a tampered ciphertext or a key missing from the
-        # keyring. The payment fails with its own code and operators are told loudly.
+        # keyring. Nothing reached the acquirer; the payment fails with its own code and
+        # operators are told loudly.
         logger.error(
             "card token %s of payment %s cannot be decrypted: %s", token.pk, payment.pk, exc
         )
-        return acquirer.AuthorizationResult(
+        return acquirer.AcquirerResult(
             approved=False, decline_code="vault_error", message="The stored card cannot be used."
         )
     request = acquirer.AuthorizationRequest(
@@ -140,20 +158,25 @@ def _authorize_outside_transaction(
         amount=payment.amount,
         currency=payment.currency,
         reference=str(payment.pk),
+        capture=payment.capture_method == CaptureMethod.AUTOMATIC,
     )
     try:
         return acquirer.authorize(request)
-    except db.ExternalCallInTransaction:
-        raise
-    except Exception as exc:
-        # The acquirer did not answer: we cannot know the outcome, so the payment fails
-        # (an authorization the issuer may hold expires on its own).
-        logger.warning("acquirer call failed for payment %s: %s", payment.pk, type(exc).__name__)
-        return acquirer.AuthorizationResult(
-            approved=False,
-            decline_code="acquirer_unavailable",
-            message="The acquirer could not be reached.",
-        )
+    except acquirer.AcquirerUnavailable as exc:
+        logger.warning("acquirer did not answer payment %s: %s", payment.pk, type(exc).__name__)
+    return payment_inquire(payment)
+
+
+def payment_inquire(payment: Transaction) -> acquirer.AcquirerResult | _NotReceived | None:
+    """Ask the acquirer what became of the payment's authorization (outside any
+    transaction): its answer, ``NOT_RECEIVED``, or ``None`` when the inquiry went
+    unanswered."""
+    try:
+        answer = acquirer.inquire(str(payment.pk))
+    except acquirer.AcquirerUnavailable as exc:
+        logger.warning("acquirer inquiry for payment %s failed: %s", payment.pk, type(exc).__name__)
+        return None
+    return NOT_RECEIVED if answer is None else answer
 
 
 def _capture(payment: Transaction, amount: int) -> Transaction:
@@ -182,10 +205,12 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
 
 
 @db.atomic
-def _payment_record_authorization(
-    payment_id: Any, result: acquirer.AuthorizationResult, capture: bool
-) -> Transaction:
+def _payment_record_authorization(payment_id: Any, result: acquirer.AcquirerResult) -> Transaction:
     payment = transaction_fresh(payment_id, lock=True)
+    if payment.status != TransactionStatus.INITIATED:
+        # Recorded already (the recovery job, or a retry resuming it): the acquirer is
+        # idempotent by reference, so that was its answer to this same authorization.
+        return payment
     if not result.approved:
         return transaction_compare_and_set(
             payment,
@@ -198,9 +223,55 @@ def _payment_record_authorization(
     payment = transaction_compare_and_set(
         payment, event_type="payment.authorized", status=TransactionStatus.AUTHORIZED
     )
-    if capture:
+    if payment.capture_method == CaptureMethod.AUTOMATIC:
+        # The authorization was a sale: the acquirer took the money in the same call.
         payment = _capture(payment, payment.amount)
     return payment
+
+
+@db.atomic
+def _payment_abandon_book(payment_id: Any) -> tuple[Transaction, AcquirerCommand | None]:
+    payment = transaction_fresh(payment_id, lock=True)
+    if payment.status != TransactionStatus.INITIATED:
+        return payment, None
+    payment = transaction_compare_and_set(
+        payment,
+        event_type="payment.failed",
+        status=TransactionStatus.FAILED,
+        decline_code="acquirer_unavailable",
+        failure_message="The acquirer did not confirm the payment; no money was taken.",
+        completed_at=timezone.now(),
+    )
+    # A reversal by reference: should the authorization reach the acquirer after all, it
+    # is refused (or, if it got there first, voided), so no hold outlives the failure.
+    return payment, command_book(
+        transaction_obj=payment, kind=CommandKind.VOID, amount=payment.amount
+    )
+
+
+def payment_abandon(*, payment_id: Any) -> Transaction:
+    """Fail a payment the acquirer says it never received, and reverse it there.
+
+    One transaction: ``initiated → failed`` (``acquirer_unavailable``) with a ``void``
+    command for the authorization's reference, sent after the commit. A no-op for a
+    payment no longer ``initiated``.
+    """
+    payment, command = _payment_abandon_book(payment_id)
+    return payment if command is None else command_send_after(payment, command)
+
+
+def payment_record_answer(
+    *, payment_id: Any, answer: acquirer.AcquirerResult | _NotReceived | None
+) -> Transaction:
+    """Record what the acquirer said of an authorization (its answer, or an inquiry's):
+    approved → ``authorized`` (and ``captured`` with its journal entry for automatic
+    capture), declined → ``failed``, never received → ``payment_abandon``, unknown → left
+    ``initiated`` for the recovery job."""
+    if answer is None:
+        return transaction_fresh(payment_id)
+    if answer is NOT_RECEIVED:
+        return payment_abandon(payment_id=payment_id)
+    return _payment_record_authorization(payment_id, answer)
 
 
 def payment_create(
@@ -215,16 +286,21 @@ def payment_create(
     external_reference: str | None = None,
     metadata: Any = None,
 ) -> Transaction:
-    """Create a payment: record it, ask the acquirer, record the answer (and capture).
+    """Create a payment: record the intent, ask the acquirer, record the answer.
 
-    Three steps, never one long transaction (DESIGN.md section 3):
-    1. transaction: insert the payment as ``initiated`` (``payment.created``); commit;
-    2. outside any transaction: decrypt the card and call the acquirer (the CVC goes to the
-       acquirer only and is never stored);
-    3. transaction: compare-and-set to ``authorized`` or ``failed`` with the decline code;
-       with ``capture=True`` also to ``captured`` with its journal entry.
-    A declined card returns the ``failed`` payment (no journal lines); the caller decides
-    how to present it.
+    Steps, never one long transaction (DESIGN.md section 3):
+    1. transaction: insert the payment as ``initiated`` (``payment.created``): the intent,
+       with everything recovery needs (amount, currency, token, capture method; the
+       payment's id is the acquirer reference); commit;
+    2. outside any transaction: decrypt the card and authorize, with capture in the same
+       call for automatic capture (the CVC goes to the acquirer only and is never
+       stored). No answer within ``ACQUIRER_TIMEOUT_SECONDS``: one inquiry by reference;
+    3. transaction: compare-and-set to ``authorized`` or ``failed`` with the decline code
+       (and for automatic capture to ``captured`` with its journal entry).
+    When neither the call nor the inquiry is answered, the payment is returned still
+    ``initiated``: the recovery job resolves it by inquiry. A crash anywhere leaves either
+    nothing or an ``initiated`` payment for that job. A declined card returns the
+    ``failed`` payment (no journal lines); the caller decides how to present it.
     """
     amount = validate_amount(amount)
     currency = normalize_currency(currency)
@@ -239,8 +315,6 @@ def payment_create(
         cvc = card.cvc
     card_token = _token_for(merchant, token, card)
     if cvc is not None:
-        from ledger.cards import validate_cvc
-
         validate_cvc(cvc, card_token.brand)
     payment = _payment_insert(
         merchant=merchant,
@@ -251,37 +325,66 @@ def payment_create(
         external_reference=external_reference,
         metadata=metadata,
     )
-    result = _authorize_outside_transaction(payment, card_token, cvc)
-    return _payment_record_authorization(payment.pk, result, capture)
+    faults.point("payment.intent_committed")
+    answer = _ask_acquirer(payment, card_token, cvc)
+    payment = payment_record_answer(payment_id=payment.pk, answer=answer)
+    faults.point("payment.outcome_committed")
+    return payment
 
 
 @db.atomic
-def payment_capture(
-    *, payment: Transaction, amount: Any = None, expected_version: int | None = None
-) -> Transaction:
-    """Capture an authorized payment, fully or partially; the rest of the hold is released.
-
-    One transaction: compare-and-set ``authorized → captured`` and the capture's journal
-    entry (acquirer clearing debited, merchant pending credited); ``payment.captured``.
-    """
+def _capture_book(
+    payment: Transaction, amount: Any, expected_version: int | None
+) -> tuple[Transaction, AcquirerCommand]:
     fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id, lock=True)
     check_expected_version(fresh, expected_version)
+    _require_active(fresh.merchant_id, "capture payments")
     capture_amount = fresh.amount if amount is None else validate_amount(amount)
     if capture_amount > fresh.amount:
         raise AmountExceedsRemaining(
             f"cannot capture {capture_amount}: the authorization is for {fresh.amount}"
         )
-    return _capture(fresh, capture_amount)
+    captured = _capture(fresh, capture_amount)
+    return captured, command_book(
+        transaction_obj=captured, kind=CommandKind.CAPTURE, amount=capture_amount
+    )
+
+
+def payment_capture(
+    *, payment: Transaction, amount: Any = None, expected_version: int | None = None
+) -> Transaction:
+    """Capture an authorized payment, fully or partially; the rest of the hold is released.
+
+    One transaction: compare-and-set ``authorized → captured``, the capture's journal
+    entry (acquirer clearing debited, merchant pending credited) and a ``capture``
+    command for the acquirer (``payment.captured``, ``acquirer_command.created``); the
+    command is sent after the commit (``command_send_after``). A suspended merchant
+    cannot capture (``MerchantInactive``).
+    """
+    captured, command = _capture_book(payment, amount, expected_version)
+    return command_send_after(captured, command)
 
 
 @db.atomic
-def payment_cancel(*, payment: Transaction, expected_version: int | None = None) -> Transaction:
-    """Void an authorization: ``authorized → cancelled``; no money moved, no journal entry."""
+def _cancel_book(
+    payment: Transaction, expected_version: int | None
+) -> tuple[Transaction, AcquirerCommand]:
     fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id, lock=True)
     check_expected_version(fresh, expected_version)
-    return transaction_compare_and_set(
+    cancelled = transaction_compare_and_set(
         fresh,
         event_type="payment.cancelled",
         status=TransactionStatus.CANCELLED,
         completed_at=timezone.now(),
     )
+    return cancelled, command_book(
+        transaction_obj=cancelled, kind=CommandKind.VOID, amount=cancelled.amount
+    )
+
+
+def payment_cancel(*, payment: Transaction, expected_version: int | None = None) -> Transaction:
+    """Void an authorization: ``authorized → cancelled`` and a ``void`` command for the
+    acquirer (sent after the commit); no money moved, no journal entry. Allowed for a
+    suspended merchant: it releases the cardholder's hold."""
+    cancelled, command = _cancel_book(payment, expected_version)
+    return command_send_after(cancelled, command)

@@ -9,10 +9,9 @@ from ledger.exceptions import InvalidRequest, MerchantInactive
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
 from ledger.services.journal import journal_post, merchant_account, platform_account
 from ledger.services.transitions import transaction_compare_and_set, transaction_insert
-from payflow import db
+from payflow import db, faults
 
 
-@db.atomic
 def payout_create(
     *,
     merchant: Merchant,
@@ -24,11 +23,28 @@ def payout_create(
     """Pay out part of the available balance; never more than it holds.
 
     One transaction: the payout is inserted, its journal entry debits the merchant's
-    available balance (compare-and-set on the running balance, refused with
+    available balance (one ``UPDATE … WHERE balance >= amount``, refused with
     ``InsufficientBalance`` when it does not cover the amount — also enforced by a CHECK
     constraint) and credits payout clearing, and it moves to ``pending`` (in transit).
-    A refused payout leaves nothing behind. ``settlement_run`` marks it ``settled``.
+    A refused payout leaves nothing behind. No call leaves PayFlow here: the bank transfer
+    is the settlement's (``settlement_run`` marks it ``settled``). A suspended merchant
+    cannot pay out (``MerchantInactive``).
     """
+    payout = _payout_book(
+        merchant=merchant,
+        amount=amount,
+        currency=currency,
+        external_reference=external_reference,
+        metadata=metadata,
+    )
+    faults.point("payout.committed")
+    return payout
+
+
+@db.atomic
+def _payout_book(
+    *, merchant: Merchant, amount: Any, currency: Any, external_reference: Any, metadata: Any
+) -> Transaction:
     amount = validate_amount(amount)
     currency = normalize_currency(currency)
     if external_reference is not None and len(str(external_reference)) > 100:
@@ -55,6 +71,8 @@ def payout_create(
             (platform_account(AccountKind.PAYOUT_CLEARING, currency), -amount),
         ],
     )
-    return transaction_compare_and_set(
+    payout = transaction_compare_and_set(
         payout, event_type="payout.pending", status=TransactionStatus.PENDING
     )
+    faults.point("payout.booking")  # a crash here: the transaction is rolled back
+    return payout

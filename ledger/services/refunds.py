@@ -12,7 +12,15 @@ from ledger.exceptions import (
     InvalidRequest,
     InvalidStateTransition,
 )
-from ledger.models import AccountKind, Transaction, TransactionStatus, TransactionType
+from ledger.models import (
+    AccountKind,
+    AcquirerCommand,
+    CommandKind,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+)
+from ledger.services.acquirer_commands import command_book, command_send_after
 from ledger.services.journal import (
     journal_post,
     merchant_account,
@@ -74,11 +82,13 @@ def _reserve_on_payment(
     return payment, value, status_before
 
 
-def _insert_child(payment: Transaction, type_: str, amount: int, reason: str, metadata: Any):
+def _insert_child(
+    payment: Transaction, type_: str, status: str, amount: int, reason: str, metadata: Any
+) -> Transaction:
     return transaction_insert(
         merchant=payment.merchant,
         type=type_,
-        status=TransactionStatus.INITIATED,
+        status=status,
         amount=amount,
         currency=payment.currency,
         parent=payment,
@@ -88,28 +98,15 @@ def _insert_child(payment: Transaction, type_: str, amount: int, reason: str, me
 
 
 @db.atomic
-def refund_create(
-    *,
-    payment: Transaction,
-    amount: Any = None,
-    reason: str = "",
-    metadata: Any = None,
-    expected_version: int | None = None,
-) -> Transaction:
-    """Refund a captured or settled payment, fully (``amount=None``) or partially.
-
-    One transaction: the payment's ``refunded_amount`` grows by compare-and-set (never
-    above captured minus already returned, also enforced by a CHECK constraint), the refund
-    is inserted and completed, and its journal entry moves the money from the merchant's
-    pending balance (unsettled payment) or available balance (settled payment, refused
-    with ``InsufficientBalance`` if it does not cover it) back to acquirer clearing.
-    Signals ``payment.refunded`` or ``payment.partially_refunded``, ``refund.created``,
-    ``refund.succeeded`` and ``journal_entry.posted``.
-    """
+def _refund_book(
+    payment: Transaction, amount: Any, reason: str, metadata: Any, expected_version: int | None
+) -> tuple[Transaction, AcquirerCommand]:
     payment, value, status_before = _reserve_on_payment(
         payment.pk, payment.merchant_id, amount, expected_version, "refunded_amount"
     )
-    refund = _insert_child(payment, TransactionType.REFUND, value, reason, metadata)
+    refund = _insert_child(
+        payment, TransactionType.REFUND, TransactionStatus.PENDING, value, reason, metadata
+    )
     source = (
         AccountKind.MERCHANT_AVAILABLE
         if status_before == TransactionStatus.SETTLED
@@ -124,12 +121,34 @@ def refund_create(
             (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), -value),
         ],
     )
-    return transaction_compare_and_set(
-        refund,
-        event_type="refund.succeeded",
-        status=TransactionStatus.REFUNDED,
-        completed_at=timezone.now(),
-    )
+    return refund, command_book(transaction_obj=refund, kind=CommandKind.REFUND, amount=value)
+
+
+def refund_create(
+    *,
+    payment: Transaction,
+    amount: Any = None,
+    reason: str = "",
+    metadata: Any = None,
+    expected_version: int | None = None,
+) -> Transaction:
+    """Refund a captured or settled payment, fully (``amount=None``) or partially.
+
+    One transaction books it: the payment's ``refunded_amount`` grows by compare-and-set
+    under the payment's row lock (never above captured minus already returned, also
+    enforced by a CHECK constraint), the refund is inserted ``pending`` with a ``refund``
+    command for the acquirer, and its journal entry moves the money from the merchant's
+    pending balance (unsettled payment) or available balance (settled payment, refused
+    with ``InsufficientBalance`` if it does not cover it) back to acquirer clearing.
+    Signals ``payment.refunded`` or ``payment.partially_refunded``, ``refund.created``,
+    ``journal_entry.posted`` and ``acquirer_command.created``. Then the command is sent
+    (``command_send_after``): confirmed, the refund becomes ``refunded``
+    (``refund.succeeded``); refused, it fails and the money goes back
+    (``acquirer_commands``); unanswered, it stays ``pending`` for the recovery job.
+    Allowed for a suspended merchant: the money goes back to the cardholder.
+    """
+    refund, command = _refund_book(payment, amount, reason, metadata, expected_version)
+    return command_send_after(refund, command)
 
 
 @db.atomic
@@ -153,7 +172,9 @@ def chargeback_create(
     payment, value, status_before = _reserve_on_payment(
         payment.pk, payment.merchant_id, amount, expected_version, "charged_back_amount"
     )
-    chargeback = _insert_child(payment, TransactionType.CHARGEBACK, value, reason, None)
+    chargeback = _insert_child(
+        payment, TransactionType.CHARGEBACK, TransactionStatus.INITIATED, value, reason, None
+    )
     clearing = platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency)
     if status_before == TransactionStatus.SETTLED:
         available = merchant_account(

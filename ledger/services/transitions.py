@@ -78,11 +78,17 @@ def row_compare_and_set(instance: Any, *, event_type: str, **changes: Any) -> An
 
 
 def transaction_compare_and_set(
-    txn: Transaction, *, event_type: str, status: str | None = None, **changes: Any
+    txn: Transaction,
+    *,
+    event_type: str,
+    status: str | None = None,
+    reversal: bool = False,
+    **changes: Any,
 ) -> Transaction:
-    """Compare-and-set a transaction, checking the transition table when ``status`` changes."""
+    """Compare-and-set a transaction, checking the transition table when ``status`` changes
+    (``reversal=True``: the table of ways back, ``ledger.state.REVERSALS``)."""
     if status is not None:
-        check_transition(txn.type, txn.status, status)
+        check_transition(txn.type, txn.status, status, reversal=reversal)
         changes["status"] = status
     return row_compare_and_set(txn, event_type=event_type, **changes)
 

@@ -1,40 +1,137 @@
-"""``Idempotency-Key`` on every POST.
+"""``Idempotency-Key`` on every POST: one effect per key, whatever crashes or retries.
 
-- First request with a key: claimed by inserting a row (unique per merchant and key) and
-  committing *before* the work starts; its response is stored when it finishes.
-- Same key, same method, path and body: the stored response is replayed with
-  ``Idempotent-Replayed: true``.
-- Same key with another body or on another endpoint: 409 ``idempotency_error``.
-- Same key while the first request is still running: 409 ``request_in_progress`` at once
-  (we answer rather than make the client wait: the client retries with the same key and
-  then gets the replay). A claim whose request died is taken over after
-  ``IDEMPOTENCY_LOCK_SECONDS``.
-- Not stored (the client may retry with the same key): validation errors (400),
-  authentication (401), conflicts (409), rate limits (429) and server errors (5xx).
+- **Claim.** The first request with a key inserts a record (unique per merchant and key
+  digest: keys are compared byte for byte) and commits *before* the work starts.
+- **Fence.** Every transaction the request then runs checks the claim's ``fence`` by
+  compare-and-set just before it commits (``db.before_commit``), renewing the claim's
+  lease. A request whose claim was taken over commits nothing more (``ClaimLost``).
+- **Link.** The transaction that creates (or, for a capture or cancel, changes) the
+  endpoint's object writes its kind and id into the record, in that same transaction.
+- **Replay.** Same key, method, path and body after completion: the stored response,
+  with ``Idempotent-Replayed: true``. Same key with another body or endpoint: 409
+  ``idempotency_error``.
+- **Duplicates in flight.** While the claim's lease (``IDEMPOTENCY_LOCK_SECONDS``) runs:
+  409 ``request_in_progress`` (the client retries shortly), unless the linked object is
+  already final, which is then reported.
+- **After a crash.** A claim whose lease ran out is taken over (fence + 1). If the dead
+  request had linked an object, the key belongs to that object: the retry *resumes* it
+  (``transaction_resume``: inquiry at the acquirer, never a second authorization) and
+  reports it as the endpoint would have; it never runs the request again. Only a claim
+  that linked nothing is run again, and the fence stops the old request if it was merely
+  slow.
+- **Not stored** (the key can be used again): validation errors (400), authentication
+  (401), conflicts (409), rate limits (429) and server errors (5xx), unless an object was
+  already linked. A 202 (the acquirer's answer is not known yet) is not stored either:
+  the claim is released at once so the next retry resumes the payment.
 - Records are kept ``IDEMPOTENCY_RETENTION_HOURS`` (at least 24 h) and purged by beat.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
 import functools
 import hashlib
 import hmac
 import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from payflow import db
+from ledger.models import CardToken, Transaction, TransactionType
+from ledger.selectors import transaction_in_flight
+from ledger.services.recovery import transaction_resume
+from payflow import context, db
 from payflow.api.errors import ApiError
 from payflow.models import IdempotencyRecord
 
+logger = logging.getLogger(__name__)
+
 NOT_STORED = {400, 401, 409, 429}
 MAX_KEY_LENGTH = 255
+_CLAIM_ATTEMPTS = 3
+
+
+class ClaimLost(Exception):
+    """This request's claim on its Idempotency-Key was taken over by a retry."""
+
+
+@dataclass
+class Claim:
+    """The claim the current request holds: which record, at which fence, linking what."""
+
+    record_id: int
+    fence: int
+    links: tuple[str, str]  # (object kind, "insert" or "update")
+    linked: bool = False
+
+
+_current: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
+    "idempotency_claim", default=None
+)
+
+
+@contextlib.contextmanager
+def _holding(claim: Claim) -> Iterator[Claim]:
+    token = _current.set(claim)
+    try:
+        yield claim
+    finally:
+        _current.reset(token)
+
+
+# --- the fence, checked by every transaction of a claimed request ------------------------
+
+
+def _object_kind(sender: Any, instance: Any) -> str:
+    if sender is CardToken:
+        return "token"
+    if sender is Transaction:
+        return instance.type
+    return ""
+
+
+def fence_ledger_change(sender: Any, instance: Any, action: str, **kwargs: Any) -> None:
+    """Receiver of ``ledger_changed``: a change made under a claim checks the claim's fence
+    before its transaction commits, and the endpoint's object is linked to the claim."""
+    claim = _current.get()
+    if claim is None:
+        return
+    candidate = None
+    if not claim.linked and (_object_kind(sender, instance), action) == claim.links:
+        candidate = (claim.links[0], instance.pk)
+    db.before_commit(_fence, (claim, candidate))
+
+
+def _fence(items: list[tuple[Claim, Any]]) -> None:
+    claim = items[0][0]
+    link = next((candidate for _, candidate in items if candidate is not None), None)
+    changes: dict[str, Any] = {"locked_until": _lease_end()}
+    if link is not None:
+        changes.update(object_kind=link[0], object_id=link[1])
+    held = IdempotencyRecord.objects.filter(
+        pk=claim.record_id, fence=claim.fence, state=IdempotencyRecord.IN_PROGRESS
+    ).update(**changes)
+    if not held:
+        raise ClaimLost(f"idempotency record {claim.record_id} was taken over")
+    if link is not None:
+        # Only once this transaction has committed (a retried attempt links again).
+        transaction.on_commit(lambda: setattr(claim, "linked", True))
+
+
+def _lease_end() -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
+
+
+# --- claiming ---------------------------------------------------------------------------
 
 
 def _request_hash(request) -> str:
@@ -44,41 +141,64 @@ def _request_hash(request) -> str:
 
 
 @db.atomic
-def _insert_claim(merchant_id, key: str, method: str, path: str, request_hash: str, now):
+def _insert_claim(merchant_id, key: str, method: str, path: str, request_hash: str):
     return IdempotencyRecord.objects.create(
         merchant_id=merchant_id,
         key=key,
         method=method,
         path=path,
         request_hash=request_hash,
-        locked_until=now + datetime.timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS),
+        locked_until=_lease_end(),
     )
 
 
 @db.atomic
-def _take_over_stale(record: IdempotencyRecord, now) -> bool:
-    lock = now + datetime.timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
-    return bool(
-        IdempotencyRecord.objects.filter(
-            pk=record.pk, state=IdempotencyRecord.IN_PROGRESS, locked_until=record.locked_until
-        ).update(locked_until=lock)
+def _take_over(record: IdempotencyRecord) -> bool:
+    """Raise the fence of an expired claim; False if someone else did it first."""
+    taken = IdempotencyRecord.objects.filter(
+        pk=record.pk,
+        fence=record.fence,
+        state=IdempotencyRecord.IN_PROGRESS,
+        locked_until__lte=timezone.now(),
+    ).update(fence=record.fence + 1, locked_until=_lease_end())
+    if taken:
+        record.fence += 1
+    return bool(taken)
+
+
+def _in_progress() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_error",
+        "request_in_progress",
+        "A request with this Idempotency-Key is in progress; retry shortly.",
     )
 
 
-def _claim(request, key: str) -> tuple[IdempotencyRecord, bool]:
-    """Return (record, is_replay). Raises ApiError for conflicts."""
-    merchant_id, request_hash, now = (
-        request.auth.merchant_id,
-        _request_hash(request),
-        timezone.now(),
-    )
-    try:
-        return _insert_claim(
-            merchant_id, key, request.method, request.path, request_hash, now
-        ), False
-    except IntegrityError:
-        pass
-    record = IdempotencyRecord.objects.get(merchant_id=merchant_id, key=key)
+@dataclass
+class _Outcome:
+    kind: str  # "run", "replay", "report" or "resume"
+    record: IdempotencyRecord
+
+
+def _claim(request, key: str, load: Callable[[IdempotencyRecord], Any]) -> _Outcome:
+    merchant_id, request_hash = request.auth.merchant_id, _request_hash(request)
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            record = _insert_claim(merchant_id, key, request.method, request.path, request_hash)
+            return _Outcome("run", record)
+        except IntegrityError:
+            pass
+        record = IdempotencyRecord.objects.filter(
+            merchant_id=merchant_id, key_digest=IdempotencyRecord.digest(key)
+        ).first()
+        if record is None:
+            continue  # released between our insert and this read: claim it again
+        return _existing(request, record, request_hash, load)
+    raise _in_progress()
+
+
+def _existing(request, record: IdempotencyRecord, request_hash: str, load) -> _Outcome:
     if (record.method, record.path) != (request.method, request.path):
         raise ApiError(
             409,
@@ -94,33 +214,74 @@ def _claim(request, key: str) -> tuple[IdempotencyRecord, bool]:
             "This Idempotency-Key was used with different parameters.",
         )
     if record.state == IdempotencyRecord.COMPLETED:
-        return record, True
-    if record.locked_until > now or not _take_over_stale(record, now):
+        return _Outcome("replay", record)
+    linked = load(record) if record.object_id else None
+    if record.object_id and linked is None:
         raise ApiError(
             409,
             "idempotency_error",
-            "request_in_progress",
-            "A request with this Idempotency-Key is in progress; retry shortly.",
+            "idempotency_error",
+            "The object this Idempotency-Key stands for is not available.",
         )
-    return record, False
+    if linked is not None and not _in_flight(linked):
+        return _Outcome("report", record)
+    if record.locked_until > timezone.now() or not _take_over(record):
+        raise _in_progress()
+    return _Outcome("resume" if record.object_id else "run", record)
+
+
+def _in_flight(obj: Any) -> bool:
+    return isinstance(obj, Transaction) and transaction_in_flight(obj)
+
+
+# --- finishing ----------------------------------------------------------------------------
+
+
+def _stored_form(response: Response) -> tuple[Any, dict[str, str]]:
+    body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
+    headers = {name: response[name] for name in ("ETag", "Location") if response.has_header(name)}
+    return body, headers
 
 
 @db.atomic
-def _complete(record: IdempotencyRecord, response: Response) -> None:
-    body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
-    headers = {name: response[name] for name in ("ETag", "Location") if response.has_header(name)}
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.COMPLETED,
-        response_status=response.status_code,
-        response_body=body,
-        response_headers=headers,
-        completed_at=timezone.now(),
+def _complete(record_id: int, fence: int, response: Response) -> bool:
+    body, headers = _stored_form(response)
+    return bool(
+        IdempotencyRecord.objects.filter(
+            pk=record_id, fence=fence, state=IdempotencyRecord.IN_PROGRESS
+        ).update(
+            state=IdempotencyRecord.COMPLETED,
+            response_status=response.status_code,
+            response_body=body,
+            response_headers=headers,
+            completed_at=timezone.now(),
+        )
     )
 
 
 @db.atomic
-def _release(record: IdempotencyRecord) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.IN_PROGRESS).delete()
+def _release(record_id: int, fence: int) -> None:
+    """Free the key for another try, unless an object was linked (then it stays bound)."""
+    IdempotencyRecord.objects.filter(
+        pk=record_id, fence=fence, state=IdempotencyRecord.IN_PROGRESS, object_id__isnull=True
+    ).delete()
+
+
+@db.atomic
+def _hand_over(record_id: int, fence: int) -> None:
+    """End the lease now: the next retry resumes the linked object at once."""
+    IdempotencyRecord.objects.filter(
+        pk=record_id, fence=fence, state=IdempotencyRecord.IN_PROGRESS
+    ).update(locked_until=timezone.now())
+
+
+def _finish(claim: Claim, response: Response) -> None:
+    if response.status_code == 202:
+        _hand_over(claim.record_id, claim.fence)
+    elif response.status_code in NOT_STORED or response.status_code >= 500:
+        _release(claim.record_id, claim.fence)
+    elif not _complete(claim.record_id, claim.fence, response):
+        logger.warning("idempotency record %s was taken over before it completed", claim.record_id)
 
 
 def _replay(record: IdempotencyRecord) -> Response:
@@ -128,36 +289,111 @@ def _replay(record: IdempotencyRecord) -> Response:
     return Response(record.response_body, status=record.response_status, headers=headers)
 
 
-def idempotent(handler):
-    """Decorate a DRF view's ``post`` so it honours ``Idempotency-Key``."""
+def _report(view, request, record: IdempotencyRecord, obj: Any) -> Response:
+    """Answer for the object the key is bound to, as the endpoint would have; store the
+    answer once the object is final."""
+    response = view.report(request, obj)
+    if not _in_flight(obj) and response.status_code != 202:
+        _complete(record.pk, record.fence, response)
+    response["Idempotent-Replayed"] = "true"
+    return response
 
-    @functools.wraps(handler)
-    def wrapper(view, request, *args: Any, **kwargs: Any) -> Response:
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return handler(view, request, *args, **kwargs)
-        if not key.strip() or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise ApiError(
-                400,
-                "invalid_request_error",
-                "parameter_invalid",
-                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
-                "Idempotency-Key",
+
+def _resume(view, request, record: IdempotencyRecord, load) -> Response:
+    claim = Claim(record.pk, record.fence, ("", ""), linked=True)
+    with _holding(claim), context.bind(reason="resumed by a retry with its Idempotency-Key"):
+        try:
+            transaction_resume(transaction_id=record.object_id)
+        except ClaimLost:
+            raise _in_progress() from None
+    obj = load(record)
+    if _in_flight(obj):
+        _hand_over(record.pk, record.fence)  # still unknown: the next retry asks again
+    return _report(view, request, record, obj)
+
+
+# --- the decorator --------------------------------------------------------------------------
+
+
+def _loader(request) -> Callable[[IdempotencyRecord], Any]:
+    def load(record: IdempotencyRecord) -> Any:
+        if record.object_kind == "token":
+            return CardToken.objects.filter(pk=record.object_id, merchant=request.user).first()
+        if record.object_kind in TransactionType.values:
+            return (
+                Transaction.objects.select_related("card_token")
+                .filter(pk=record.object_id, merchant=request.user, type=record.object_kind)
+                .first()
             )
-        record, is_replay = _claim(request, key)
-        if is_replay:
-            return _replay(record)
+        return None
+
+    return load
+
+
+def _key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and (not key.strip() or len(key) > MAX_KEY_LENGTH or not key.isprintable()):
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            "parameter_invalid",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            "Idempotency-Key",
+        )
+    return key
+
+
+def idempotent(links: tuple[str, str]):
+    """Decorate a DRF view's ``post`` so it honours ``Idempotency-Key``.
+
+    ``links`` names the endpoint's object: ``("payment", "insert")`` for the payment a
+    create inserts, ``("payment", "update")`` for the payment a capture changes. The view
+    answers ``report(request, obj)`` for a retry that finds the object already there.
+    """
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def wrapper(view, request, *args: Any, **kwargs: Any) -> Response:
+            key = _key(request)
+            if key is None:
+                return handler(view, request, *args, **kwargs)
+            load = _loader(request)
+            outcome = _claim(request, key, load)
+            if outcome.kind == "replay":
+                return _replay(outcome.record)
+            if outcome.kind == "report":
+                return _report(view, request, outcome.record, load(outcome.record))
+            if outcome.kind == "resume":
+                return _resume(view, request, outcome.record, load)
+            return _run(view, request, outcome.record, links, load, handler, args, kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _run(view, request, record, links, load, handler, args, kwargs) -> Response:
+    claim = Claim(record.pk, record.fence, links)
+    with _holding(claim):
         try:
             response = handler(view, request, *args, **kwargs)
+        except ClaimLost:
+            return _after_loss(view, request, record, load)
         except Exception as exc:
             response = view.handle_exception(exc)
-        if response.status_code in NOT_STORED or response.status_code >= 500:
-            _release(record)
-        else:
-            _complete(record, response)
-        return response
+        _finish(claim, response)
+    return response
 
-    return wrapper
+
+def _after_loss(view, request, record: IdempotencyRecord, load) -> Response:
+    """A retry took this request's claim over: answer with what the key now stands for."""
+    current = IdempotencyRecord.objects.filter(pk=record.pk).first()
+    obj = load(current) if current is not None and current.object_id else None
+    if obj is None:
+        raise _in_progress()
+    response = view.report(request, obj)
+    response["Idempotent-Replayed"] = "true"
+    return response
 
 
 @db.atomic

@@ -19,7 +19,7 @@ from ledger.services.refunds import refund_create
 from ledger.services.vault import card_tokenize
 from payflow.api import ids, schema
 from payflow.api import serializers as s
-from payflow.api.errors import ApiError
+from payflow.api.errors import ApiError, error_body
 from payflow.api.idempotency import idempotent
 from payflow.api.pagination import paginate, parse_time
 
@@ -107,8 +107,11 @@ class PingView(APIView):
 
 
 class TokenCreateView(APIView):
+    def report(self, request: Request, token: CardToken) -> Response:
+        return _object_response(s.token_body(token), status.HTTP_201_CREATED)
+
     @schema.token_create
-    @idempotent
+    @idempotent(links=("token", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.TokenCreateSerializer, request)
         card = data["card"]
@@ -119,7 +122,7 @@ class TokenCreateView(APIView):
             exp_year=card["exp_year"],
             holder_name=card.get("name", ""),
         )
-        return _object_response(s.token_body(token), status.HTTP_201_CREATED)
+        return self.report(request, token)
 
 
 class TokenDetailView(APIView):
@@ -164,8 +167,30 @@ class PaymentsView(APIView):
     def get(self, request: Request) -> Response:
         return _list(request, TransactionType.PAYMENT, "payment", s.payment_body)
 
+    def report(self, request: Request, payment: Transaction) -> Response:
+        """201 with the payment; 202 while the acquirer's answer is not known yet (the
+        recovery job asks for it); the card error for a declined or failed payment."""
+        if payment.status == TransactionStatus.FAILED:
+            return Response(
+                error_body(
+                    "card_error",
+                    "card_declined",
+                    payment.failure_message or "The card was declined.",
+                    decline_code=payment.decline_code,
+                    payment=ids.encode("payment", payment.pk),
+                ),
+                status=422,
+            )
+        code = (
+            status.HTTP_202_ACCEPTED
+            if payment.status == TransactionStatus.INITIATED
+            else status.HTTP_201_CREATED
+        )
+        location = f"/v1/payments/{ids.encode('payment', payment.pk)}"
+        return _object_response(s.payment_body(payment), code, Location=location)
+
     @schema.payment_create
-    @idempotent
+    @idempotent(links=("payment", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.PaymentCreateSerializer, request)
         token = _token(request, data["token"], "token") if "token" in data else None
@@ -180,17 +205,7 @@ class PaymentsView(APIView):
             external_reference=data.get("external_reference"),
             metadata=data.get("metadata"),
         )
-        if payment.status == TransactionStatus.FAILED:
-            raise ApiError(
-                422,
-                "card_error",
-                "card_declined",
-                payment.failure_message or "The card was declined.",
-                decline_code=payment.decline_code,
-                payment=ids.encode("payment", payment.pk),
-            )
-        location = f"/v1/payments/{ids.encode('payment', payment.pk)}"
-        return _object_response(s.payment_body(payment), status.HTTP_201_CREATED, Location=location)
+        return self.report(request, payment)
 
 
 class PaymentDetailView(APIView):
@@ -201,30 +216,43 @@ class PaymentDetailView(APIView):
 
 
 class PaymentCaptureView(APIView):
+    def report(self, request: Request, payment: Transaction) -> Response:
+        return _object_response(s.payment_body(payment))
+
     @schema.payment_capture
-    @idempotent
+    @idempotent(links=("payment", "update"))
     def post(self, request: Request, payment_id: str) -> Response:
         data = _validated(s.CaptureSerializer, request)
         payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
         payment = payment_capture(
             payment=payment, amount=data.get("amount"), expected_version=_expected_version(request)
         )
-        return _object_response(s.payment_body(payment))
+        return self.report(request, payment)
 
 
 class PaymentCancelView(APIView):
+    def report(self, request: Request, payment: Transaction) -> Response:
+        return _object_response(s.payment_body(payment))
+
     @schema.payment_cancel
-    @idempotent
+    @idempotent(links=("payment", "update"))
     def post(self, request: Request, payment_id: str) -> Response:
         _validated(s.EmptySerializer, request)
         payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
         payment = payment_cancel(payment=payment, expected_version=_expected_version(request))
-        return _object_response(s.payment_body(payment))
+        return self.report(request, payment)
 
 
 class PaymentRefundsView(APIView):
+    def report(self, request: Request, refund: Transaction) -> Response:
+        return _object_response(
+            s.refund_body(refund),
+            status.HTTP_201_CREATED,
+            Location=f"/v1/refunds/{ids.encode('refund', refund.pk)}",
+        )
+
     @schema.refund_create
-    @idempotent
+    @idempotent(links=("refund", "insert"))
     def post(self, request: Request, payment_id: str) -> Response:
         data = _validated(s.RefundCreateSerializer, request)
         payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
@@ -235,11 +263,7 @@ class PaymentRefundsView(APIView):
             metadata=data.get("metadata"),
             expected_version=_expected_version(request),
         )
-        return _object_response(
-            s.refund_body(refund),
-            status.HTTP_201_CREATED,
-            Location=f"/v1/refunds/{ids.encode('refund', refund.pk)}",
-        )
+        return self.report(request, refund)
 
 
 class RefundsView(APIView):
@@ -284,8 +308,15 @@ class PayoutsView(APIView):
     def get(self, request: Request) -> Response:
         return _list(request, TransactionType.PAYOUT, "payout", s.payout_body)
 
+    def report(self, request: Request, payout: Transaction) -> Response:
+        return _object_response(
+            s.payout_body(payout),
+            status.HTTP_201_CREATED,
+            Location=f"/v1/payouts/{ids.encode('payout', payout.pk)}",
+        )
+
     @schema.payout_create
-    @idempotent
+    @idempotent(links=("payout", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.PayoutCreateSerializer, request)
         payout = payout_create(
@@ -295,11 +326,7 @@ class PayoutsView(APIView):
             external_reference=data.get("external_reference"),
             metadata=data.get("metadata"),
         )
-        return _object_response(
-            s.payout_body(payout),
-            status.HTTP_201_CREATED,
-            Location=f"/v1/payouts/{ids.encode('payout', payout.pk)}",
-        )
+        return self.report(request, payout)
 
 
 class PayoutDetailView(APIView):

@@ -34,7 +34,11 @@ def test_every_ledger_operation_writes_exactly_its_audit_rows(merchant):
         "payment.authorized",
     ]
     authorized = pay(merchant, capture=False)
-    assert new_events(lambda: payment_cancel(payment=authorized)) == ["payment.cancelled"]
+    assert new_events(lambda: payment_cancel(payment=authorized)) == [
+        "payment.cancelled",
+        "acquirer_command.created",
+        "acquirer_command.succeeded",
+    ]
     assert new_events(lambda: pay(merchant, number="4000000000000002")) == [
         "card_token.created",
         "payment.created",
@@ -45,6 +49,8 @@ def test_every_ledger_operation_writes_exactly_its_audit_rows(merchant):
         "payment.partially_refunded",
         "refund.created",
         "journal_entry.posted",
+        "acquirer_command.created",
+        "acquirer_command.succeeded",
         "refund.succeeded",
     ]
     assert new_events(lambda: chargeback_create(payment=captured, amount=300, reason="fraud")) == [

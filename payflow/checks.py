@@ -1,0 +1,23 @@
+"""System checks of PayFlow's own settings (``manage.py check``, ``check --deploy``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def fault_injection_is_off(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A deployment must not let a request header kill its processes (``payflow.faults``)."""
+    if not settings.FAULT_INJECTION:
+        return []
+    return [
+        checks.Error(
+            "FAULT_INJECTION is on: any request with an X-PayFlow-Fault header can kill the "
+            "process serving it.",
+            hint="Unset FAULT_INJECTION; it exists for the crash tests only.",
+            id="payflow.E001",
+        )
+    ]
