@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Sum
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.utils import timezone
 
 from ledger.models import (
     Account,
     AccountKind,
     AcquirerCommand,
+    CardToken,
+    CommandKind,
     CommandStatus,
     JournalLine,
     Merchant,
@@ -18,6 +23,7 @@ from ledger.models import (
     TransactionType,
 )
 from ledger.models.journal import TRACKED_KINDS
+from payflow.models import IdempotencyRecord
 
 
 def merchant_balances(merchant: Merchant) -> dict[str, dict[str, int]]:
@@ -67,7 +73,7 @@ class InvariantReport:
         return not self.problems
 
 
-def ledger_check_invariants() -> InvariantReport:
+def ledger_check_invariants(*, now: datetime.datetime | None = None) -> InvariantReport:
     """Check the whole ledger (the nightly job; read-only).
 
     - every journal entry balances per currency, and so does the whole journal;
@@ -75,7 +81,12 @@ def ledger_check_invariants() -> InvariantReport:
     - one platform account per kind and currency;
     - no merchant balance is negative;
     - no payment has more refunded and charged back than captured, and each payment's
-      refund and chargeback children add up to its totals.
+      refund and chargeback children (failed refunds aside) add up to its totals;
+    - nothing is stuck in flight for longer than ``IN_FLIGHT_ALARM_SECONDS`` (a payment
+      ``initiated``, a refund or an acquirer command ``pending``: the recovery job should
+      have resolved it), and no capture or void was refused by the acquirer;
+    - every Idempotency-Key record that answered 2xx names its object, and every object
+      a record names exists.
     """
     report = InvariantReport(
         entries=JournalLine.objects.values("entry").distinct().count(),
@@ -95,7 +106,63 @@ def ledger_check_invariants() -> InvariantReport:
     _check_accounts(report)
     _check_platform_accounts(report)
     _check_payments(report)
+    _check_in_flight(report, now or timezone.now())
+    _check_idempotency_records(report)
     return report
+
+
+def _check_in_flight(report: InvariantReport, now: datetime.datetime) -> None:
+    since = now - datetime.timedelta(seconds=settings.IN_FLIGHT_ALARM_SECONDS)
+    stuck = Transaction.objects.filter(
+        Q(type=TransactionType.PAYMENT, status=TransactionStatus.INITIATED)
+        | Q(type=TransactionType.REFUND, status=TransactionStatus.PENDING),
+        initiated_at__lt=since,
+    )
+    for pk, type_, status, at in stuck.values_list("pk", "type", "status", "initiated_at")[:100]:
+        report.problems.append(
+            f"{type_} {pk} has been {status} since {at:%Y-%m-%d %H:%M:%S} UTC "
+            "(the recovery job has not resolved it)"
+        )
+    commands = AcquirerCommand.objects.filter(
+        Q(status=CommandStatus.PENDING, created_at__lt=since)
+        | Q(status=CommandStatus.FAILED, kind__in=[CommandKind.CAPTURE, CommandKind.VOID])
+    )
+    for command in commands.order_by("id")[:100]:
+        if command.status == CommandStatus.PENDING:
+            report.problems.append(
+                f"acquirer {command.kind} {command.pk} of payment {command.authorization} has "
+                f"been pending since {command.created_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+        else:
+            report.problems.append(
+                f"the acquirer refused {command.kind} {command.pk} of payment "
+                f"{command.authorization} ({command.result_code}): reconcile it by hand"
+            )
+
+
+def _check_idempotency_records(report: InvariantReport) -> None:
+    linked = IdempotencyRecord.objects.filter(object_id__isnull=False)
+    missing = linked.exclude(object_kind="token").filter(
+        ~Exists(Transaction.objects.filter(pk=OuterRef("object_id")))
+    ) | linked.filter(object_kind="token").filter(
+        ~Exists(CardToken.objects.filter(pk=OuterRef("object_id")))
+    )
+    for record in missing[:100]:
+        report.problems.append(
+            f"Idempotency-Key record {record.pk} names {record.object_kind} {record.object_id}, "
+            "which does not exist"
+        )
+    unlinked = IdempotencyRecord.objects.filter(
+        state=IdempotencyRecord.COMPLETED,
+        response_status__gte=200,
+        response_status__lt=300,
+        object_id__isnull=True,
+    )
+    for record in unlinked[:100]:
+        report.problems.append(
+            f"Idempotency-Key record {record.pk} answered {record.response_status} "
+            "but names no object"
+        )
 
 
 def _check_platform_accounts(report: InvariantReport) -> None:
@@ -133,6 +200,7 @@ def _check_payments(report: InvariantReport) -> None:
     children = {
         (row["parent"], row["type"]): (int(row["total"]), row["n"])
         for row in Transaction.objects.exclude(parent=None)
+        .exclude(status=TransactionStatus.FAILED)
         .values("parent", "type")
         .annotate(total=Sum("amount"), n=Count("id"))
     }

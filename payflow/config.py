@@ -183,9 +183,9 @@ def acquirer_timings(*, timeout: float, claim: int, recovery_after: int) -> None
     ):
         if value < 3 * timeout:
             raise ImproperlyConfigured(
-                f"{name} ({value}) must be at least 3 times ACQUIRER_TIMEOUT_SECONDS "
-                f"({3 * timeout:g}): a request may spend two acquirer timeouts (an "
-                "authorization and an inquiry) before it records the answer."
+                f"{name} ({value}) must be at least {3 * timeout:g}, 3 times "
+                f"ACQUIRER_TIMEOUT_SECONDS ({timeout:g}): a request may spend two acquirer "
+                "timeouts (an authorization and an inquiry) before it records the answer."
             )
 
 

@@ -246,6 +246,9 @@ ACQUIRER_RETRY_MAX_SECONDS = env.float("ACQUIRER_RETRY_MAX_SECONDS", default=300
 # The recovery job (every minute) resolves payments left initiated, and commands left
 # pending, for longer than this.
 PAYMENT_RECOVERY_AFTER_SECONDS = env.int("PAYMENT_RECOVERY_AFTER_SECONDS", default=60)
+# ledger_check_invariants reports work still in flight after this long: recovery is not
+# running, or the acquirer has not answered for that long.
+IN_FLIGHT_ALARM_SECONDS = env.int("IN_FLIGHT_ALARM_SECONDS", default=900)
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
 config.acquirer_timings(
     timeout=ACQUIRER_TIMEOUT_SECONDS,

@@ -316,6 +316,7 @@ def payment_create(
     card_token = _token_for(merchant, token, card)
     if cvc is not None:
         validate_cvc(cvc, card_token.brand)
+    faults.point("payment.before_intent")
     payment = _payment_insert(
         merchant=merchant,
         token=card_token,

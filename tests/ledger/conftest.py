@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 from django.db import connection
 
@@ -55,3 +57,21 @@ def recorded():
     ledger_changed.connect(receiver, dispatch_uid="test-vault-recorder")
     yield events
     ledger_changed.disconnect(dispatch_uid="test-vault-recorder")
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying at a fault point (in-process tests; the kill -9 suite
+    in tests/faults kills real processes). A BaseException: no ``except Exception`` in
+    the code under test catches it, as nothing catches a SIGKILL."""
+
+
+@contextlib.contextmanager
+def crash_at(point: str):
+    """The first thread to reach ``point`` inside the block "dies" there."""
+    from payflow import faults
+
+    def die():
+        raise SimulatedCrash(point)
+
+    with faults.hooked(point, die):
+        yield

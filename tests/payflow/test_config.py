@@ -2,6 +2,7 @@
 
 import base64
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -177,3 +178,37 @@ def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):
         assert connection.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0] == audited
         actors = connection.execute("SELECT DISTINCT actor_id FROM audit_auditentry").fetchall()
     assert actors == [("command:seed_demo",)]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "claim", "recovery", "culprit"),
+    [
+        (10.0, 3, 60, "IDEMPOTENCY_LOCK_SECONDS (3) must be at least 30, 3 times"),
+        (10.0, 60, 29, "PAYMENT_RECOVERY_AFTER_SECONDS (29) must be at least 30, 3 times"),
+        (0.0, 60, 60, "ACQUIRER_TIMEOUT_SECONDS must be a positive number"),
+    ],
+)
+def test_timings_that_let_a_live_request_lose_its_claim_are_refused(
+    timeout, claim, recovery, culprit
+):
+    # The repro of issue 13 item 3 ran IDEMPOTENCY_LOCK_SECONDS=3 against an acquirer
+    # without a timeout: a claim could expire while its request still waited.
+    with pytest.raises(ImproperlyConfigured, match=re.escape(culprit)):
+        config.acquirer_timings(timeout=timeout, claim=claim, recovery_after=recovery)
+    config.acquirer_timings(timeout=1.0, claim=3, recovery_after=3)
+
+
+def test_start_up_with_a_claim_shorter_than_the_acquirer_calls_fails_with_a_sentence(tmp_path):
+    env = _clean_env(tmp_path)
+    env.update(GOOD, PAYFLOW_ENV_FILE="", IDEMPOTENCY_LOCK_SECONDS="3")
+    result = _manage("check", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "IDEMPOTENCY_LOCK_SECONDS (3) must be at least 30, 3 times" in result.stderr
+
+
+def test_check_deploy_fails_while_fault_injection_is_on(tmp_path):
+    env = _clean_env(tmp_path)
+    env.update(GOOD, PAYFLOW_ENV_FILE="", FAULT_INJECTION="True")
+    result = _manage("check", "--deploy", "--fail-level", "ERROR", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "payflow.E001" in result.stderr

@@ -16,7 +16,7 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
-from ledger.models import CardToken, JournalEntry, Transaction
+from ledger.models import CardToken, JournalEntry, SimulatedOperation, Transaction
 from ledger.models.vault import VaultKey
 from ledger.services.merchants import merchant_create
 from ledger.services.vault import card_tokenize
@@ -24,9 +24,9 @@ from outbox.models import EventStatus, OutboxEvent
 from payflow import context
 from payflow.celery import app
 from payflow.jobs import describe_schedule, job_name_for, job_run_record, scheduled_jobs
-from payflow.models import IdempotencyRecord, JobRun
+from payflow.models import IdempotencyRecord, JobRun, sanctioned_writes
 from tests.audit.chainseed import seed_chain
-from tests.ledger.conftest import pay
+from tests.ledger.conftest import SimulatedCrash, crash_at, pay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
@@ -98,7 +98,19 @@ def work_for_every_job(kafka_settings, settings, tmp_path):
             request_hash="x", locked_until=old,
         )  # fmt: skip
         IdempotencyRecord.objects.filter(pk=record.pk).update(created_at=old)
-    yield {"payments": payments, "old_tokens": old_tokens, "purged_events": len(purgeable)}
+    # a payment whose process died during the acquirer call: the acquirer authorized it,
+    # the payment is still initiated, for the recovery job
+    with crash_at("acquirer.authorize"), pytest.raises(SimulatedCrash):
+        pay(merchant, amount=777)
+    in_flight = Transaction.objects.get(status="initiated")
+    with sanctioned_writes():
+        Transaction.objects.filter(pk=in_flight.pk).update(initiated_at=old)
+    yield {
+        "payments": payments,
+        "old_tokens": old_tokens,
+        "purged_events": len(purgeable),
+        "in_flight": in_flight,
+    }
     relay.reset_producer()
 
 
@@ -124,6 +136,12 @@ def test_every_beat_job_run_twice_at_once_has_the_effect_of_one_run(work_for_eve
             assert len(delivered) == pending_before
             assert len(set(delivered)) == len(delivered)
 
+    # recovery: the in-flight payment resolved once, by inquiry (one authorization at the
+    # acquirer, one capture entry), then settled by the settlement job that runs after it
+    recovered = Transaction.objects.get(pk=work_for_every_job["in_flight"].pk)
+    assert (recovered.status, recovered.version) == ("settled", 4)
+    assert JournalEntry.objects.filter(transaction=recovered, kind="capture").count() == 1
+    assert SimulatedOperation.objects.filter(authorization=str(recovered.pk)).count() == 1
     # settlement: each due payment settled once, one settlement entry each
     for payment in payments:
         assert Transaction.objects.get(pk=payment.pk).status == "settled"
