@@ -9,4 +9,4 @@ scripts/venv.sh
 scripts/services.sh
 export DATABASE_URL=${TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306/payflow}
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=25 "$@"
