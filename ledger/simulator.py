@@ -91,27 +91,21 @@ def _decide_authorization(request: AuthorizationRequest) -> Op:
 
 
 def _refused(request: CommandRequest, code: str, message: str) -> Op:
-    return _insert_once(
-        reference=request.reference,
-        kind=request.kind,
-        authorization=request.authorization,
-        amount=request.amount,
-        currency=request.currency,
-        approved=False,
-        decline_code=code,
-        message=message,
-    )
+    return _command_answer(request, approved=False, decline_code=code, message=message)
 
 
 def _accepted(request: CommandRequest) -> Op:
+    return _command_answer(request, approved=True, authorization_code=secrets.token_hex(3))
+
+
+def _command_answer(request: CommandRequest, **outcome: object) -> Op:
     return _insert_once(
         reference=request.reference,
         kind=request.kind,
         authorization=request.authorization,
         amount=request.amount,
         currency=request.currency,
-        approved=True,
-        authorization_code=secrets.token_hex(3),
+        **outcome,
     )
 
 

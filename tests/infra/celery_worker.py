@@ -10,18 +10,20 @@ from pathlib import Path
 
 from celery import Celery
 
+from tests.infra.processes import LoggedProcess
 
-class CeleryWorker:
+
+class CeleryWorker(LoggedProcess):
+    log_name = "worker.log"
+
     def __init__(self, app: Celery, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir)
         self.app = app
-        self.workdir = workdir
         self.env = env
-        self.process: subprocess.Popen | None = None
         self.node_name = f"test-{os.getpid()}@localhost"
 
     def start(self, timeout: float = 60) -> CeleryWorker:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+        log = self.open_log()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -53,20 +55,3 @@ class CeleryWorker:
             if replies:
                 return self
         raise TimeoutError(f"worker did not answer ping:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "worker.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )

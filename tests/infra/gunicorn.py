@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.infra.processes import LoggedProcess
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -22,27 +24,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Gunicorn:
+class Gunicorn(LoggedProcess):
     """``gunicorn payflow.wsgi`` with ``workers`` processes, started from ``env``.
 
     ``--preload``: workers fork from a master that has imported the app, so a killed
     worker's replacement is serving again within a second.
     """
 
+    log_name = "gunicorn.log"
+
     def __init__(self, workdir: Path, env: dict[str, str], workers: int = 2) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.env = env
         self.workers = workers
         self.port = free_port()
-        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> Gunicorn:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "gunicorn.log", "ab")  # noqa: SIM115 - owned by the process
+        log = self.open_log()
         self.process = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("gunicorn")),
@@ -93,23 +95,6 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return pids
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / "gunicorn.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )
 
     def post(
         self, path: str, body: dict, *, secret: str, key: str, fault: str = "", timeout=30
