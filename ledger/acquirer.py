@@ -22,7 +22,12 @@ not be charged twice.
 Every call leaves the process, so each is ``outside_transaction``: record the intent and
 commit first, call, then record the answer (DESIGN.md section 3).
 
-The built-in acquirer is ``ledger.simulator.SimulatedAcquirer`` (``ACQUIRER_CLASS``).
+**One acquirer per mode.** Test mode's (``TEST_ACQUIRER_CLASS``) is the simulator,
+``ledger.simulator.SimulatedAcquirer``; live mode's is ``LIVE_ACQUIRER_CLASS``, empty by
+default: then a live payment is refused before anything is written
+(``LiveModeUnavailable``), and a live command or inquiry left over is ``AcquirerUnavailable``
+(it waits, it is never sent to the test acquirer). Every call names the mode of the
+object it is about, so test money never reaches a live acquirer and back.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class AcquirerUnavailable(Exception):
 
 class AcquirerTimeout(AcquirerUnavailable):
     """No answer within ``ACQUIRER_TIMEOUT_SECONDS``."""
+
+
+class AcquirerNotConfigured(AcquirerUnavailable):
+    """The mode has no acquirer (``LIVE_ACQUIRER_CLASS`` empty): nothing can be asked."""
 
 
 @dataclass(frozen=True)
@@ -95,31 +104,43 @@ class Acquirer(Protocol):
     def inquire(self, reference: str) -> AcquirerResult | None: ...
 
 
-def get_acquirer() -> Acquirer:
-    """The configured acquirer (``ACQUIRER_CLASS``), the simulator by default."""
-    acquirer_class = import_string(settings.ACQUIRER_CLASS)
-    return acquirer_class(
+def acquirer_class_path(livemode: bool) -> str:
+    """The dotted path of the mode's acquirer; empty when the mode has none."""
+    return settings.LIVE_ACQUIRER_CLASS if livemode else settings.TEST_ACQUIRER_CLASS
+
+
+def acquirer_configured(livemode: bool) -> bool:
+    return bool(acquirer_class_path(livemode))
+
+
+def get_acquirer(livemode: bool) -> Acquirer:
+    """The mode's acquirer; raises ``AcquirerNotConfigured`` when it has none."""
+    path = acquirer_class_path(livemode)
+    if not path:
+        raise AcquirerNotConfigured("no live acquirer is configured (LIVE_ACQUIRER_CLASS)")
+    return import_string(path)(
         latency_seconds=settings.ACQUIRER_LATENCY_SECONDS,
         timeout_seconds=settings.ACQUIRER_TIMEOUT_SECONDS,
     )
 
 
 @outside_transaction
-def authorize(request: AuthorizationRequest) -> AcquirerResult:
-    """Ask the acquirer to authorize; raises ``AcquirerUnavailable`` without an answer."""
-    return get_acquirer().authorize(request)
+def authorize(request: AuthorizationRequest, *, livemode: bool) -> AcquirerResult:
+    """Ask the mode's acquirer to authorize; raises ``AcquirerUnavailable`` without an
+    answer."""
+    return get_acquirer(livemode).authorize(request)
 
 
 @outside_transaction
-def command(request: CommandRequest) -> AcquirerResult:
+def command(request: CommandRequest, *, livemode: bool) -> AcquirerResult:
     """Send a capture, void or refund; raises ``AcquirerUnavailable`` without an answer."""
-    acquirer = get_acquirer()
+    acquirer = get_acquirer(livemode)
     send = {"capture": acquirer.capture, "void": acquirer.void, "refund": acquirer.refund}
     return send[request.kind](request)
 
 
 @outside_transaction
-def inquire(reference: str) -> AcquirerResult | None:
-    """What the acquirer knows of ``reference`` (``None``: never received it); raises
-    ``AcquirerUnavailable`` without an answer."""
-    return get_acquirer().inquire(reference)
+def inquire(reference: str, *, livemode: bool) -> AcquirerResult | None:
+    """What the mode's acquirer knows of ``reference`` (``None``: never received it);
+    raises ``AcquirerUnavailable`` without an answer."""
+    return get_acquirer(livemode).inquire(reference)

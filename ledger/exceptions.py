@@ -52,6 +52,12 @@ class MerchantInactive(LedgerError):
     code = "merchant_inactive"
 
 
+class LiveModeUnavailable(LedgerError):
+    """A live-mode request this platform cannot serve (no live acquirer configured)."""
+
+    code = "livemode_unavailable"
+
+
 class AmountExceedsRemaining(LedgerError):
     code = "amount_exceeds_remaining"
     param = "amount"

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from ledger.models import (
@@ -26,14 +26,15 @@ from ledger.models.journal import TRACKED_KINDS
 from payflow.models import IdempotencyRecord
 
 
-def merchant_balances(merchant: Merchant) -> dict[str, dict[str, int]]:
-    """Per currency: ``pending``, ``available`` and ``receivable``, from the journal lines.
+def merchant_balances(merchant: Merchant, livemode: bool = False) -> dict[str, dict[str, int]]:
+    """Per currency, in one mode: ``pending``, ``available`` and ``receivable``, from the
+    journal lines (test and live balances never mix).
 
     Merchant balances are credit-normal (what the platform owes the merchant), so they are
     minus the sum of the signed lines; ``receivable`` (what the merchant owes) is debit-normal.
     """
     rows = (
-        JournalLine.objects.filter(account__merchant=merchant)
+        JournalLine.objects.filter(account__merchant=merchant, account__livemode=livemode)
         .values("account__kind", "currency")
         .annotate(total=Sum("amount"))
     )
@@ -78,7 +79,9 @@ def ledger_check_invariants(*, now: datetime.datetime | None = None) -> Invarian
 
     - every journal entry balances per currency, and so does the whole journal;
     - every tracked running balance equals minus the sum of its account's lines;
-    - one platform account per kind and currency;
+    - one platform account per mode, kind and currency;
+    - test and live never meet: children, card tokens and journal lines are of their
+      transaction's (entry's) mode;
     - no merchant balance is negative;
     - no payment has more refunded and charged back than captured, and each payment's
       refund and chargeback children (failed refunds aside) add up to its totals;
@@ -108,6 +111,7 @@ def ledger_check_invariants(*, now: datetime.datetime | None = None) -> Invarian
     _check_payments(report)
     _check_in_flight(report, now or timezone.now())
     _check_idempotency_records(report)
+    _check_modes(report)
     return report
 
 
@@ -168,13 +172,14 @@ def _check_idempotency_records(report: InvariantReport) -> None:
 def _check_platform_accounts(report: InvariantReport) -> None:
     duplicated = (
         Account.objects.filter(merchant=None)
-        .values("kind", "currency")
+        .values("kind", "currency", "livemode")
         .annotate(n=Count("id"))
         .filter(n__gt=1)
     )
     for row in duplicated:
         report.problems.append(
-            f"{row['n']} platform {row['kind']} accounts in {row['currency']} (there must be one)"
+            f"{row['n']} platform {row['kind']} accounts in {row['currency']} "
+            f"({'live' if row['livemode'] else 'test'} mode; there must be one)"
         )
 
 
@@ -217,3 +222,29 @@ def _check_payments(report: InvariantReport) -> None:
                 f"payment {payment.pk}: children total {refunds}+{chargebacks}, payment says "
                 f"{payment.refunded_amount}+{payment.charged_back_amount}"
             )
+
+
+def _check_modes(report: InvariantReport) -> None:
+    """Test and live never meet: a refund or chargeback is of its payment's mode, a payment
+    of its card token's, a journal line's account of its entry's."""
+    crossed = (
+        Transaction.objects.filter(parent__isnull=False)
+        .exclude(livemode=F("parent__livemode"))
+        .values_list("pk", flat=True)[:100]
+    )
+    for pk in crossed:
+        report.problems.append(f"transaction {pk} is not of its payment's mode")
+    tokens = (
+        Transaction.objects.filter(card_token__isnull=False)
+        .exclude(livemode=F("card_token__livemode"))
+        .values_list("pk", flat=True)[:100]
+    )
+    for pk in tokens:
+        report.problems.append(f"payment {pk} is not of its card token's mode")
+    lines = (
+        JournalLine.objects.exclude(account__livemode=F("entry__livemode"))
+        .values_list("entry_id", flat=True)
+        .distinct()[:100]
+    )
+    for entry_id in lines:
+        report.problems.append(f"journal entry {entry_id} posts to an account of another mode")

@@ -23,6 +23,7 @@ class OutboxEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     merchant_id = models.UUIDField(null=True, blank=True)
+    livemode = models.BooleanField(default=False)  # the transaction's mode
     aggregate_type = models.CharField(max_length=32)
     aggregate_id = models.CharField(max_length=64)
     sequence = models.PositiveIntegerField()
@@ -48,7 +49,7 @@ class OutboxEvent(models.Model):
         indexes = [
             models.Index(fields=["relay_partition", "status", "id"], name="outbox_relay_queue"),
             models.Index(fields=["aggregate_id", "sequence"], name="outbox_aggregate"),
-            models.Index(fields=["merchant_id", "id"], name="outbox_merchant"),
+            models.Index(fields=["merchant_id", "livemode", "id"], name="outbox_merchant_mode"),
             models.Index(fields=["status", "created_at"], name="outbox_status_age"),
         ]
         constraints = [

@@ -27,6 +27,7 @@ def record_transaction_event(
     aggregate_id = str(instance.pk)
     event = OutboxEvent.objects.create(
         merchant_id=instance.merchant_id,
+        livemode=instance.livemode,
         aggregate_type=instance.type,
         aggregate_id=aggregate_id,
         sequence=new_values["version"],

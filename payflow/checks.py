@@ -21,3 +21,19 @@ def fault_injection_is_off(app_configs: Any, **kwargs: Any) -> list[checks.Check
             id="payflow.E001",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def live_acquirer_is_real(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Live money must never reach the simulator: it approves any card, moving no money."""
+    if settings.LIVE_ACQUIRER_CLASS != "ledger.simulator.SimulatedAcquirer":
+        return []
+    return [
+        checks.Error(
+            "LIVE_ACQUIRER_CLASS is the simulator: live payments would be approved without "
+            "any money moving.",
+            hint="Name a real acquirer gateway, or leave LIVE_ACQUIRER_CLASS empty "
+            "(live payments are then refused).",
+            id="payflow.E002",
+        )
+    ]

@@ -9,7 +9,8 @@ What counts as PAN-shaped: a run of digit groups separated by single spaces or d
 whole groups totalling 13 to 19 digits passes the Luhn check. Two card numbers written
 next to each other ("4242424242424242 5555555555554444") are two PANs and both masked.
 A single group of more than 19 digits is not PAN-shaped and is left alone, as are Luhn
-failures (order numbers, timestamps) so that the logs stay useful.
+failures (order numbers, timestamps) and canonical UUIDs (``8-4-4-4-12`` hex, the ids of
+every row) so that the logs stay useful.
 
 The mask keeps the last four digits and the separators, and replaces every other digit
 with ``*``: "4242 4242 4242 4242" becomes "**** **** **** 4242". The last four are what
@@ -39,6 +40,11 @@ KEEP_LAST_DIGITS = 4
 
 _DIGIT_RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+# A canonical UUID (the ids of every row and request) is left whole: its digit groups,
+# split by hex letters and dashes, pass the Luhn check by chance about one time in ten.
+_UUID = re.compile(
+    r"(?<![0-9A-Za-z-])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9A-Za-z-])"
+)
 # Attributes every LogRecord has; any other attribute came from ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None)).keys()
@@ -89,7 +95,13 @@ def _mask_run(match: re.Match[str]) -> str:
 
 def redact_pans(text: str) -> str:
     """``text`` with every PAN-shaped digit run masked (see the module docstring)."""
-    return _DIGIT_RUN.sub(_mask_run, text)
+    parts, start = [], 0
+    for uuid in _UUID.finditer(text):
+        parts.append(_DIGIT_RUN.sub(_mask_run, text[start : uuid.start()]))
+        parts.append(uuid.group())
+        start = uuid.end()
+    parts.append(_DIGIT_RUN.sub(_mask_run, text[start:]))
+    return "".join(parts)
 
 
 def _has_pan(value: Any) -> bool:

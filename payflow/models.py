@@ -113,7 +113,7 @@ class GuardedModel(SnapshotMixin, models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a POST with an ``Idempotency-Key``, kept for replays.
 
-    One row per (merchant, key), claimed by inserting it (the unique constraint makes two
+    One row per (merchant, mode, key), claimed by inserting it (the unique constraint makes two
     simultaneous claims impossible) before the request runs, and completed with the
     response after. Keys are compared byte for byte: the unique index is on
     ``key_digest`` (SHA-256 of the key's bytes), never on ``key`` itself, whose column
@@ -133,6 +133,7 @@ class IdempotencyRecord(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     merchant_id = models.UUIDField()
+    livemode = models.BooleanField(default=False)  # test and live keys never collide
     key = models.CharField(max_length=255)
     key_digest = models.CharField(max_length=64)
     method = models.CharField(max_length=8)
@@ -152,7 +153,7 @@ class IdempotencyRecord(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["merchant_id", "key_digest"], name="idempotency_unique_key_digest"
+                fields=["merchant_id", "livemode", "key_digest"], name="idempotency_unique_mode_key"
             )
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

@@ -233,7 +233,10 @@ LOGGING = {
 }
 
 # --- acquirer and in-flight work (DESIGN.md section 3) ----------------------------------
-ACQUIRER_CLASS = env.str("ACQUIRER_CLASS", default="ledger.simulator.SimulatedAcquirer")
+# One acquirer per mode: test keys reach the simulator; live keys reach LIVE_ACQUIRER_CLASS,
+# and while it is empty live payments are refused (check --deploy refuses the simulator).
+TEST_ACQUIRER_CLASS = env.str("TEST_ACQUIRER_CLASS", default="ledger.simulator.SimulatedAcquirer")
+LIVE_ACQUIRER_CLASS = env.str("LIVE_ACQUIRER_CLASS", default="")
 ACQUIRER_LATENCY_SECONDS = env.float("ACQUIRER_LATENCY_SECONDS", default=0.0)
 # Every acquirer call gives up after this; the outcome is then unknown and resolved by
 # inquiry. The Idempotency-Key claim and the recovery threshold must outlast a request's

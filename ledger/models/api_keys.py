@@ -44,5 +44,10 @@ class ApiKey(GuardedModel):
         return self.revoked_at is None
 
     @property
+    def livemode(self) -> bool:
+        """The world this key works in: a test key never sees or moves live objects."""
+        return self.mode == ApiKeyMode.LIVE
+
+    @property
     def masked(self) -> str:
         return f"sk_{self.mode}_{self.prefix}{'•' * 8}"

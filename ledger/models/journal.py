@@ -32,7 +32,8 @@ TRACKED_KINDS = {AccountKind.MERCHANT_AVAILABLE}
 
 
 class Account(models.Model):
-    """A ledger account: per merchant and currency, or a platform account per currency.
+    """A ledger account: per merchant, mode and currency, or a platform account per mode
+    and currency.
 
     Balances are derived from journal lines. Only ``TRACKED_KINDS`` also keep a running
     ``balance`` (credit-normal: credits minus debits), changed by compare-and-set on
@@ -51,6 +52,8 @@ class Account(models.Model):
     # constraint is on this column, not on ``merchant``: NULLs never collide in a unique
     # index, and MariaDB has no partial index to say "unique where merchant is NULL".
     owner = models.CharField(max_length=36, editable=False)
+    # Test and live money never meet: every account, platform ones included, is one mode's.
+    livemode = models.BooleanField(default=False)
     kind = models.CharField(max_length=24, choices=AccountKind.choices)
     currency = models.CharField(max_length=3)
     balance = models.BigIntegerField(default=0)
@@ -59,7 +62,8 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "kind", "currency"], name="account_unique_per_owner"
+                fields=["owner", "livemode", "kind", "currency"],
+                name="account_unique_per_owner_mode",
             ),
             models.CheckConstraint(
                 condition=Q(merchant__isnull=True, owner="platform")
@@ -73,7 +77,8 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.owner}:{self.kind}:{self.currency}"
+        mode = "live" if self.livemode else "test"
+        return f"{self.owner}:{mode}:{self.kind}:{self.currency}"
 
     @classmethod
     def owner_of(cls, merchant_id: object | None) -> str:
@@ -94,11 +99,14 @@ class JournalEntry(GuardedModel):
         on_delete=models.PROTECT,
         related_name="journal_entries",
     )
+    livemode = models.BooleanField(default=False)  # every line's account is of this mode
     kind = models.CharField(max_length=32)
     description = models.CharField(max_length=200, blank=True, default="")
     posted_at = models.DateTimeField(auto_now_add=True)
 
-    audit_fields = ("id", "merchant", "transaction", "kind", "description", "posted_at")
+    audit_fields = (
+        "id", "merchant", "livemode", "transaction", "kind", "description", "posted_at",
+    )  # fmt: skip
 
     class Meta:
         indexes = [models.Index(fields=["merchant", "posted_at"], name="journal_merchant_date")]

@@ -42,6 +42,9 @@ class Transaction(GuardedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     merchant = models.ForeignKey("ledger.Merchant", on_delete=models.PROTECT, related_name="+")
+    # Test or live world, from the API key that created it (DESIGN.md section 5): part of
+    # every query's scope, exactly like the merchant.
+    livemode = models.BooleanField(default=False)
     type = models.CharField(max_length=16, choices=TransactionType.choices)
     status = models.CharField(max_length=16, choices=TransactionStatus.choices)
     amount = models.BigIntegerField()
@@ -72,6 +75,7 @@ class Transaction(GuardedModel):
     audit_fields = (
         "id",
         "merchant",
+        "livemode",
         "type",
         "status",
         "amount",
@@ -98,7 +102,10 @@ class Transaction(GuardedModel):
             models.Index(fields=["merchant", "initiated_at"], name="txn_merchant_date"),
             models.Index(fields=["status", "initiated_at"], name="txn_status_date"),
             models.Index(fields=["merchant", "external_reference"], name="txn_external_ref"),
-            models.Index(fields=["merchant", "type", "initiated_at"], name="txn_merchant_type"),
+            models.Index(
+                fields=["merchant", "livemode", "type", "initiated_at"],
+                name="txn_merchant_mode_type",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),

@@ -17,6 +17,7 @@ class CardToken(GuardedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     merchant = models.ForeignKey("ledger.Merchant", on_delete=models.PROTECT, related_name="+")
+    livemode = models.BooleanField(default=False)  # the creating key's mode
     brand = models.CharField(max_length=16)
     last4 = models.CharField(max_length=4)
     exp_month = models.PositiveSmallIntegerField()
@@ -30,7 +31,7 @@ class CardToken(GuardedModel):
 
     # Never the ciphertext, nonce or anything derived from the PAN beyond last4/brand.
     audit_fields = (
-        "id", "merchant", "brand", "last4", "exp_month", "exp_year", "fingerprint",
+        "id", "merchant", "livemode", "brand", "last4", "exp_month", "exp_year", "fingerprint",
         "key_version", "version",
     )  # fmt: skip
 

@@ -96,7 +96,7 @@ def command_send(*, command_id: Any) -> AcquirerCommand:
     while an earlier command of the same authorization is pending (a refund is not sent
     before the capture it refunds is confirmed).
     """
-    command = AcquirerCommand.objects.get(pk=command_id)
+    command = AcquirerCommand.objects.select_related("transaction").get(pk=command_id)
     if command.status != CommandStatus.PENDING:
         return command
     faults.point(f"{command.kind}.booked")
@@ -110,7 +110,7 @@ def command_send(*, command_id: Any) -> AcquirerCommand:
         currency=command.currency,
     )
     try:
-        answer = acquirer.command(request)
+        answer = acquirer.command(request, livemode=command.transaction.livemode)
     except acquirer.AcquirerUnavailable as exc:
         logger.warning("acquirer did not answer %s %s: %s", command.kind, command.pk, exc)
         return command_postpone(command.pk, type(exc).__name__)
@@ -241,8 +241,18 @@ def _refund_reverse(payment: Transaction, refund: Transaction, answer) -> None:
         merchant=payment.merchant,
         transaction_obj=refund,
         lines=[
-            (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), refund.amount),
-            (merchant_account(payment.merchant, target, payment.currency), -refund.amount),
+            (
+                platform_account(
+                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
+                ),
+                refund.amount,
+            ),
+            (
+                merchant_account(
+                    payment.merchant, target, payment.currency, livemode=payment.livemode
+                ),
+                -refund.amount,
+            ),
         ],
     )
     transaction_compare_and_set(

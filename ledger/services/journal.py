@@ -19,11 +19,13 @@ class UnbalancedEntry(ValueError):
     """A journal entry whose lines do not sum to zero per currency (a programming error)."""
 
 
-def account_get_or_create(*, merchant: Merchant | None, kind: str, currency: str) -> Account:
-    """The account, created on first use. The unique constraint on (owner, kind, currency)
-    makes creation race-free, platform accounts included."""
+def account_get_or_create(
+    *, merchant: Merchant | None, kind: str, currency: str, livemode: bool
+) -> Account:
+    """The account, created on first use. The unique constraint on (owner, livemode, kind,
+    currency) makes creation race-free, platform accounts included."""
     lookup = {"owner": Account.owner_of(merchant.pk if merchant else None), "kind": kind}
-    lookup["currency"] = currency
+    lookup.update(currency=currency, livemode=livemode)
     account = Account.objects.filter(**lookup).first()
     if account is not None:
         return account
@@ -35,7 +37,17 @@ def account_get_or_create(*, merchant: Merchant | None, kind: str, currency: str
         return Account.objects.get(**lookup)
 
 
-def _check_balanced(lines: Sequence[tuple[Account, int]]) -> None:
+def _check_balanced(lines: Sequence[tuple[Account, int]], transaction_obj: object | None) -> bool:
+    """Refuses an entry that does not sum to zero per currency, or that mixes test and live
+    accounts (or posts to accounts of another mode than its transaction's). Returns the
+    entry's mode."""
+    if not lines:
+        raise UnbalancedEntry("a journal entry needs lines")
+    modes = {account.livemode for account, _amount in lines}
+    if transaction_obj is not None:
+        modes.add(transaction_obj.livemode)
+    if len(modes) != 1:
+        raise UnbalancedEntry("a journal entry cannot mix test-mode and live-mode accounts")
     totals: dict[str, int] = defaultdict(int)
     for account, amount in lines:
         if amount == 0:
@@ -44,6 +56,7 @@ def _check_balanced(lines: Sequence[tuple[Account, int]]) -> None:
     unbalanced = {currency: total for currency, total in totals.items() if total != 0}
     if unbalanced:
         raise UnbalancedEntry(f"journal entry does not balance: {unbalanced}")
+    return modes.pop()
 
 
 def _apply_to_tracked_balance(account: Account, amount: int) -> None:
@@ -86,18 +99,23 @@ def journal_post(
     """Post one balanced entry: insert the entry and its lines, move tracked balances.
 
     Must run inside the caller's ``payflow.db.atomic`` transaction. Lines are signed
-    (positive debit, negative credit) and must sum to zero per currency. Tracked accounts
+    (positive debit, negative credit) and must sum to zero per currency; every account
+    (and the transaction) must be of one mode, the entry's. Tracked accounts
     are updated first, in ascending id order (``payflow.db``'s lock order), so two
     postings never wait on each other in a cycle. Sends ``journal_entry.posted``.
     """
-    _check_balanced(lines)
+    livemode = _check_balanced(lines, transaction_obj)
     # Tracked balances first, in ascending id, then the rows that reference them
     # (payflow.db's lock order, step 2).
     for account, amount in sorted(lines, key=lambda line: line[0].pk):
         if account.kind in TRACKED_KINDS:
             _apply_to_tracked_balance(account, amount)
     entry = JournalEntry.objects.create(
-        kind=kind, merchant=merchant, transaction=transaction_obj, description=description
+        kind=kind,
+        merchant=merchant,
+        livemode=livemode,
+        transaction=transaction_obj,
+        description=description,
     )
     with sanctioned_writes():
         JournalLine.objects.bulk_create(
@@ -126,9 +144,14 @@ def journal_post(
     return entry
 
 
-def merchant_account(merchant: Merchant, kind: AccountKind, currency: str) -> Account:
-    return account_get_or_create(merchant=merchant, kind=kind, currency=currency)
+def merchant_account(
+    merchant: Merchant, kind: AccountKind, currency: str, *, livemode: bool
+) -> Account:
+    """The merchant's account of ``kind`` in one mode and currency."""
+    return account_get_or_create(merchant=merchant, kind=kind, currency=currency, livemode=livemode)
 
 
-def platform_account(kind: AccountKind, currency: str) -> Account:
-    return account_get_or_create(merchant=None, kind=kind, currency=currency)
+def platform_account(kind: AccountKind, currency: str, *, livemode: bool) -> Account:
+    """The platform's account of ``kind`` in one mode and currency (test money clears
+    through test-mode platform accounts, never through live ones)."""
+    return account_get_or_create(merchant=None, kind=kind, currency=currency, livemode=livemode)

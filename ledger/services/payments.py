@@ -14,6 +14,7 @@ from ledger.currencies import normalize_currency, validate_amount
 from ledger.exceptions import (
     AmountExceedsRemaining,
     InvalidRequest,
+    LiveModeUnavailable,
     MerchantInactive,
     NotFound,
     VaultError,
@@ -78,18 +79,21 @@ def _validate_metadata(metadata: Any) -> dict:
     return metadata
 
 
-def _token_for(merchant: Merchant, token: CardToken | None, card: CardInput | None) -> CardToken:
+def _token_for(
+    merchant: Merchant, livemode: bool, token: CardToken | None, card: CardInput | None
+) -> CardToken:
     if (token is None) == (card is None):
         raise InvalidRequest("send exactly one of card or token", param="card")
     if card is not None:
         return card_tokenize(
             merchant=merchant,
+            livemode=livemode,
             number=card.number,
             exp_month=card.exp_month,
             exp_year=card.exp_year,
             holder_name=card.holder_name,
         )
-    if token.merchant_id != merchant.pk:
+    if token.merchant_id != merchant.pk or token.livemode != livemode:
         raise NotFound("no such token", param="token")
     return token
 
@@ -104,6 +108,7 @@ def _require_active(merchant_id: Any, doing: str) -> None:
 def _payment_insert(
     *,
     merchant: Merchant,
+    livemode: bool,
     token: CardToken,
     amount: int,
     currency: str,
@@ -114,6 +119,7 @@ def _payment_insert(
     _require_active(merchant.pk, "create payments")
     return transaction_insert(
         merchant=merchant,
+        livemode=livemode,
         type=TransactionType.PAYMENT,
         status=TransactionStatus.INITIATED,
         amount=amount,
@@ -161,7 +167,7 @@ def _ask_acquirer(
         capture=payment.capture_method == CaptureMethod.AUTOMATIC,
     )
     try:
-        return acquirer.authorize(request)
+        return acquirer.authorize(request, livemode=payment.livemode)
     except acquirer.AcquirerUnavailable as exc:
         logger.warning("acquirer did not answer payment %s: %s", payment.pk, type(exc).__name__)
     return payment_inquire(payment)
@@ -172,7 +178,7 @@ def payment_inquire(payment: Transaction) -> acquirer.AcquirerResult | _NotRecei
     transaction): its answer, ``NOT_RECEIVED``, or ``None`` when the inquiry went
     unanswered."""
     try:
-        answer = acquirer.inquire(str(payment.pk))
+        answer = acquirer.inquire(str(payment.pk), livemode=payment.livemode)
     except acquirer.AcquirerUnavailable as exc:
         logger.warning("acquirer inquiry for payment %s failed: %s", payment.pk, type(exc).__name__)
         return None
@@ -194,9 +200,19 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
         merchant=payment.merchant,
         transaction_obj=payment,
         lines=[
-            (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), amount),
             (
-                merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency),
+                platform_account(
+                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
+                ),
+                amount,
+            ),
+            (
+                merchant_account(
+                    payment.merchant,
+                    AccountKind.MERCHANT_PENDING,
+                    payment.currency,
+                    livemode=payment.livemode,
+                ),
                 -amount,
             ),
         ],
@@ -277,6 +293,7 @@ def payment_record_answer(
 def payment_create(
     *,
     merchant: Merchant,
+    livemode: bool = False,
     amount: Any,
     currency: Any,
     token: CardToken | None = None,
@@ -311,14 +328,20 @@ def payment_create(
         )
     if not merchant.is_active:
         raise MerchantInactive("this merchant is suspended and cannot create payments")
+    if not acquirer.acquirer_configured(livemode):
+        raise LiveModeUnavailable(
+            "Live mode cannot take payments yet: no live acquirer is configured on this "
+            "platform. Use a test key (sk_test_…) meanwhile."
+        )
     if card is not None:
         cvc = card.cvc
-    card_token = _token_for(merchant, token, card)
+    card_token = _token_for(merchant, livemode, token, card)
     if cvc is not None:
         validate_cvc(cvc, card_token.brand)
     faults.point("payment.before_intent")
     payment = _payment_insert(
         merchant=merchant,
+        livemode=livemode,
         token=card_token,
         amount=amount,
         currency=currency,

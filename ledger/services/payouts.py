@@ -15,12 +15,14 @@ from payflow import db, faults
 def payout_create(
     *,
     merchant: Merchant,
+    livemode: bool = False,
     amount: Any,
     currency: Any,
     external_reference: str | None = None,
     metadata: Any = None,
 ) -> Transaction:
-    """Pay out part of the available balance; never more than it holds.
+    """Pay out part of the mode's available balance; never more than it holds (a live
+    payout can only spend live money).
 
     One transaction: the payout is inserted, its journal entry debits the merchant's
     available balance (one ``UPDATE … WHERE balance >= amount``, refused with
@@ -32,6 +34,7 @@ def payout_create(
     """
     payout = _payout_book(
         merchant=merchant,
+        livemode=livemode,
         amount=amount,
         currency=currency,
         external_reference=external_reference,
@@ -43,7 +46,13 @@ def payout_create(
 
 @db.atomic
 def _payout_book(
-    *, merchant: Merchant, amount: Any, currency: Any, external_reference: Any, metadata: Any
+    *,
+    merchant: Merchant,
+    livemode: bool,
+    amount: Any,
+    currency: Any,
+    external_reference: Any,
+    metadata: Any,
 ) -> Transaction:
     amount = validate_amount(amount)
     currency = normalize_currency(currency)
@@ -55,6 +64,7 @@ def _payout_book(
         raise MerchantInactive("this merchant is suspended and cannot create payouts")
     payout = transaction_insert(
         merchant=merchant,
+        livemode=livemode,
         type=TransactionType.PAYOUT,
         status=TransactionStatus.INITIATED,
         amount=amount,
@@ -67,8 +77,13 @@ def _payout_book(
         merchant=merchant,
         transaction_obj=payout,
         lines=[
-            (merchant_account(merchant, AccountKind.MERCHANT_AVAILABLE, currency), amount),
-            (platform_account(AccountKind.PAYOUT_CLEARING, currency), -amount),
+            (
+                merchant_account(
+                    merchant, AccountKind.MERCHANT_AVAILABLE, currency, livemode=livemode
+                ),
+                amount,
+            ),
+            (platform_account(AccountKind.PAYOUT_CLEARING, currency, livemode=livemode), -amount),
         ],
     )
     payout = transaction_compare_and_set(

@@ -70,11 +70,11 @@ def command_resume(*, command_id: Any) -> AcquirerCommand:
     """Resolve one ``pending`` command: record what the acquirer knows of it, or send it
     if the acquirer never received it. Outside any transaction; without an answer the
     command is postponed."""
-    command = AcquirerCommand.objects.get(pk=command_id)
+    command = AcquirerCommand.objects.select_related("transaction").get(pk=command_id)
     if command.status != CommandStatus.PENDING:
         return command
     try:
-        answer = acquirer.inquire(str(command.pk))
+        answer = acquirer.inquire(str(command.pk), livemode=command.transaction.livemode)
     except acquirer.AcquirerUnavailable as exc:
         return command_postpone(command.pk, type(exc).__name__)
     if answer is None:

@@ -87,6 +87,7 @@ def _insert_child(
 ) -> Transaction:
     return transaction_insert(
         merchant=payment.merchant,
+        livemode=payment.livemode,
         type=type_,
         status=status,
         amount=amount,
@@ -117,8 +118,18 @@ def _refund_book(
         merchant=payment.merchant,
         transaction_obj=refund,
         lines=[
-            (merchant_account(payment.merchant, source, payment.currency), value),
-            (platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency), -value),
+            (
+                merchant_account(
+                    payment.merchant, source, payment.currency, livemode=payment.livemode
+                ),
+                value,
+            ),
+            (
+                platform_account(
+                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
+                ),
+                -value,
+            ),
         ],
     )
     return refund, command_book(transaction_obj=refund, kind=CommandKind.REFUND, amount=value)
@@ -175,20 +186,33 @@ def chargeback_create(
     chargeback = _insert_child(
         payment, TransactionType.CHARGEBACK, TransactionStatus.INITIATED, value, reason, None
     )
-    clearing = platform_account(AccountKind.ACQUIRER_CLEARING, payment.currency)
+    clearing = platform_account(
+        AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
+    )
     if status_before == TransactionStatus.SETTLED:
         available = merchant_account(
-            payment.merchant, AccountKind.MERCHANT_AVAILABLE, payment.currency
+            payment.merchant,
+            AccountKind.MERCHANT_AVAILABLE,
+            payment.currency,
+            livemode=payment.livemode,
         )
         covered = min(value, tracked_balance_locked(available))
         lines = [(available, covered)] if covered else []
         if value - covered:
             receivable = merchant_account(
-                payment.merchant, AccountKind.MERCHANT_RECEIVABLE, payment.currency
+                payment.merchant,
+                AccountKind.MERCHANT_RECEIVABLE,
+                payment.currency,
+                livemode=payment.livemode,
             )
             lines.append((receivable, value - covered))
     else:
-        pending = merchant_account(payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency)
+        pending = merchant_account(
+            payment.merchant,
+            AccountKind.MERCHANT_PENDING,
+            payment.currency,
+            livemode=payment.livemode,
+        )
         lines = [(pending, value)]
     journal_post(
         kind="chargeback",

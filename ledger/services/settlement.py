@@ -39,13 +39,19 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
             lines=[
                 (
                     merchant_account(
-                        payment.merchant, AccountKind.MERCHANT_PENDING, payment.currency
+                        payment.merchant,
+                        AccountKind.MERCHANT_PENDING,
+                        payment.currency,
+                        livemode=payment.livemode,
                     ),
                     net,
                 ),
                 (
                     merchant_account(
-                        payment.merchant, AccountKind.MERCHANT_AVAILABLE, payment.currency
+                        payment.merchant,
+                        AccountKind.MERCHANT_AVAILABLE,
+                        payment.currency,
+                        livemode=payment.livemode,
                     ),
                     -net,
                 ),
@@ -65,8 +71,18 @@ def _settle_payout(payout_id: Any, now: datetime.datetime) -> int:
         merchant=payout.merchant,
         transaction_obj=payout,
         lines=[
-            (platform_account(AccountKind.PAYOUT_CLEARING, payout.currency), payout.amount),
-            (platform_account(AccountKind.SETTLEMENT_BANK, payout.currency), -payout.amount),
+            (
+                platform_account(
+                    AccountKind.PAYOUT_CLEARING, payout.currency, livemode=payout.livemode
+                ),
+                payout.amount,
+            ),
+            (
+                platform_account(
+                    AccountKind.SETTLEMENT_BANK, payout.currency, livemode=payout.livemode
+                ),
+                -payout.amount,
+            ),
         ],
     )
     return payout.amount

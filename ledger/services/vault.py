@@ -56,6 +56,7 @@ def _clean_holder_name(holder_name: Any) -> str:
 def card_tokenize(
     *,
     merchant: Merchant,
+    livemode: bool = False,
     number: str,
     exp_month: int | str,
     exp_year: int | str,
@@ -82,6 +83,7 @@ def card_tokenize(
     token = CardToken.objects.create(
         id=token_id,
         merchant=merchant,
+        livemode=livemode,
         brand=card.brand,
         last4=card.last4,
         exp_month=card.exp_month,

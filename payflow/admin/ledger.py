@@ -128,20 +128,25 @@ class MerchantAdmin(ReadOnlyAdmin):
 
     @admin.display(description="balances (from the journal)")
     def balances(self, obj: Merchant) -> str:
-        per_currency = merchant_balances(obj)
-        if not per_currency:
+        rows = [
+            (mode, currency, values)
+            for livemode, mode in ((True, "live"), (False, "test"))
+            for currency, values in sorted(merchant_balances(obj, livemode=livemode).items())
+        ]
+        if not rows:
             return "No journal lines yet."
         return format_html_join(
             "",
-            "<div>{}: pending {} · available {} · receivable {}</div>",
+            "<div>{} {}: pending {} · available {} · receivable {}</div>",
             (
                 (
+                    mode,
                     currency,
                     money(values["pending"], currency),
                     money(values["available"], currency),
                     money(values["receivable"], currency),
                 )
-                for currency, values in sorted(per_currency.items())
+                for mode, currency, values in rows
             ),
         )
 
@@ -387,10 +392,12 @@ class TransactionAdmin(ReadOnlyAdmin):
         "captured",
         "returned",
         "merchant",
+        "livemode",
         "external_reference",
         "initiated_at",
     )
     list_filter = (
+        "livemode",
         "type",
         "status",
         "currency",
@@ -633,8 +640,8 @@ class TransactionAdmin(ReadOnlyAdmin):
 class CardTokenAdmin(ReadOnlyAdmin):
     """Masked: brand, last four and expiry. Never the ciphertext, nonce or fingerprint."""
 
-    list_display = ("masked", "merchant", "expiry", "created_at")
-    list_filter = ("brand",)
+    list_display = ("masked", "merchant", "livemode", "expiry", "created_at")
+    list_filter = ("livemode", "brand")
     list_select_related = ("merchant",)
     search_fields = ("last4",)
     fields = ("token_id", "merchant", "brand", "last4", "expiry", "created_at")
@@ -673,8 +680,8 @@ class JournalLineInline(admin.TabularInline):
 
 @admin.register(JournalEntry)
 class JournalEntryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "merchant", "transaction", "posted_at")
-    list_filter = ("kind",)
+    list_display = ("id", "kind", "merchant", "livemode", "transaction", "posted_at")
+    list_filter = ("livemode", "kind")
     list_select_related = ("merchant", "transaction")
     fields = ("id", "kind", "merchant", "transaction", "description", "posted_at")
     readonly_fields = fields
@@ -694,8 +701,10 @@ class JournalLineAdmin(ReadOnlyAdmin):
 class AccountAdmin(ReadOnlyAdmin):
     """Balances per merchant and currency, derived from the journal lines."""
 
-    list_display = ("merchant", "kind", "currency", "balance_from_lines", "tracked_balance")
-    list_filter = ("kind", "currency")
+    list_display = (
+        "merchant", "livemode", "kind", "currency", "balance_from_lines", "tracked_balance",
+    )  # fmt: skip
+    list_filter = ("livemode", "kind", "currency")
     list_select_related = ("merchant",)
     search_fields = ("merchant__name",)
 

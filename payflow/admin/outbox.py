@@ -43,7 +43,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
         "published_at",
         "last_error",
     )
-    list_filter = ("status", "aggregate_type", "topic")
+    list_filter = ("status", "livemode", "aggregate_type", "topic")
     search_fields = ("=aggregate_id", "=id")
     show_full_result_count = False
     actions = ["requeue_selected"]

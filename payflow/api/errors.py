@@ -54,6 +54,7 @@ LEDGER_STATUS: list[tuple[type[Exception], int, str]] = [
     (ledger_errors.AmountExceedsRemaining, 422, "invalid_request_error"),
     (ledger_errors.InsufficientBalance, 422, "invalid_request_error"),
     (ledger_errors.MerchantInactive, 403, "permission_error"),
+    (ledger_errors.LiveModeUnavailable, 403, "permission_error"),
     (ledger_errors.LedgerError, 422, "invalid_request_error"),
 ]
 

@@ -1,4 +1,5 @@
-"""``GET /v1/events``: the merchant's own business events, from the outbox, newest first."""
+"""``GET /v1/events``: the merchant's own business events of the key's mode, from the
+outbox, newest first."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def event_body(event: OutboxEvent) -> dict[str, Any]:
     return {
         "id": ids.encode("event", event.id),
         "object": "event",
+        "livemode": event.livemode,
         "type": event.event_type,
         "created": int(event.created_at.timestamp()),
         "data": {"object_id": object_id, "sequence": event.sequence, "object": event.payload},
@@ -30,5 +32,7 @@ def event_body(event: OutboxEvent) -> dict[str, Any]:
 
 
 def merchant_events(request) -> dict[str, Any]:
-    queryset = OutboxEvent.objects.filter(merchant_id=request.user.pk)
+    queryset = OutboxEvent.objects.filter(
+        merchant_id=request.user.pk, livemode=request.auth.livemode
+    )
     return paginate(request, queryset, "event", event_body)

@@ -141,9 +141,9 @@ def _request_hash(request) -> str:
 
 
 @db.atomic
-def _insert_claim(merchant_id, key: str, method: str, path: str, request_hash: str):
+def _insert_claim(scope: dict, key: str, method: str, path: str, request_hash: str):
     return IdempotencyRecord.objects.create(
-        merchant_id=merchant_id,
+        **scope,
         key=key,
         method=method,
         path=path,
@@ -182,15 +182,17 @@ class _Outcome:
 
 
 def _claim(request, key: str, load: Callable[[IdempotencyRecord], Any]) -> _Outcome:
-    merchant_id, request_hash = request.auth.merchant_id, _request_hash(request)
+    # A key belongs to the merchant and the mode: test and live records never meet.
+    scope = {"merchant_id": request.auth.merchant_id, "livemode": request.auth.livemode}
+    request_hash = _request_hash(request)
     for _ in range(_CLAIM_ATTEMPTS):
         try:
-            record = _insert_claim(merchant_id, key, request.method, request.path, request_hash)
+            record = _insert_claim(scope, key, request.method, request.path, request_hash)
             return _Outcome("run", record)
         except IntegrityError:
             pass
         record = IdempotencyRecord.objects.filter(
-            merchant_id=merchant_id, key_digest=IdempotencyRecord.digest(key)
+            **scope, key_digest=IdempotencyRecord.digest(key)
         ).first()
         if record is None:
             continue  # released between our insert and this read: claim it again
@@ -316,13 +318,15 @@ def _resume(view, request, record: IdempotencyRecord, load) -> Response:
 
 
 def _loader(request) -> Callable[[IdempotencyRecord], Any]:
+    scope = {"merchant": request.user, "livemode": request.auth.livemode}
+
     def load(record: IdempotencyRecord) -> Any:
         if record.object_kind == "token":
-            return CardToken.objects.filter(pk=record.object_id, merchant=request.user).first()
+            return CardToken.objects.filter(pk=record.object_id, **scope).first()
         if record.object_kind in TransactionType.values:
             return (
                 Transaction.objects.select_related("card_token")
-                .filter(pk=record.object_id, merchant=request.user, type=record.object_kind)
+                .filter(pk=record.object_id, type=record.object_kind, **scope)
                 .first()
             )
         return None

@@ -63,6 +63,7 @@ class CardOut(serializers.Serializer):
 class TokenOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false: test mode; true: live money")
     card = CardOut()
     created = serializers.IntegerField()
 
@@ -70,6 +71,7 @@ class TokenOut(serializers.Serializer):
 class _TransactionOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false: test mode; true: live money")
     amount = serializers.IntegerField()
     currency = serializers.CharField()
     status = serializers.ChoiceField(choices=TransactionStatus.values)
@@ -163,6 +165,7 @@ def _list_of(item, name):
 class EventOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false: test mode; true: live money")
     type = serializers.CharField()
     created = serializers.IntegerField()
     data = serializers.DictField()
@@ -175,6 +178,7 @@ class AmountOut(serializers.Serializer):
 
 class BalanceOut(serializers.Serializer):
     object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false: test mode; true: live money")
     available = AmountOut(many=True)
     pending = AmountOut(many=True)
     receivable = AmountOut(many=True)
@@ -183,6 +187,7 @@ class BalanceOut(serializers.Serializer):
 class PingOut(serializers.Serializer):
     object = serializers.CharField()
     merchant = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false: test mode; true: live money")
 
 
 PaymentListOut = _list_of(PaymentOut, "PaymentListOut")
@@ -257,7 +262,7 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     meanings = {
         400: "Invalid request (validation, unknown or ill-typed parameter).",
         401: "Missing, malformed, unknown or revoked API key.",
-        403: "The merchant may not do this (e.g. suspended).",
+        403: "The merchant may not do this (suspended; live mode without a live acquirer).",
         404: "No such object for this merchant.",
         409: "Conflict: idempotency key reuse, request in progress, or version mismatch.",
         422: "Refused: card declined, invalid state transition, amount or balance.",
@@ -271,6 +276,7 @@ CARD_EXAMPLE = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034,
 PAYMENT_EXAMPLE = {
     "id": "pay_0193a6f2c7d87a3b9e4f1c2d3e4f5a6b",
     "object": "payment",
+    "livemode": False,
     "amount": 2500,
     "currency": "EUR",
     "status": "captured",

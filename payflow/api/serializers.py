@@ -135,6 +135,7 @@ def token_body(token: CardToken) -> dict:
     return {
         "id": ids.encode("token", token.pk),
         "object": "token",
+        "livemode": token.livemode,
         "card": card_summary(token),
         "created": unix(token.created_at),
     }
@@ -144,6 +145,7 @@ def _common(txn: Transaction, kind: str) -> dict:
     return {
         "id": ids.encode(kind, txn.pk),
         "object": kind,
+        "livemode": txn.livemode,
         "amount": txn.amount,
         "currency": txn.currency,
         "status": txn.status,

@@ -68,10 +68,17 @@ def _decode(kind: str, public_id: str, param: str):
         raise _missing(kind, public_id, param) from exc
 
 
+def _scope(request: Request) -> dict[str, Any]:
+    """Every merchant-facing query's filter: the key's merchant and the key's mode. A test
+    key never sees a live object, nor a live key a test one (404, like another
+    merchant's)."""
+    return {"merchant": request.user, "livemode": request.auth.livemode}
+
+
 def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Transaction:
     found = (
         Transaction.objects.select_related("card_token")
-        .filter(pk=_decode(kind, public_id, "id"), merchant=request.user, type=type_)
+        .filter(pk=_decode(kind, public_id, "id"), type=type_, **_scope(request))
         .first()
     )
     if found is None:
@@ -81,7 +88,7 @@ def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Tra
 
 def _token(request: Request, public_id: str, param: str) -> CardToken:
     token = CardToken.objects.filter(
-        pk=_decode("token", public_id, param), merchant=request.user
+        pk=_decode("token", public_id, param), **_scope(request)
     ).first()
     if token is None:
         raise _missing("token", public_id, param)
@@ -103,7 +110,13 @@ class PingView(APIView):
 
     @schema.ping
     def get(self, request: Request) -> Response:
-        return Response({"object": "ping", "merchant": ids.encode("merchant", request.user.pk)})
+        return Response(
+            {
+                "object": "ping",
+                "merchant": ids.encode("merchant", request.user.pk),
+                "livemode": request.auth.livemode,
+            }
+        )
 
 
 class TokenCreateView(APIView):
@@ -116,7 +129,7 @@ class TokenCreateView(APIView):
         data = _validated(s.TokenCreateSerializer, request)
         card = data["card"]
         token = card_tokenize(
-            merchant=request.user,
+            **_scope(request),
             number=card["number"],
             exp_month=card["exp_month"],
             exp_year=card["exp_year"],
@@ -157,7 +170,7 @@ def _filtered(request: Request, queryset):
 
 def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Response:
     queryset = Transaction.objects.select_related("card_token").filter(
-        merchant=request.user, type=type_, **filters
+        type=type_, **_scope(request), **filters
     )
     return Response(paginate(request, _filtered(request, queryset), kind, render))
 
@@ -195,7 +208,7 @@ class PaymentsView(APIView):
         data = _validated(s.PaymentCreateSerializer, request)
         token = _token(request, data["token"], "token") if "token" in data else None
         payment = payment_create(
-            merchant=request.user,
+            **_scope(request),
             amount=data["amount"],
             currency=data["currency"],
             token=token,
@@ -285,7 +298,7 @@ class RefundDetailView(APIView):
 class BalanceView(APIView):
     @schema.balance
     def get(self, request: Request) -> Response:
-        balances = merchant_balances(request.user)
+        balances = merchant_balances(request.user, livemode=request.auth.livemode)
 
         def amounts(name):
             return [
@@ -296,6 +309,7 @@ class BalanceView(APIView):
         return Response(
             {
                 "object": "balance",
+                "livemode": request.auth.livemode,
                 "available": amounts("available"),
                 "pending": amounts("pending"),
                 "receivable": amounts("receivable"),
@@ -320,7 +334,7 @@ class PayoutsView(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(s.PayoutCreateSerializer, request)
         payout = payout_create(
-            merchant=request.user,
+            **_scope(request),
             amount=data["amount"],
             currency=data["currency"],
             external_reference=data.get("external_reference"),

@@ -85,6 +85,7 @@ def test_the_card_token_audit_rows_hold_no_secret(merchant):
     assert set(row.new_values) == {
         "id",
         "merchant",
+        "livemode",
         "brand",
         "last4",
         "exp_month",

@@ -86,17 +86,19 @@ def test_the_invariant_check_reports_duplicate_platform_accounts():
     with connection.cursor() as cursor:
         # The unique index refuses a second row now; the check must still see one that
         # got in (restored from an old backup, written by hand).
-        cursor.execute("ALTER TABLE ledger_account DROP INDEX account_unique_per_owner")
+        cursor.execute("ALTER TABLE ledger_account DROP INDEX account_unique_per_owner_mode")
         try:
             cursor.execute(
-                "INSERT INTO ledger_account (merchant_id, owner, kind, currency, balance, "
-                "version) VALUES (NULL, 'platform', 'acquirer_clearing', 'CHF', 0, 1)"
+                "INSERT INTO ledger_account (merchant_id, owner, livemode, kind, currency, "
+                "balance, version) VALUES (NULL, 'platform', 0, 'acquirer_clearing', 'CHF', 0, 1)"
             )
             report = ledger_check_invariants()
             cursor.execute("DELETE FROM ledger_account WHERE id = %s", [cursor.lastrowid])
         finally:
             cursor.execute(
-                "ALTER TABLE ledger_account ADD CONSTRAINT account_unique_per_owner "
-                "UNIQUE (owner, kind, currency)"
+                "ALTER TABLE ledger_account ADD CONSTRAINT account_unique_per_owner_mode "
+                "UNIQUE (owner, livemode, kind, currency)"
             )
-    assert report.problems == ["2 platform acquirer_clearing accounts in CHF (there must be one)"]
+    assert report.problems == [
+        "2 platform acquirer_clearing accounts in CHF (test mode; there must be one)"
+    ]

@@ -90,7 +90,8 @@ def test_a_payment_the_acquirer_never_received_is_failed_and_reversed(merchant):
         acquirer.AuthorizationRequest(
             pan="4242424242424242", exp_month=12, exp_year=2034, cvc="123",
             amount=payment.amount, currency="EUR", reference=str(payment.pk),
-        )
+        ),
+        livemode=False,
     )  # fmt: skip
     assert (late.approved, late.decline_code) == (False, "reversed")
     assert not JournalEntry.objects.filter(transaction=payment).exists()
@@ -125,10 +126,10 @@ def test_a_timed_out_authorization_is_resolved_by_the_inquiry_in_the_same_reques
     calls = []
     original = acquirer.inquire
 
-    def inquire_fast(reference):
+    def inquire_fast(reference, *, livemode):
         calls.append(reference)
         settings.ACQUIRER_LATENCY_SECONDS = 0.0
-        return original(reference)
+        return original(reference, livemode=livemode)
 
     acquirer_inquire = pytest.MonkeyPatch.context()
     with acquirer_inquire as patch:

@@ -1,22 +1,22 @@
 """The acquirer simulator: idempotent by reference, decides before it answers, reversals."""
 
+import functools
 import time
 import uuid
 
 import pytest
 
-from ledger.acquirer import (
-    AcquirerTimeout,
-    AuthorizationRequest,
-    CommandRequest,
-    authorize,
-    command,
-    inquire,
-)
+from ledger import acquirer
+from ledger.acquirer import AcquirerTimeout, AuthorizationRequest, CommandRequest
 from ledger.models import SimulatedOperation
 from ledger.simulator import REFUNDS_FAIL
 
 pytestmark = pytest.mark.django_db
+
+# The simulator is test mode's acquirer.
+authorize = functools.partial(acquirer.authorize, livemode=False)
+command = functools.partial(acquirer.command, livemode=False)
+inquire = functools.partial(acquirer.inquire, livemode=False)
 
 
 def auth_request(reference=None, pan="4242424242424242", amount=1_000, capture=False):

@@ -228,6 +228,7 @@ def test_tokenize_signals_card_token_created_inside_its_transaction_without_secr
     assert event["new"] == {
         "id": str(token.pk),
         "merchant": str(merchant.pk),
+        "livemode": False,
         "brand": "mastercard",
         "last4": "4444",
         "exp_month": 12,
