@@ -167,7 +167,7 @@ def _refund(request: CommandRequest, auth: Op) -> Op:
 
 
 class SimulatedAcquirer:
-    """The acquirer of ``make run`` and the tests (``ACQUIRER_CLASS``'s default)."""
+    """The acquirer of ``make run`` and the tests: test mode's (``TEST_ACQUIRER_CLASS``)."""
 
     def __init__(self, latency_seconds: float = 0.0, timeout_seconds: float = 10.0) -> None:
         self.latency_seconds = latency_seconds
