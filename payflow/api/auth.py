@@ -1,6 +1,10 @@
-"""``Authorization: Bearer sk_…``: the merchant behind an API key."""
+"""``Authorization: Bearer sk_…`` (or HTTP Basic with the key as user name, as Stripe's
+clients send it): the merchant behind an API key."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -19,12 +23,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None  # → 401 missing_api_key via NotAuthenticated
-        scheme, _, secret = header.partition(" ")
-        if scheme != self.keyword or not secret.strip():
+        scheme, _, credentials = header.partition(" ")
+        secret = _basic_user(credentials) if scheme == "Basic" else credentials.strip()
+        if scheme not in (self.keyword, "Basic") or not secret:
+            # Never repeats what was sent: it is a secret, or may be a card number.
             raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: use 'Authorization: Bearer sk_…'."
+                "Malformed Authorization header: use 'Authorization: Bearer sk_…' "
+                "(or HTTP Basic auth with the key as user name and no password)."
             )
-        api_key = api_key_authenticate(secret.strip())
+        api_key = api_key_authenticate(secret)
         if api_key is None:
             # The same answer for unknown, malformed and revoked keys: nothing to probe.
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
@@ -35,6 +42,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+def _basic_user(credentials: str) -> str:
+    """The user name of HTTP Basic credentials (``base64(user:password)``): the key. The
+    password is ignored, as Stripe's clients send none. ``""`` when undecodable."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[0].strip()
 
 
 class MerchantAuthenticated:
@@ -73,5 +90,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "A secret key `sk_test_…` or `sk_live_…`: "
-            "`Authorization: Bearer sk_test_…`.",
+            "`Authorization: Bearer sk_test_…`, or HTTP Basic auth with the key as user "
+            "name and no password (`curl -u sk_test_…:`).",
         }

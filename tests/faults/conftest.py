@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from tests.infra.gunicorn import Gunicorn
+from tests.infra.gunicorn import Gunicorn, gunicorn_env
 
 #: One row per case run, printed by ``pytest_terminal_summary``.
 RESULTS: list[dict[str, str]] = []
@@ -34,25 +33,9 @@ TIMINGS = {
 }
 
 
-def database_url() -> str:
-    database = settings.DATABASES["default"]
-    return (
-        f"mysql://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or '127.0.0.1'}:"
-        f"{database['PORT'] or 3306}/{database['NAME']}"
-    )
-
-
 def web_env(kafka_bootstrap: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url(),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(settings.BASE_DIR),
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "FAULT_INJECTION": "True",
-        "API_THROTTLE_RATE": "1000/second",
-        **TIMINGS,
-        **extra,
-    }
+    """The web environment with fault injection on and the crash suite's timings."""
+    return gunicorn_env(kafka_bootstrap, **{"FAULT_INJECTION": "True", **TIMINGS, **extra})
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,30 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from django.conf import settings
+
 from tests.infra.processes import LoggedProcess
+
+
+def database_url() -> str:
+    """The test database's URL, for processes started outside pytest."""
+    database = settings.DATABASES["default"]
+    return (
+        f"mysql://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or '127.0.0.1'}:"
+        f"{database['PORT'] or 3306}/{database['NAME']}"
+    )
+
+
+def gunicorn_env(kafka_bootstrap: str, **extra: str) -> dict[str, str]:
+    """What a gunicorn serving the test database needs in its environment."""
+    return {
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(settings.BASE_DIR),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "API_THROTTLE_RATE": "1000/second",
+        **extra,
+    }
 
 
 def free_port() -> int:
@@ -49,6 +72,10 @@ class Gunicorn(LoggedProcess):
             [
                 str(Path(sys.executable).with_name("gunicorn")),
                 "payflow.wsgi:application",
+                "-c",
+                "python:payflow.gunicorn_conf",
+                "--access-logfile",
+                "-",
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",

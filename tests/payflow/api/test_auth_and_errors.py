@@ -1,5 +1,6 @@
 """API keys and the one error shape."""
 
+import base64
 import json
 
 import pytest
@@ -20,6 +21,9 @@ def test_a_request_without_a_key_is_401_with_the_error_shape(anonymous):
     "header",
     [
         "Basic abc",
+        "Basic " + base64.b64encode(b":sk_test_in_the_password").decode(),
+        "Basic " + base64.b64encode(b"sk_test_" + b"a" * 43 + b":").decode(),
+        "Basic !!!not-base64!!!",
         "Bearer",
         "Bearer sk_test_",
         "Bearer sk_live_nope",
@@ -30,6 +34,26 @@ def test_a_request_without_a_key_is_401_with_the_error_shape(anonymous):
 def test_malformed_or_unknown_keys_are_401(anonymous, header, db):
     anonymous.credentials(HTTP_AUTHORIZATION=header)
     assert_error(anonymous.get("/v1/payments"), 401, "invalid_api_key")
+
+
+def test_basic_auth_with_the_key_as_user_name_is_accepted(anonymous, merchant):
+    # Reproduced before: `curl -u sk_test_…:` (what Stripe's clients send) was refused 401.
+    issued = api_key_create(merchant=merchant)
+    for password in (b"", b"ignored"):
+        encoded = base64.b64encode(issued.secret.encode() + b":" + password).decode()
+        anonymous.credentials(HTTP_AUTHORIZATION=f"Basic {encoded}")
+        response = anonymous.get("/v1/ping")
+        assert response.status_code == 200, response.content
+        assert response.json()["livemode"] is False
+
+
+def test_a_refused_authorization_header_is_never_echoed(anonymous, db):
+    header = "Basic " + base64.b64encode(b"4111111111111111:").decode()
+    anonymous.credentials(HTTP_AUTHORIZATION=header)
+    response = anonymous.get("/v1/payments")
+    assert_error(response, 401, "invalid_api_key")
+    assert b"4111" not in response.content
+    assert header.split()[1].encode() not in response.content
 
 
 def test_a_revoked_key_stops_working_at_once(anonymous, merchant):
