@@ -230,6 +230,13 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own handlers (a console handler when DEBUG is on, mail to ADMINS when it is
+    # off, runserver's) have no PAN filter, and the console one wrote each 4xx a second
+    # time next to the root's: Django's loggers keep none and propagate to the root.
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+    },
 }
 
 # --- acquirer and in-flight work (DESIGN.md section 3) ----------------------------------

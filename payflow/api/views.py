@@ -65,7 +65,14 @@ def _decode(kind: str, public_id: str, param: str):
     try:
         return ids.decode(kind, public_id)
     except NotFound as exc:
-        raise _missing(kind, public_id, param) from exc
+        # Not an id of ours: never repeated, it could be anything (a card number).
+        raise ApiError(
+            404,
+            "invalid_request_error",
+            "resource_missing",
+            f"No such {kind}: that is not a {kind} id.",
+            param,
+        ) from exc
 
 
 def _scope(request: Request) -> dict[str, Any]:
