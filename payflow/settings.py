@@ -276,7 +276,11 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 REST_FRAMEWORK.update(
     {
         "DEFAULT_AUTHENTICATION_CLASSES": ["payflow.api.auth.ApiKeyAuthentication"],
-        "DEFAULT_PERMISSION_CLASSES": ["payflow.api.auth.MerchantAuthenticated"],
+        "DEFAULT_PERMISSION_CLASSES": [
+            "payflow.api.auth.MerchantAuthenticated",
+            # After authentication, before the view: no card number outside card[number].
+            "payflow.api.free_text.NoCardNumbersInText",
+        ],
         "DEFAULT_THROTTLE_CLASSES": ["payflow.api.auth.ApiKeyRateThrottle"],
         "EXCEPTION_HANDLER": "payflow.api.errors.api_exception_handler",
         "UNAUTHENTICATED_USER": None,

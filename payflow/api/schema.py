@@ -260,7 +260,8 @@ FILTER_PARAMS = [
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     meanings = {
-        400: "Invalid request (validation, unknown or ill-typed parameter).",
+        400: "Invalid request (validation, unknown or ill-typed parameter, a card number "
+        "anywhere but card[number]: card_number_not_allowed).",
         401: "Missing, malformed, unknown or revoked API key.",
         403: "The merchant may not do this (suspended; live mode without a live acquirer).",
         404: "No such object for this merchant.",
