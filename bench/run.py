@@ -118,6 +118,9 @@ def django_env(database_url: str, secrets_env: dict, extra: dict | None = None) 
     env.update({
         "PAYFLOW_ENV_FILE": "",
         "DEBUG": "False",
+        # The load generator speaks plain HTTP to loopback: no TLS proxy in front.
+        "SECURE_SSL_REDIRECT": "False",
+        "TLS_PROXY": "False",
         "DATABASE_URL": database_url,
         "PAYFLOW_VAR_DIR": str(WORK / "var"),
         "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",

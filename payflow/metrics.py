@@ -61,9 +61,19 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 
 
+#: The methods a label may name; any other (invented) method is counted as "other", so a
+#: client cannot create label series at will.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 class MetricsMiddleware:
     """Count every request and time it, labelled by its URL pattern (bounded cardinality:
-    ``v1/payments/<str:payment_id>``, never the id itself)."""
+    ``v1/payments/<str:payment_id>``, never the id itself) and its method (one of
+    ``KNOWN_METHODS`` or ``other``)."""
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
@@ -73,8 +83,9 @@ class MetricsMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         route = (match.route or match.view_name) if match is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_REQUEST_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+        method = method_label(request.method)
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
         return response
 
 

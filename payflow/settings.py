@@ -120,7 +120,25 @@ STORAGES = {
 SESSION_COOKIE_SECURE = not DEBUG and env.bool("SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# An operator's or auditor's session ends after this, active or not (Django's default is
+# two weeks).
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE_SECONDS", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+
+# --- TLS: production runs behind a TLS-terminating proxy (README, Configuration) --------
+# TLS_PROXY: trust the proxy's X-Forwarded-Proto to tell HTTPS requests (only true when
+# the app cannot be reached but through the proxy, as in docker/compose.yaml).
+if env.bool("TLS_PROXY", default=not DEBUG):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The probes and the scraper call the process over plain HTTP from inside its host.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading is the domain owner's request to the browsers' built-in lists, undone only
+# over months: opt-in, and its reminder (security.W021) is not a defect of a deployment.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -421,6 +421,8 @@ def test_image_serves_payflow_with_gunicorn_on_port_8000():
     assert json.loads(instructions["CMD"]) == [
         "gunicorn",
         "payflow.wsgi:application",
+        "-c",
+        "python:payflow.gunicorn_conf",  # the access log without the Basic-auth user name
         "--bind",
         "0.0.0.0:8000",
         "--workers",

@@ -212,3 +212,34 @@ def test_check_deploy_fails_while_fault_injection_is_on(tmp_path):
     result = _manage("check", "--deploy", "--fail-level", "ERROR", env=env, cwd=tmp_path)
     assert result.returncode != 0
     assert "payflow.E001" in result.stderr
+
+
+def test_check_deploy_with_production_settings_prints_no_warning(tmp_path):
+    # Reproduced before: security.W004 (no HSTS) and security.W008 (no SSL redirect).
+    env = _clean_env(tmp_path)
+    env.update(GOOD, PAYFLOW_ENV_FILE="")
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the suite's own (tests/settings.py)
+    result = _manage("check", "--deploy", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNINGS" not in result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_behind_the_tls_proxy_plain_http_is_redirected_and_https_gets_hsts(settings):
+    from django.test import Client
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 365 * 86400
+    plain = Client().get("/admin/login/")
+    assert (plain.status_code, plain["Location"]) == (301, "https://testserver/admin/login/")
+    secure = Client().get("/admin/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert secure.status_code == 200
+    assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    # the probes answer over plain HTTP from inside the host
+    assert Client().get("/healthz").status_code == 200
+
+
+def test_an_operator_session_lasts_eight_hours_by_default():
+    assert settings.SESSION_COOKIE_AGE == 8 * 3600
