@@ -192,11 +192,21 @@ def chromium() -> Iterator[object]:
 
 @pytest.fixture
 def page(chromium) -> Iterator[object]:
+    """A fresh page; the test fails if any page it opened broke the Content-Security-Policy
+    (Chromium reports each refused script, style or request on the console)."""
     context = chromium.new_context()
     page = context.new_page()
     page.set_default_timeout(15_000)
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert violations == [], violations
 
 
 # --- PAN checks -----------------------------------------------------------------------
