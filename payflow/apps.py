@@ -9,12 +9,13 @@ class PayflowConfig(AppConfig):
     verbose_name = "PayFlow platform"
 
     def ready(self) -> None:
-        # Connects the Celery signals that record every scheduled job's runs, and
-        # registers the system checks.
+        # Connects the Celery signals that record every scheduled job's runs and the
+        # login guard's (failed logins counted and audited), and registers the system
+        # checks.
         # Every ledger change made under an Idempotency-Key claim checks the claim's fence
         # and links the endpoint's object, in the change's transaction.
         from ledger.signals import ledger_changed
-        from payflow import checks, jobs  # noqa: F401
+        from payflow import checks, jobs, login_guard  # noqa: F401
         from payflow.api.idempotency import fence_ledger_change
 
         ledger_changed.connect(fence_ledger_change, dispatch_uid="payflow.idempotency_fence")

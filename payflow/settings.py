@@ -125,6 +125,10 @@ SESSION_COOKIE_HTTPONLY = True
 # An operator's or auditor's session ends after this, active or not (Django's default is
 # two weeks).
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE_SECONDS", default=8 * 3600)
+# Admin login throttling (payflow.login_guard): this many failures of one user name or one
+# address within the window lock the login for the rest of it.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
 X_FRAME_OPTIONS = "DENY"
 
 # --- TLS: production runs behind a TLS-terminating proxy (README, Configuration) --------

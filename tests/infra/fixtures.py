@@ -232,6 +232,16 @@ def unredacted_logs(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test starts with an empty cache: no login-failure count (payflow.login_guard)
+    or API throttle counter carried over from another test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def acting_as_the_test_suite():
     """Every change needs an actor (audit). Tests act as a named system actor; tests of the
     refusal replace the context with an empty one."""

@@ -1,0 +1,79 @@
+"""Admin login throttling and failed logins in the audit trail (payflow.login_guard).
+
+Reproduced before: 50 wrong passwords, then the right one, logged the operator in, and no
+failed attempt left a trace.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from audit.models import AuditEntry
+from audit.verify import verify_all
+from tests.payflow.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/admin/login/?next=/admin/"
+
+
+def attempt(client, username, password, ip="203.0.113.7"):
+    return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def logged_in(response) -> bool:
+    return response.status_code == 302 and response["Location"] == "/admin/"
+
+
+def failures():
+    return AuditEntry.objects.filter(event_type="user.login_failed").order_by("id")
+
+
+def test_five_wrong_passwords_lock_the_account_even_for_the_right_one(client, operator, settings):
+    settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_SECONDS = 5, 900
+    for _ in range(5):
+        assert not logged_in(attempt(client, "olivia", "wrong"))
+    refused = attempt(client, "olivia", PASSWORD)
+    assert refused.status_code == 200
+    assert "Too many failed logins" in refused.content.decode()
+    assert not logged_in(refused)
+    # from another address too: the account's own count locks it
+    assert not logged_in(attempt(client, "olivia", PASSWORD, ip="198.51.100.9"))
+    # every attempt is an audit row naming the account, the address and the count
+    rows = list(failures())
+    assert [row.new_values["failures"] for row in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert [row.new_values["refused_while_locked"] for row in rows] == [False] * 5 + [True] * 2
+    assert {row.object_id for row in rows} == {str(operator.pk)}
+    assert rows[0].new_values["ip"] == "203.0.113.7"
+    assert rows[0].actor_type == "anonymous"
+    assert verify_all().ok
+    # once the window has passed (the counters expire), the right password works again
+    cache.clear()
+    assert logged_in(attempt(client, "olivia", PASSWORD))
+
+
+def test_one_address_trying_many_names_is_locked_too(client, operator, settings):
+    settings.LOGIN_FAILURE_LIMIT = 5
+    for index in range(5):
+        attempt(client, f"guess{index}", "wrong")
+    assert not logged_in(attempt(client, "olivia", PASSWORD))
+    assert logged_in(attempt(client, "olivia", PASSWORD, ip="198.51.100.9"))
+
+
+def test_a_success_clears_the_account_s_count(client, operator, settings):
+    settings.LOGIN_FAILURE_LIMIT = 5
+    for _ in range(4):
+        attempt(client, "olivia", "wrong", ip=f"198.51.100.{_}")
+    assert logged_in(attempt(client, "olivia", PASSWORD, ip="192.0.2.1"))
+    client.logout()
+    for _ in range(4):
+        attempt(client, "olivia", "wrong", ip=f"198.51.100.{10 + _}")
+    assert logged_in(attempt(client, "olivia", PASSWORD, ip="192.0.2.1"))
+
+
+def test_an_unknown_name_is_audited_without_what_was_typed(client):
+    attempt(client, "4111 1111 1111 1111", "wrong")
+    [row] = failures()
+    assert (row.object_id, row.new_values["username"]) == ("unknown", None)
+    assert "4111" not in str(row.new_values)
