@@ -21,9 +21,12 @@ committed *before* the answer travels back, so a caller killed while waiting fin
 again with ``inquire``. Captures, voids and refunds of one authorization are serialized
 on its row.
 
-``latency_seconds`` delays every answer; when it exceeds ``timeout_seconds`` the caller
-gives up at the timeout (``AcquirerTimeout``) although the acquirer decided: the case
-recovery by inquiry exists for.
+Knobs for tests and drills: ``latency_seconds`` (``ACQUIRER_LATENCY_SECONDS``) delays
+every answer; when it exceeds ``timeout_seconds`` the caller gives up at the timeout
+(``AcquirerTimeout``) although the acquirer decided: the case recovery by inquiry exists
+for. ``ACQUIRER_SIMULATOR_DOWN`` (read at each call) makes it unreachable: every call,
+inquiries included, fails at once with ``AcquirerUnavailable`` and nothing is decided,
+as when the acquirer's endpoint refuses connections.
 """
 
 from __future__ import annotations
@@ -31,9 +34,16 @@ from __future__ import annotations
 import secrets
 import time
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from ledger.acquirer import AcquirerResult, AcquirerTimeout, AuthorizationRequest, CommandRequest
+from ledger.acquirer import (
+    AcquirerResult,
+    AcquirerTimeout,
+    AcquirerUnavailable,
+    AuthorizationRequest,
+    CommandRequest,
+)
 from ledger.models import SimulatedOperation as Op
 from payflow import db, faults
 
@@ -183,17 +193,27 @@ class SimulatedAcquirer:
             time.sleep(self.latency_seconds)
         return _answer(op) if op is not None else None
 
+    @staticmethod
+    def _reachable() -> None:
+        if getattr(settings, "ACQUIRER_SIMULATOR_DOWN", False):
+            raise AcquirerUnavailable("connection refused (ACQUIRER_SIMULATOR_DOWN)")
+
     def authorize(self, request: AuthorizationRequest) -> AcquirerResult:
+        self._reachable()
         return self._reply(Op.AUTHORIZE, _decide_authorization(request))
 
     def capture(self, request: CommandRequest) -> AcquirerResult:
+        self._reachable()
         return self._reply(Op.CAPTURE, _decide_command(request))
 
     def void(self, request: CommandRequest) -> AcquirerResult:
+        self._reachable()
         return self._reply(Op.VOID, _decide_command(request))
 
     def refund(self, request: CommandRequest) -> AcquirerResult:
+        self._reachable()
         return self._reply(Op.REFUND, _decide_command(request))
 
     def inquire(self, reference: str) -> AcquirerResult | None:
+        self._reachable()
         return self._reply("inquire", Op.objects.filter(pk=reference).first())

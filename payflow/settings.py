@@ -273,6 +273,8 @@ LOGGING = {
 TEST_ACQUIRER_CLASS = env.str("TEST_ACQUIRER_CLASS", default="ledger.simulator.SimulatedAcquirer")
 LIVE_ACQUIRER_CLASS = env.str("LIVE_ACQUIRER_CLASS", default="")
 ACQUIRER_LATENCY_SECONDS = env.float("ACQUIRER_LATENCY_SECONDS", default=0.0)
+# The simulator refuses every connection (drills and tests: the acquirer is down).
+ACQUIRER_SIMULATOR_DOWN = env.bool("ACQUIRER_SIMULATOR_DOWN", default=False)
 # Every acquirer call gives up after this; the outcome is then unknown and resolved by
 # inquiry. The Idempotency-Key claim and the recovery threshold must outlast a request's
 # calls (an authorization and an inquiry): payflow.config.acquirer_timings checks it.

@@ -230,3 +230,26 @@ def test_the_invariant_check_reports_what_recovery_left_in_flight(merchant, sett
     assert problem.startswith(f"payment {payment.pk} has been initiated since")
     recover()
     assert ledger_check_invariants(now=later).ok
+
+
+def test_an_acquirer_that_is_down_then_back_leaves_nothing_charged_twice(merchant, settings):
+    # Down: the authorization and its inquiry both fail at once; the payment waits.
+    settings.ACQUIRER_SIMULATOR_DOWN = True
+    payment = pay(merchant, amount=2_500)
+    assert payment.status == "initiated"
+    assert not SimulatedOperation.objects.exists()
+    assert recover().payments_unresolved == 1
+    held = pay(merchant, amount=900, capture=False)  # also waits
+    # Back: the acquirer never received either, so each fails and is reversed; nothing
+    # was ever held or captured.
+    settings.ACQUIRER_SIMULATOR_DOWN = False
+    report = recover()
+    assert (report.payments_resolved, report.payments_unresolved) == (2, 0)
+    for each in (payment, held):
+        each.refresh_from_db()
+        assert (each.status, each.decline_code) == ("failed", "acquirer_unavailable")
+    book = SimulatedOperation.objects
+    assert not book.filter(approved=True).exclude(kind="void").exists()
+    assert book.filter(kind="void", approved=True).count() == 2  # the reversals
+    assert not JournalEntry.objects.filter(transaction__in=[payment, held]).exists()
+    assert ledger_check_invariants().ok
