@@ -8,14 +8,18 @@ invalid cards). Then no full card number the session typed, in digits, spaced or
 and no CVC next to a ``cvc`` key is in any table, the web log (access log included), the
 worker's log, any Kafka message (value, key, headers) or any response body.
 
-Not run here: Celery beat (it only schedules; the worker runs the tasks and is scanned).
+Celery beat runs too, for the length of the session, and its log is scanned with the
+others.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +31,7 @@ from ledger.services.merchants import merchant_create
 from outbox.events import ALL_TOPICS, full_topic
 from outbox.models import EventStatus, OutboxEvent
 from tests.infra.gunicorn import Gunicorn, gunicorn_env
+from tests.infra.processes import LoggedProcess
 from tests.pan_scan import find_pans_in_database, find_pans_in_text
 
 APPROVED = "378282246310005"  # American Express, 4-digit CVC
@@ -47,6 +52,29 @@ def web(infra_dir, django_db_setup, kafka_broker, celery_worker_process):
     server.start()
     yield server
     server.stop()
+
+
+class Beat(LoggedProcess):
+    """``celery beat`` on the worker's broker, its schedule file in its work directory."""
+
+    log_name = "beat.log"
+
+    def start(self, env: dict[str, str]) -> Beat:
+        log = self.open_log()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "payflow", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "schedule")],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        return self
+
+
+@pytest.fixture
+def beat(infra_dir, kafka_broker, celery_worker_process):
+    process = Beat(infra_dir / "beat-pan-scan").start(gunicorn_env(kafka_broker.bootstrap))
+    yield process
+    process.stop()
 
 
 class Session:
@@ -194,13 +222,23 @@ def wait_published(deadline_seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
+def wait_for_beat(beat: Beat, deadline_seconds: float = 30) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while "Sending due task" not in beat.log_path.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"beat sent no task within {deadline_seconds}s:\n{beat.log_tail()}")
+        time.sleep(0.2)
+
+
 def test_no_card_number_or_cvc_in_any_table_log_message_or_response(
-    web, kafka_broker, celery_worker_process
+    web, kafka_broker, celery_worker_process, beat
 ):
     merchant = merchant_create(name="pan-scan")
     session = Session(web, api_key_create(merchant=merchant).secret)
     run_session(session)
     wait_published()
+    wait_for_beat(beat)
+    beat.stop()
     messages = kafka_broker.consume([full_topic(topic) for topic in ALL_TOPICS], timeout=5)
     assert messages, "nothing reached Kafka"
     kafka_text = "\n".join(
@@ -212,10 +250,12 @@ def test_no_card_number_or_cvc_in_any_table_log_message_or_response(
     sinks = {
         "web log": web.log_path.read_text(errors="replace"),
         "worker log": celery_worker_process.log_path.read_text(errors="replace"),
+        "beat log": beat.log_path.read_text(errors="replace"),
         "kafka": kafka_text,
         "responses": b"\n".join(session.bodies).decode("utf-8", "replace"),
     }
     assert '"GET /v1/balance HTTP/1.1" 401' in sinks["web log"]  # the access log is on
+    assert "Sending due task" in sinks["beat log"]  # beat ran
     # the scan sees every card number the session typed, in what it sent
     sent = {last4 for last4, _form in find_pans_in_text("\n".join(session.sent), PANS)}
     assert sent == {pan[-4:] for pan in PANS}
