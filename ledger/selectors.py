@@ -227,24 +227,27 @@ def _check_payments(report: InvariantReport) -> None:
 def _check_modes(report: InvariantReport) -> None:
     """Test and live never meet: a refund or chargeback is of its payment's mode, a payment
     of its card token's, a journal line's account of its entry's."""
-    crossed = (
-        Transaction.objects.filter(parent__isnull=False)
-        .exclude(livemode=F("parent__livemode"))
-        .values_list("pk", flat=True)[:100]
+    crossings = (
+        (
+            Transaction.objects.filter(parent__isnull=False).exclude(
+                livemode=F("parent__livemode")
+            ),
+            "pk",
+            "transaction {} is not of its payment's mode",
+        ),
+        (
+            Transaction.objects.filter(card_token__isnull=False).exclude(
+                livemode=F("card_token__livemode")
+            ),
+            "pk",
+            "payment {} is not of its card token's mode",
+        ),
+        (
+            JournalLine.objects.exclude(account__livemode=F("entry__livemode")),
+            "entry_id",
+            "journal entry {} posts to an account of another mode",
+        ),
     )
-    for pk in crossed:
-        report.problems.append(f"transaction {pk} is not of its payment's mode")
-    tokens = (
-        Transaction.objects.filter(card_token__isnull=False)
-        .exclude(livemode=F("card_token__livemode"))
-        .values_list("pk", flat=True)[:100]
-    )
-    for pk in tokens:
-        report.problems.append(f"payment {pk} is not of its card token's mode")
-    lines = (
-        JournalLine.objects.exclude(account__livemode=F("entry__livemode"))
-        .values_list("entry_id", flat=True)
-        .distinct()[:100]
-    )
-    for entry_id in lines:
-        report.problems.append(f"journal entry {entry_id} posts to an account of another mode")
+    for rows, column, problem in crossings:
+        for pk in rows.values_list(column, flat=True).distinct()[:100]:
+            report.problems.append(problem.format(pk))

@@ -270,3 +270,20 @@ def test_the_acquirer_interface_answers_the_mode_it_is_asked_for(settings):
     with pytest.raises(acquirer.AcquirerNotConfigured):
         acquirer.inquire("01a2-nothing", livemode=True)
     assert isinstance(acquirer.get_acquirer(False), SimulatedAcquirer)
+
+
+def test_the_invariant_check_reports_anything_that_crossed_modes(test_api):
+    from django.db import connection
+
+    paid = create_payment(test_api, amount=2_000).json()
+    refund = test_api.post(
+        f"/v1/payments/{paid['id']}/refunds", {"amount": 100}, format="json"
+    ).json()
+    assert ledger_check_invariants().ok
+    refund_pk = ids.decode("refund", refund["id"])
+    with connection.cursor() as cursor:  # what no service can do: rows changed by hand
+        cursor.execute("UPDATE ledger_transaction SET livemode = 1 WHERE id = %s", [refund_pk.hex])
+        cursor.execute("UPDATE ledger_account SET livemode = 1 WHERE kind = 'merchant_pending'")
+    problems = ledger_check_invariants().problems
+    assert f"transaction {refund_pk} is not of its payment's mode" in problems
+    assert any("posts to an account of another mode" in problem for problem in problems)
