@@ -54,8 +54,18 @@ def test_the_app_user_can_read_and_append_audit_rows_but_not_change_or_delete_th
 
 
 def test_the_app_user_keeps_full_access_to_its_own_tables(app_user):
-    app_user.execute("UPDATE ledger_merchant SET name = name WHERE 1 = 0")
-    app_user.execute("DELETE FROM payflow_idempotencyrecord WHERE 1 = 0")
+    from ledger.models import Merchant
+    from ledger.services.merchants import merchant_create
+
+    merchant = merchant_create(name="grants")
+    renamed = app_user.execute(
+        "UPDATE ledger_merchant SET name = 'renamed' WHERE id = %s", [merchant.pk.hex]
+    )
+    # DELETE is granted on the app's own tables (none matches: no privilege error)
+    deleted = app_user.execute("DELETE FROM payflow_idempotencyrecord WHERE id < 0")
+    app_user.connection.commit()
+    assert (renamed, deleted) == (1, 0)
+    assert Merchant.objects.get(pk=merchant.pk).name == "renamed"
 
 
 ARCHIVER_PASSWORD = "x-archiver-1"

@@ -1,6 +1,5 @@
 """Random sequences of ledger operations keep the books balanced (Hypothesis, MariaDB)."""
 
-import contextlib
 import datetime
 
 import pytest
@@ -18,6 +17,7 @@ from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
 from tests.ledger.conftest import pay
+from tests.money_snapshot import changes, snapshot
 
 amounts = st.integers(min_value=1, max_value=50_000)
 DECLINING = "4000000000000002"
@@ -35,9 +35,16 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _attempt(self, operation):
         # Refusals (over-refunds, payouts above balance, illegal transitions) are part of
-        # the game; anything else is a bug and fails the test.
-        with contextlib.suppress(LedgerError):
+        # the game, and a refusal leaves every money table exactly as it was; anything
+        # else raised is a bug and fails the test.
+        before = snapshot()
+        refused = None
+        try:
             operation()
+        except LedgerError as refusal:
+            refused = refusal
+        if refused is not None:
+            assert changes(before, snapshot()) == {}, refused
 
     @rule(amount=amounts, capture=st.booleans(), declined=st.booleans())
     def create_payment(self, amount, capture, declined):

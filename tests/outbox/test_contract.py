@@ -77,17 +77,21 @@ def test_every_emitted_event_type_is_documented(merchant):
 
 
 @pytest.mark.parametrize(
-    "broken",
+    ("broken", "where", "rule"),
     [
-        {"amount": 10.5},
-        {"amount": "1000"},
-        {"currency": "eur"},
-        {"pan": "4242424242424242"},
+        ({"amount": 10.5}, ("amount",), "type"),
+        ({"amount": "1000"}, ("amount",), "type"),
+        ({"currency": "eur"}, ("currency",), "pattern"),
+        ({"livemode": "yes"}, ("livemode",), "type"),
+        ({"pan": "4242424242424242"}, (), "additionalProperties"),
     ],
 )
-def test_the_schema_rejects_what_a_consumer_must_never_see(merchant, broken):
+def test_the_schema_rejects_what_a_consumer_must_never_see(merchant, broken, where, rule):
     pay(merchant)
     payment_event = OutboxEvent.objects.filter(aggregate_type="payment").first()
     envelope = json.loads(json.dumps(events.envelope(payment_event)))
     envelope["payload"].update(broken)
-    assert envelope_errors(envelope)
+    # exactly one error, and it is the broken field's, for the right reason
+    assert list(_validator("envelope.json").iter_errors(envelope)) == []
+    errors = list(_validator("transaction.json").iter_errors(envelope["payload"]))
+    assert [(tuple(error.absolute_path), error.validator) for error in errors] == [(where, rule)]

@@ -174,9 +174,13 @@ def test_every_beat_job_run_twice_at_once_has_the_effect_of_one_run(work_for_eve
     assert sorted(runs) == sorted(ran)
     for name in ran:
         assert (runs[name].runs, runs[name].failures, runs[name].last_status) == (2, 0, "ok")
-        assert runs[name].last_duration_seconds >= 0
+        assert 0 < runs[name].last_duration_seconds < 60
     assert runs["ledger-invariants"].last_result["ok"] is True
-    assert runs["settlement"].last_result["payments_settled"] in (0, 1, 2, 3)
+    # (how the two overlapping runs split the due payments varies; that each was settled
+    # exactly once is asserted above) the run records the settlement report
+    assert set(runs["settlement"].last_result) == {
+        "payments_settled", "payouts_settled", "skipped",
+    }  # fmt: skip
 
 
 def test_a_failed_run_is_recorded_with_its_error(transactional_db):
