@@ -13,18 +13,21 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from ledger.exceptions import (
     AmountExceedsRemaining,
     ConcurrentUpdate,
     InsufficientBalance,
     InvalidStateTransition,
+    MerchantInactive,
 )
-from ledger.models import Transaction
+from ledger.models import Merchant, Transaction
 from ledger.selectors import ledger_check_invariants, merchant_balances
-from ledger.services.merchants import merchant_create
+from ledger.services.api_keys import api_key_authenticate, api_key_create, api_key_revoke
+from ledger.services.merchants import merchant_create, merchant_suspend
 from ledger.services.payments import payment_cancel, payment_capture
 from ledger.services.payouts import payout_create
-from ledger.services.refunds import refund_create
+from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
 from payflow import context
 from tests.infra.fixtures import default_database_is
@@ -158,3 +161,90 @@ def test_concurrent_payouts_never_exceed_the_available_balance(writers):
         assert merchant_balances(merchant)["EUR"]["available"] == 1_000
         assert Transaction.objects.filter(merchant=merchant, type="payout").count() == 3
         assert ledger_check_invariants().ok
+
+
+def test_a_chargeback_racing_a_refund_never_returns_more_than_was_captured(writers):
+    with on(writers[0]):
+        merchant = merchant_create(name="race-chargeback")
+        payment = pay(merchant, amount=10_000)
+    outcomes = race(
+        writers,
+        lambda: refund_create(payment=payment, amount=7_000),
+        lambda: chargeback_create(payment=payment, amount=7_000, reason="fraudulent"),
+    )
+    [winner] = succeeded(outcomes)
+    [error] = failures(outcomes)
+    assert isinstance(error, AmountExceedsRemaining | ConcurrentUpdate)
+    with on(writers[0]):
+        payment.refresh_from_db()
+        assert payment.refunded_amount + payment.charged_back_amount == 7_000
+        assert Transaction.objects.filter(parent=payment).count() == 1
+        assert Transaction.objects.get(parent=payment).type == winner.type
+        assert merchant_balances(merchant)["EUR"]["pending"] == 3_000
+        assert ledger_check_invariants().ok
+
+
+def test_a_refund_racing_the_settlement_takes_its_money_from_the_right_balance(writers):
+    # The refund decides pending or available from the payment's status; the settlement
+    # moves the net from pending to available. Whichever order they commit in, the books
+    # end with 6,000 available and nothing pending.
+    with on(writers[0]):
+        merchant = merchant_create(name="race-settle", settlement_delay_days=0)
+        payment = pay(merchant, amount=10_000)
+    outcomes = race(
+        writers,
+        lambda: refund_create(payment=payment, amount=4_000),
+        lambda: settlement_run(now=timezone.now() + datetime.timedelta(seconds=1)),
+    )
+    assert failures(outcomes) == []
+    with on(writers[0]):
+        settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))  # if it lost
+        payment.refresh_from_db()
+        assert (payment.status, payment.refunded_amount) == ("settled", 4_000)
+        balances = merchant_balances(merchant)["EUR"]
+        assert (balances["pending"], balances["available"]) == (0, 6_000)
+        assert ledger_check_invariants().ok
+
+
+def test_a_suspension_racing_a_payout_either_refuses_it_or_comes_after_it(writers):
+    with on(writers[0]):
+        merchant = merchant_create(name="race-suspend", settlement_delay_days=0)
+        pay(merchant, amount=10_000)
+        settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))
+    outcomes = race(
+        writers,
+        lambda: payout_create(merchant=merchant, amount=1_000, currency="EUR"),
+        lambda: merchant_suspend(merchant=merchant),
+    )
+    payout_outcome, suspension = outcomes
+    assert suspension[0] == "ok"
+    with on(writers[0]):
+        payouts = Transaction.objects.filter(merchant=merchant, type="payout").count()
+        if payout_outcome[0] == "ok":
+            assert payouts == 1
+        else:
+            assert isinstance(payout_outcome[1], MerchantInactive)
+            assert payouts == 0
+        assert Merchant.objects.get(pk=merchant.pk).status == "suspended"
+        assert ledger_check_invariants().ok
+
+
+def test_two_revocations_of_one_key_revoke_it_once_and_it_stops_working(writers):
+    with on(writers[0]):
+        merchant = merchant_create(name="race-revoke")
+        issued = api_key_create(merchant=merchant)
+    outcomes = race(
+        writers,
+        lambda: api_key_revoke(api_key=issued.api_key),
+        lambda: api_key_revoke(api_key=issued.api_key),
+    )
+    # revoking is idempotent: the later call finds the key revoked (or, having read it
+    # before the other's commit, loses the compare-and-set); never a second revocation
+    assert all(isinstance(error, ConcurrentUpdate) for error in failures(outcomes)), outcomes
+    assert succeeded(outcomes)
+    with on(writers[0]):
+        revoked = AuditEntry.objects.filter(
+            object_id=str(issued.api_key.pk), event_type="api_key.revoked"
+        )
+        assert revoked.count() == 1
+        assert api_key_authenticate(issued.secret) is None
