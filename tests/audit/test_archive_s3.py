@@ -19,9 +19,10 @@ from audit.models import ArchiveSegment, AuditEntry
 from audit.verify import verify_all
 from payflow import config
 from tests.audit.chainseed import seed_chain
+from tests.missing import import_or_missing
 
 pytestmark = pytest.mark.django_db(transaction=True)
-boto3 = pytest.importorskip("boto3")
+boto3 = import_or_missing("boto3")
 BUCKET = "payflow-audit-archive"
 DAY = datetime.timedelta(days=1)
 

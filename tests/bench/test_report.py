@@ -6,6 +6,7 @@ import math
 import pytest
 
 from bench import loadgen, profile, report, stats
+from tests.missing import import_or_missing
 
 
 def test_percentile_is_the_nearest_rank_of_the_samples():
@@ -175,7 +176,7 @@ def test_goals_say_met_or_not_with_the_margin():
 
 
 def test_report_writes_json_markdown_and_plots(tmp_path):
-    pytest.importorskip("matplotlib")
+    import_or_missing("matplotlib")
 
     paths = report.write(_results(), tmp_path)
 

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.missing import cannot_run_here, missing_part
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
 COMPOSE_FILE = DOCKER_DIR / "compose.yaml"
@@ -160,13 +162,14 @@ def env_names(arguments: str) -> list[str]:
 def docker_compose() -> list[str]:
     docker = shutil.which("docker")
     if docker is None:
-        pytest.skip("no `docker` client on PATH, so `docker compose config` cannot be run")
+        missing_part("no `docker` client on PATH, so `docker compose config` cannot be run")
     probe = subprocess.run(
         [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
     )
     if probe.returncode != 0:
         reason = (probe.stderr or probe.stdout).strip().splitlines()[:1]
-        pytest.skip(
+        # No Debian package has the plugin: this machine cannot have it (skipped in CI too).
+        cannot_run_here(
             "the docker client has no compose plugin (`docker compose version` failed: "
             f"{reason[0] if reason else 'no output'}), so `docker compose config` cannot be run"
         )

@@ -20,6 +20,7 @@ from payflow import config
 from tests.infra.celery_worker import CeleryWorker
 from tests.infra.galera import GaleraCluster, GaleraUnavailable, missing_requirements
 from tests.infra.kafka import KafkaBroker
+from tests.missing import missing_part
 
 GALERA_DATABASE = "payflow_galera_test"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,12 +65,12 @@ def galera_cluster(infra_dir: Path, django_db_blocker) -> Iterator[GaleraCluster
     """
     missing = missing_requirements()
     if missing:
-        pytest.skip(f"Galera packages not installed: {', '.join(missing)}")
+        missing_part(f"Galera packages not installed: {', '.join(missing)}")
     cluster = GaleraCluster(infra_dir / "galera")
     try:
         cluster.start()
     except GaleraUnavailable as exc:  # pragma: no cover - checked above
-        pytest.skip(str(exc))
+        missing_part(str(exc))
     try:
         connection = cluster.nodes[0].connect()
         connection.cursor().execute(
@@ -178,7 +179,7 @@ def celery_worker_process(
 def chromium() -> Iterator[object]:
     """Headless Debian Chromium driven by Playwright (no browser download)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        missing_part("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
