@@ -8,14 +8,20 @@ groups of four separated by spaces and by dashes, and (for blobs) in ASCII and U
 A ciphertext column is scanned too: the plaintext PAN must not be in it either.
 
 ``find_pans_in_text(text, pans)`` does the same for captured log output or query logs.
+
+``card_numbers_in_text`` and ``find_card_numbers_in_database`` look for *any* card number
+(a Luhn-valid 13-19 digit run, as the log filter defines it), not only the known ones.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connections
+
+from payflow.logging import redact_pans
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,51 @@ TEST_CARD_NUMBERS = [
     "5555555555554444",
     "378282246310005",
 ]
+
+
+# --- any card number, not only the known ones ------------------------------------------
+
+#: Digests and encodings whose digits are not card data: long hex (hashes, fingerprints,
+#: HMACs) and base64 (signatures, ciphertexts). A card number hides in neither by chance
+#: alone, and masking their digit runs is what produced false alarms.
+_NOT_CARD_DATA = re.compile(r"[0-9a-fA-F]{32,}|[A-Za-z0-9+/_-]{40,}={0,2}")
+
+
+def card_numbers_in_text(text: str) -> list[str]:
+    """Every PAN-shaped run in ``text`` (a Luhn-valid 13-19 digit run, spaces or dashes
+    allowed; the log filter's rule), shown masked to its last four digits."""
+    cleaned = _NOT_CARD_DATA.sub("#", text)
+    masked = redact_pans(cleaned)
+    if masked == cleaned:
+        return []
+    return sorted(set(_MASKED.findall(masked)))
+
+
+_MASKED = re.compile(r"\*[*\s-]*[0-9]{4}")
+
+
+def find_card_numbers_in_database(*, using: str = "default") -> list[tuple[str, str, str]]:
+    """(table, column, masked number) for every PAN-shaped run stored anywhere: every
+    column of every table, blobs read as Latin-1."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    hits: set[tuple[str, str, str]] = set()
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            columns = [
+                column.name
+                for column in connection.introspection.get_table_description(cursor, table)
+            ]
+            selected = ", ".join(quote(column) for column in columns)
+            cursor.execute(f"SELECT {selected} FROM {quote(table)}")  # noqa: S608
+            for row in cursor.fetchall():
+                for column, value in zip(columns, row, strict=True):
+                    if value is None:
+                        continue
+                    if isinstance(value, bytes | bytearray | memoryview):
+                        text = bytes(value).decode("latin-1")
+                    else:
+                        text = str(value)
+                    for found in card_numbers_in_text(text):
+                        hits.add((table, column, found))
+    return sorted(hits)

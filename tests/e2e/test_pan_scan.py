@@ -5,7 +5,8 @@ worker relaying the outbox to the Kafka-protocol broker. The session pays with c
 their CVCs, moves money every way, tries a card number in every free-text field, header,
 query and path, and walks the error paths (unknown ids, bad keys, Basic auth, declines,
 invalid cards). Then no full card number the session typed, in digits, spaced or dashed,
-and no CVC next to a ``cvc`` key is in any table, the web log (access log included), the
+no other Luhn-valid 13-19 digit run either, and no CVC next to a ``cvc`` key is in any
+table, the web log (access log included), the
 worker's log, any Kafka message (value, key, headers) or any response body.
 
 Celery beat runs too, for the length of the session, and its log is scanned with the
@@ -32,7 +33,12 @@ from outbox.events import ALL_TOPICS, full_topic
 from outbox.models import EventStatus, OutboxEvent
 from tests.infra.gunicorn import Gunicorn, gunicorn_env
 from tests.infra.processes import LoggedProcess
-from tests.pan_scan import find_pans_in_database, find_pans_in_text
+from tests.pan_scan import (
+    card_numbers_in_text,
+    find_card_numbers_in_database,
+    find_pans_in_database,
+    find_pans_in_text,
+)
 
 APPROVED = "378282246310005"  # American Express, 4-digit CVC
 APPROVED_CVC = "8317"
@@ -261,5 +267,7 @@ def test_no_card_number_or_cvc_in_any_table_log_message_or_response(
     assert sent == {pan[-4:] for pan in PANS}
     for name, text in sinks.items():
         assert find_pans_in_text(text, PANS) == [], name
+        assert card_numbers_in_text(text) == [], name  # any card number, not only ours
         assert not CVC_NEAR_KEY.search(text), name
     assert find_pans_in_database(PANS) == []
+    assert find_card_numbers_in_database() == []

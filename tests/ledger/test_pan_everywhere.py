@@ -9,7 +9,13 @@ from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
 from tests.ledger.conftest import pay
-from tests.pan_scan import TEST_CARD_NUMBERS, find_pans_in_database, find_pans_in_text
+from tests.pan_scan import (
+    TEST_CARD_NUMBERS,
+    card_numbers_in_text,
+    find_card_numbers_in_database,
+    find_pans_in_database,
+    find_pans_in_text,
+)
 
 CARDS = TEST_CARD_NUMBERS
 
@@ -31,3 +37,6 @@ def test_no_pan_in_any_table_or_log_after_payments_refunds_chargebacks_and_payou
     # then no column of any table and no log line holds a PAN, in any form
     assert find_pans_in_database(CARDS) == []
     assert find_pans_in_text(caplog.text, CARDS) == []
+    # nor any other card number (the list above is the cards we charged)
+    assert find_card_numbers_in_database() == []
+    assert card_numbers_in_text(caplog.text) == []

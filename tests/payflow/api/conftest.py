@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
-from tests.pan_scan import TEST_CARD_NUMBERS
+from tests.pan_scan import TEST_CARD_NUMBERS, card_numbers_in_text
 
 PAN_PATTERN = re.compile("|".join(TEST_CARD_NUMBERS))
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
@@ -33,15 +33,19 @@ class RecordingClient(APIClient):
 
 @pytest.fixture(autouse=True)
 def no_pan_in_any_response_or_log(caplog, request, unredacted_logs):
-    """After every API test: no test PAN in a response body or a log record."""
+    """After every API test: no card number (a test card, or any Luhn-valid 13-19 digit
+    run) in a response body or a log record."""
     caplog.set_level(logging.DEBUG)
     clients: list[RecordingClient] = []
     request.node.recording_clients = clients
     yield
     for client in clients:
         for body in client.bodies:
-            assert not PAN_PATTERN.search(body.decode("utf-8", "replace")), body[:300]
+            text = body.decode("utf-8", "replace")
+            assert not PAN_PATTERN.search(text), body[:300]
+            assert card_numbers_in_text(text) == [], body[:300]
     assert not PAN_PATTERN.search(caplog.text)
+    assert card_numbers_in_text(caplog.text) == []
 
 
 @pytest.fixture
