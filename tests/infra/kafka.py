@@ -60,12 +60,19 @@ class KafkaBroker:
                 self.process.wait()
 
     def consume(
-        self, topics: list[str], *, expected: int | None = None, timeout: float = 15
+        self,
+        topics: list[str],
+        *,
+        expected: int | None = None,
+        timeout: float = 15,
+        max_seconds: float = 120,
     ) -> list[Message]:
         """Read every message on ``topics`` from the beginning, with a fresh consumer group.
 
-        Stops when ``expected`` messages arrived or when nothing new came for ``timeout``
-        seconds in total.
+        Stops when ``expected`` messages arrived, or when nothing new came for ``timeout``
+        seconds (an idle timeout, counted from the moment the consumer has its partitions:
+        joining the group can take seconds on a loaded machine), and in any case after
+        ``max_seconds``.
         """
         consumer = Consumer(
             {
@@ -77,15 +84,22 @@ class KafkaBroker:
         )
         consumer.subscribe(topics)
         messages: list[Message] = []
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        last_news = None  # when the partitions were assigned, then each message's arrival
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() - started < max_seconds:
                 if expected is not None and len(messages) >= expected:
+                    break
+                now = time.monotonic()
+                if last_news is None and consumer.assignment():
+                    last_news = now
+                if last_news is not None and now - last_news > timeout:
                     break
                 message = consumer.poll(0.2)
                 if message is None or message.error():
                     continue
                 messages.append(message)
+                last_news = time.monotonic()
         finally:
             consumer.close()
         return messages

@@ -78,17 +78,18 @@ def test_a_real_deadlock_is_retried_and_both_transactions_commit(probe_table):
 
 
 def test_a_lock_wait_timeout_is_retried_once_the_lock_is_released(probe_table):
-    # given another session holding the row lock for a little longer than our wait timeout
+    # given another session holding the row lock until our first attempt has timed out
+    # (released on that event, not on a timer: a loaded machine cannot reorder it)
     holder = MySQLdb.connect(**_raw_connection_options())
     holder.autocommit(False)
     holder.cursor().execute("UPDATE atomic_probe SET n = n + 100 WHERE id = 1")
-    release = threading.Timer(1.5, holder.commit)
-    release.start()
     attempts = []
 
     @db.atomic
     def bump():
         attempts.append(time.monotonic())
+        if len(attempts) == 2:
+            holder.commit()  # the first attempt waited 1 s and gave up: release now
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
             cursor.execute("UPDATE atomic_probe SET n = n + 1 WHERE id = 1")
@@ -97,10 +98,10 @@ def test_a_lock_wait_timeout_is_retried_once_the_lock_is_released(probe_table):
     try:
         bump()
     finally:
-        release.join()
         holder.close()
 
     assert len(attempts) == 2
+    assert attempts[1] - attempts[0] >= 1.0  # the first attempt waited out its timeout
     assert retries("lock_wait_timeout") == before + 1
     assert read_counters()[1] == 101
 
