@@ -21,6 +21,7 @@ from audit.verify import verify_all
 from payflow import context
 from tests.audit.chainseed import seed_chain
 from tests.ledger.conftest import pay
+from tests.waiting import join_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,8 +144,7 @@ def test_two_archivers_at_once_archive_each_row_once():
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join_all(threads, 300, "archive runs")
     assert sum(report.rows for report in reports) == 3000
     assert sum(s.row_count for s in ArchiveSegment.objects.all()) == 3000
     assert verify_all().ok

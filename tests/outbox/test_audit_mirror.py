@@ -8,10 +8,9 @@ from audit import signing
 from audit.chain import canonical_bytes, entry_hash
 from audit.checkpoints import audit_checkpoint_create
 from audit.models import AuditEntry
-from outbox import relay
-from outbox.models import OutboxEvent
 from tests.ledger.conftest import pay
 from tests.outbox.conftest import envelopes
+from tests.waiting import drain_outbox
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
@@ -20,8 +19,7 @@ def test_audit_rows_and_a_checkpoint_reach_kafka_and_reverify_there(broker, merc
     # (broker first: it sets the per-test topic prefix the merchant's events are written with)
     pay(merchant, amount=1234)
     audit_checkpoint_create()
-    while OutboxEvent.objects.filter(status="pending").exists():
-        relay.relay_all(time_budget=30)
+    drain_outbox(60)
 
     total = AuditEntry.objects.count()
     rows, _ = envelopes(broker, ["audit.events"], expected=total)

@@ -14,6 +14,7 @@ from payflow import kafka
 from tests.infra.kafka import KafkaBroker
 from tests.ledger.conftest import pay
 from tests.outbox.conftest import TRANSACTION_TOPICS, envelopes
+from tests.waiting import drain_outbox, join_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
@@ -162,12 +163,10 @@ def test_two_relays_and_duplicated_deliveries_publish_10000_events_once_and_in_o
     sweeps = [relay_sweep.delay() for _ in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(300)
+    join_all(threads, 300, "relay threads")
     for sweep in sweeps:
         sweep.get(timeout=120)
-    while OutboxEvent.objects.filter(status="pending").exists():
-        relay.relay_all(time_budget=30)
+    drain_outbox(120)
 
     # then every event is on Kafka exactly once, in order per aggregate
     assert errors == []
