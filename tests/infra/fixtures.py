@@ -58,8 +58,11 @@ def register_database_alias(alias: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def galera_cluster(infra_dir: Path, django_db_blocker) -> Iterator[GaleraCluster]:
+def galera_cluster(infra_dir: Path, django_db_setup, django_db_blocker) -> Iterator[GaleraCluster]:
     """A 3-node Galera cluster on loopback with the PayFlow schema migrated.
+
+    After the test database is set up (``django_db_setup``): the migrations' signals read
+    the default connection, which must then name a database that exists.
 
     Django aliases ``galera1``, ``galera2`` and ``galera3`` point at the three nodes.
     """
