@@ -204,7 +204,9 @@ def job_resume(*, job: str) -> JobRun:
 
 # --- Celery signals -------------------------------------------------------------------
 
-_started: dict[str, tuple[float, datetime.datetime]] = {}
+# Keyed by task id *and* thread: a redelivered message (same task id) can run at the same
+# time as the original in the worker's thread pool, and each run is recorded.
+_started: dict[tuple[str, int], tuple[float, datetime.datetime]] = {}
 _started_lock = threading.Lock()
 
 
@@ -213,7 +215,7 @@ def _job_started(task_id: str | None = None, task: Any = None, **kwargs: Any) ->
     if task is None or task_id is None or job_name_for(task.name, kwargs.get("kwargs")) is None:
         return
     with _started_lock:
-        _started[task_id] = (time.monotonic(), timezone.now())
+        _started[(task_id, threading.get_ident())] = (time.monotonic(), timezone.now())
 
 
 @signals.task_postrun.connect
@@ -225,7 +227,7 @@ def _job_finished(
     **kwargs: Any,
 ) -> None:
     with _started_lock:
-        started = _started.pop(task_id or "", None)
+        started = _started.pop((task_id or "", threading.get_ident()), None)
     if task is None or started is None or retval == SKIPPED:
         return  # not a job, or beat's run of a paused job (it did nothing)
     job = job_name_for(task.name, kwargs.get("kwargs"))
