@@ -37,6 +37,7 @@ from ledger.services.merchants import merchant_create, merchant_suspend
 from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
+from ledger.services.vault import card_tokenize
 from payflow import db
 from tests.ledger.conftest import pay
 from tests.money_snapshot import changes, snapshot
@@ -136,7 +137,13 @@ def test_payments_refused_leave_nothing(shop, settings):
     refused(InvalidRequest, create(metadata={"k": "v" * 501}))
     settings.LIVE_ACQUIRER_CLASS = ""
     refused(LiveModeUnavailable, create(livemode=True))
+    # suspended after the caller read the merchant (the object in hand still says active):
+    # the status read inside the tokenization's and the payment's own transactions refuse
+    token = card_tokenize(merchant=shop, number="4242424242424242", exp_month=12, exp_year=2034)
     merchant_suspend(merchant=shop)
+    assert shop.is_active
+    refused(MerchantInactive, create())
+    refused(MerchantInactive, create(card=None, token=token, cvc="123"))
     shop.refresh_from_db()
     refused(MerchantInactive, create())
 
