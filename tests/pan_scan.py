@@ -16,7 +16,7 @@ A ciphertext column is scanned too: the plaintext PAN must not be in it either.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connections
@@ -55,12 +55,10 @@ def find_pans_in_text(text: str, pans: Iterable[str]) -> list[tuple[str, str]]:
     return [(pan[-4:], form) for pan in pans for form in _value_hits(text, pan)]
 
 
-def find_pans_in_database(pans: Iterable[str], *, using: str = "default") -> list[PanHit]:
-    """Every (table, column, PAN, form) where one of ``pans`` is stored, in any form."""
-    pans = list(pans)
+def every_stored_value(using: str = "default") -> Iterator[tuple[str, str, object]]:
+    """(table, column, value) for every non-NULL value of every row of every table."""
     connection = connections[using]
     quote = connection.ops.quote_name
-    hits: set[PanHit] = set()
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
             columns = [
@@ -71,9 +69,19 @@ def find_pans_in_database(pans: Iterable[str], *, using: str = "default") -> lis
             cursor.execute(f"SELECT {selected} FROM {quote(table)}")  # noqa: S608
             for row in cursor.fetchall():
                 for column, value in zip(columns, row, strict=True):
-                    for pan in pans:
-                        for form in _value_hits(value, pan):
-                            hits.add(PanHit(table, column, pan[-4:], form))
+                    if value is not None:
+                        yield table, column, value
+
+
+def find_pans_in_database(pans: Iterable[str], *, using: str = "default") -> list[PanHit]:
+    """Every (table, column, PAN, form) where one of ``pans`` is stored, in any form."""
+    pans = list(pans)
+    hits = {
+        PanHit(table, column, pan[-4:], form)
+        for table, column, value in every_stored_value(using)
+        for pan in pans
+        for form in _value_hits(value, pan)
+    }
     return sorted(hits, key=lambda hit: (hit.table, hit.column, hit.pan_last4, hit.form))
 
 
@@ -114,25 +122,11 @@ _MASKED = re.compile(r"\*[*\s-]*[0-9]{4}")
 def find_card_numbers_in_database(*, using: str = "default") -> list[tuple[str, str, str]]:
     """(table, column, masked number) for every PAN-shaped run stored anywhere: every
     column of every table, blobs read as Latin-1."""
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    hits: set[tuple[str, str, str]] = set()
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names(cursor):
-            columns = [
-                column.name
-                for column in connection.introspection.get_table_description(cursor, table)
-            ]
-            selected = ", ".join(quote(column) for column in columns)
-            cursor.execute(f"SELECT {selected} FROM {quote(table)}")  # noqa: S608
-            for row in cursor.fetchall():
-                for column, value in zip(columns, row, strict=True):
-                    if value is None:
-                        continue
-                    if isinstance(value, bytes | bytearray | memoryview):
-                        text = bytes(value).decode("latin-1")
-                    else:
-                        text = str(value)
-                    for found in card_numbers_in_text(text):
-                        hits.add((table, column, found))
+    hits = set()
+    for table, column, value in every_stored_value(using):
+        if isinstance(value, bytes | bytearray | memoryview):
+            text = bytes(value).decode("latin-1")
+        else:
+            text = str(value)
+        hits.update((table, column, found) for found in card_numbers_in_text(text))
     return sorted(hits)

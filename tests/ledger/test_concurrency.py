@@ -81,6 +81,18 @@ def race(writers, *actions):
     return outcomes
 
 
+def settle_now():
+    settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))
+
+
+def with_available(name, amount):
+    """A merchant (settling at once) with ``amount`` EUR available."""
+    merchant = merchant_create(name=name, settlement_delay_days=0)
+    pay(merchant, amount=amount)
+    settle_now()
+    return merchant
+
+
 def succeeded(outcomes):
     return [value for kind, value in outcomes if kind == "ok"]
 
@@ -146,9 +158,7 @@ def test_capture_racing_cancel_exactly_one_wins(writers):
 
 def test_concurrent_payouts_never_exceed_the_available_balance(writers):
     with on(writers[0]):
-        merchant = merchant_create(name="race-payout", settlement_delay_days=0)
-        pay(merchant, amount=10_000)
-        settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))
+        merchant = with_available("race-payout", 10_000)
         assert merchant_balances(merchant)["EUR"]["available"] == 10_000
     outcomes = race(
         writers,
@@ -194,11 +204,11 @@ def test_a_refund_racing_the_settlement_takes_its_money_from_the_right_balance(w
     outcomes = race(
         writers,
         lambda: refund_create(payment=payment, amount=4_000),
-        lambda: settlement_run(now=timezone.now() + datetime.timedelta(seconds=1)),
+        settle_now,
     )
     assert failures(outcomes) == []
     with on(writers[0]):
-        settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))  # if it lost
+        settle_now()  # if it lost
         payment.refresh_from_db()
         assert (payment.status, payment.refunded_amount) == ("settled", 4_000)
         balances = merchant_balances(merchant)["EUR"]
@@ -208,9 +218,7 @@ def test_a_refund_racing_the_settlement_takes_its_money_from_the_right_balance(w
 
 def test_a_suspension_racing_a_payout_either_refuses_it_or_comes_after_it(writers):
     with on(writers[0]):
-        merchant = merchant_create(name="race-suspend", settlement_delay_days=0)
-        pay(merchant, amount=10_000)
-        settlement_run(now=timezone.now() + datetime.timedelta(seconds=1))
+        merchant = with_available("race-suspend", 10_000)
     outcomes = race(
         writers,
         lambda: payout_create(merchant=merchant, amount=1_000, currency="EUR"),
