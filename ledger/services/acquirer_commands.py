@@ -36,7 +36,7 @@ from ledger.models import (
     Transaction,
     TransactionStatus,
 )
-from ledger.services.journal import journal_post, merchant_account, platform_account
+from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import (
     row_compare_and_set,
     transaction_compare_and_set,
@@ -242,15 +242,11 @@ def _refund_reverse(payment: Transaction, refund: Transaction, answer) -> None:
         transaction_obj=refund,
         lines=[
             (
-                platform_account(
-                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
-                ),
+                platform_account_of(payment, AccountKind.ACQUIRER_CLEARING),
                 refund.amount,
             ),
             (
-                merchant_account(
-                    payment.merchant, target, payment.currency, livemode=payment.livemode
-                ),
+                merchant_account_of(payment, target),
                 -refund.amount,
             ),
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -155,3 +156,14 @@ def platform_account(kind: AccountKind, currency: str, *, livemode: bool) -> Acc
     """The platform's account of ``kind`` in one mode and currency (test money clears
     through test-mode platform accounts, never through live ones)."""
     return account_get_or_create(merchant=None, kind=kind, currency=currency, livemode=livemode)
+
+
+def merchant_account_of(txn: Any, kind: AccountKind) -> Account:
+    """The account of ``kind`` of the transaction's merchant, in its mode and currency."""
+    return merchant_account(txn.merchant, kind, txn.currency, livemode=txn.livemode)
+
+
+def platform_account_of(txn: Any, kind: AccountKind) -> Account:
+    """The platform's account of ``kind`` the transaction clears through (its mode and
+    currency)."""
+    return platform_account(kind, txn.currency, livemode=txn.livemode)

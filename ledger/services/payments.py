@@ -32,7 +32,7 @@ from ledger.models import (
     TransactionType,
 )
 from ledger.services.acquirer_commands import command_book, command_send_after
-from ledger.services.journal import journal_post, merchant_account, platform_account
+from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import (
     check_expected_version,
     transaction_compare_and_set,
@@ -201,18 +201,11 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
         transaction_obj=payment,
         lines=[
             (
-                platform_account(
-                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
-                ),
+                platform_account_of(payment, AccountKind.ACQUIRER_CLEARING),
                 amount,
             ),
             (
-                merchant_account(
-                    payment.merchant,
-                    AccountKind.MERCHANT_PENDING,
-                    payment.currency,
-                    livemode=payment.livemode,
-                ),
+                merchant_account_of(payment, AccountKind.MERCHANT_PENDING),
                 -amount,
             ),
         ],

@@ -7,7 +7,7 @@ from typing import Any
 from ledger.currencies import normalize_currency, validate_amount
 from ledger.exceptions import InvalidRequest, MerchantInactive
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
-from ledger.services.journal import journal_post, merchant_account, platform_account
+from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import transaction_compare_and_set, transaction_insert
 from payflow import db, faults
 
@@ -78,12 +78,10 @@ def _payout_book(
         transaction_obj=payout,
         lines=[
             (
-                merchant_account(
-                    merchant, AccountKind.MERCHANT_AVAILABLE, currency, livemode=livemode
-                ),
+                merchant_account_of(payout, AccountKind.MERCHANT_AVAILABLE),
                 amount,
             ),
-            (platform_account(AccountKind.PAYOUT_CLEARING, currency, livemode=livemode), -amount),
+            (platform_account_of(payout, AccountKind.PAYOUT_CLEARING), -amount),
         ],
     )
     payout = transaction_compare_and_set(

@@ -23,8 +23,8 @@ from ledger.models import (
 from ledger.services.acquirer_commands import command_book, command_send_after
 from ledger.services.journal import (
     journal_post,
-    merchant_account,
-    platform_account,
+    merchant_account_of,
+    platform_account_of,
     tracked_balance_locked,
 )
 from ledger.services.transitions import (
@@ -119,15 +119,11 @@ def _refund_book(
         transaction_obj=refund,
         lines=[
             (
-                merchant_account(
-                    payment.merchant, source, payment.currency, livemode=payment.livemode
-                ),
+                merchant_account_of(payment, source),
                 value,
             ),
             (
-                platform_account(
-                    AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
-                ),
+                platform_account_of(payment, AccountKind.ACQUIRER_CLEARING),
                 -value,
             ),
         ],
@@ -186,33 +182,16 @@ def chargeback_create(
     chargeback = _insert_child(
         payment, TransactionType.CHARGEBACK, TransactionStatus.INITIATED, value, reason, None
     )
-    clearing = platform_account(
-        AccountKind.ACQUIRER_CLEARING, payment.currency, livemode=payment.livemode
-    )
+    clearing = platform_account_of(payment, AccountKind.ACQUIRER_CLEARING)
     if status_before == TransactionStatus.SETTLED:
-        available = merchant_account(
-            payment.merchant,
-            AccountKind.MERCHANT_AVAILABLE,
-            payment.currency,
-            livemode=payment.livemode,
-        )
+        available = merchant_account_of(payment, AccountKind.MERCHANT_AVAILABLE)
         covered = min(value, tracked_balance_locked(available))
         lines = [(available, covered)] if covered else []
         if value - covered:
-            receivable = merchant_account(
-                payment.merchant,
-                AccountKind.MERCHANT_RECEIVABLE,
-                payment.currency,
-                livemode=payment.livemode,
-            )
+            receivable = merchant_account_of(payment, AccountKind.MERCHANT_RECEIVABLE)
             lines.append((receivable, value - covered))
     else:
-        pending = merchant_account(
-            payment.merchant,
-            AccountKind.MERCHANT_PENDING,
-            payment.currency,
-            livemode=payment.livemode,
-        )
+        pending = merchant_account_of(payment, AccountKind.MERCHANT_PENDING)
         lines = [(pending, value)]
     journal_post(
         kind="chargeback",

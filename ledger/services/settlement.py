@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ledger.exceptions import ConcurrentUpdate, InvalidStateTransition
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
-from ledger.services.journal import journal_post, merchant_account, platform_account
+from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import transaction_compare_and_set, transaction_fresh
 from payflow import db
 
@@ -38,21 +38,11 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
             transaction_obj=payment,
             lines=[
                 (
-                    merchant_account(
-                        payment.merchant,
-                        AccountKind.MERCHANT_PENDING,
-                        payment.currency,
-                        livemode=payment.livemode,
-                    ),
+                    merchant_account_of(payment, AccountKind.MERCHANT_PENDING),
                     net,
                 ),
                 (
-                    merchant_account(
-                        payment.merchant,
-                        AccountKind.MERCHANT_AVAILABLE,
-                        payment.currency,
-                        livemode=payment.livemode,
-                    ),
+                    merchant_account_of(payment, AccountKind.MERCHANT_AVAILABLE),
                     -net,
                 ),
             ],
@@ -72,15 +62,11 @@ def _settle_payout(payout_id: Any, now: datetime.datetime) -> int:
         transaction_obj=payout,
         lines=[
             (
-                platform_account(
-                    AccountKind.PAYOUT_CLEARING, payout.currency, livemode=payout.livemode
-                ),
+                platform_account_of(payout, AccountKind.PAYOUT_CLEARING),
                 payout.amount,
             ),
             (
-                platform_account(
-                    AccountKind.SETTLEMENT_BANK, payout.currency, livemode=payout.livemode
-                ),
+                platform_account_of(payout, AccountKind.SETTLEMENT_BANK),
                 -payout.amount,
             ),
         ],

@@ -54,6 +54,13 @@ def _basic_user(credentials: str) -> str:
     return decoded.partition(":")[0].strip()
 
 
+def request_scope(request) -> dict:
+    """Every merchant-facing query's filter: the key's merchant and the key's mode. A test
+    key never sees a live object, nor a live key a test one (404, like another
+    merchant's)."""
+    return {"merchant": request.user, "livemode": request.auth.livemode}
+
+
 class MerchantAuthenticated:
     """Permission: an API key authenticated the request."""
 

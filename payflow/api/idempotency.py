@@ -50,6 +50,7 @@ from ledger.models import CardToken, Transaction, TransactionType
 from ledger.selectors import transaction_in_flight
 from ledger.services.recovery import transaction_resume
 from payflow import context, db
+from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError
 from payflow.models import IdempotencyRecord
 
@@ -318,7 +319,7 @@ def _resume(view, request, record: IdempotencyRecord, load) -> Response:
 
 
 def _loader(request) -> Callable[[IdempotencyRecord], Any]:
-    scope = {"merchant": request.user, "livemode": request.auth.livemode}
+    scope = request_scope(request)
 
     def load(record: IdempotencyRecord) -> Any:
         if record.object_kind == "token":

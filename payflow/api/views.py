@@ -19,6 +19,7 @@ from ledger.services.refunds import refund_create
 from ledger.services.vault import card_tokenize
 from payflow.api import ids, schema
 from payflow.api import serializers as s
+from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError, error_body
 from payflow.api.idempotency import idempotent
 from payflow.api.pagination import paginate, parse_time
@@ -75,17 +76,10 @@ def _decode(kind: str, public_id: str, param: str):
         ) from exc
 
 
-def _scope(request: Request) -> dict[str, Any]:
-    """Every merchant-facing query's filter: the key's merchant and the key's mode. A test
-    key never sees a live object, nor a live key a test one (404, like another
-    merchant's)."""
-    return {"merchant": request.user, "livemode": request.auth.livemode}
-
-
 def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Transaction:
     found = (
         Transaction.objects.select_related("card_token")
-        .filter(pk=_decode(kind, public_id, "id"), type=type_, **_scope(request))
+        .filter(pk=_decode(kind, public_id, "id"), type=type_, **request_scope(request))
         .first()
     )
     if found is None:
@@ -95,7 +89,7 @@ def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Tra
 
 def _token(request: Request, public_id: str, param: str) -> CardToken:
     token = CardToken.objects.filter(
-        pk=_decode("token", public_id, param), **_scope(request)
+        pk=_decode("token", public_id, param), **request_scope(request)
     ).first()
     if token is None:
         raise _missing("token", public_id, param)
@@ -136,7 +130,7 @@ class TokenCreateView(APIView):
         data = _validated(s.TokenCreateSerializer, request)
         card = data["card"]
         token = card_tokenize(
-            **_scope(request),
+            **request_scope(request),
             number=card["number"],
             exp_month=card["exp_month"],
             exp_year=card["exp_year"],
@@ -177,7 +171,7 @@ def _filtered(request: Request, queryset):
 
 def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Response:
     queryset = Transaction.objects.select_related("card_token").filter(
-        type=type_, **_scope(request), **filters
+        type=type_, **request_scope(request), **filters
     )
     return Response(paginate(request, _filtered(request, queryset), kind, render))
 
@@ -215,7 +209,7 @@ class PaymentsView(APIView):
         data = _validated(s.PaymentCreateSerializer, request)
         token = _token(request, data["token"], "token") if "token" in data else None
         payment = payment_create(
-            **_scope(request),
+            **request_scope(request),
             amount=data["amount"],
             currency=data["currency"],
             token=token,
@@ -341,7 +335,7 @@ class PayoutsView(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(s.PayoutCreateSerializer, request)
         payout = payout_create(
-            **_scope(request),
+            **request_scope(request),
             amount=data["amount"],
             currency=data["currency"],
             external_reference=data.get("external_reference"),
