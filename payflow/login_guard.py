@@ -31,10 +31,13 @@ from django.core.cache import cache
 from django.dispatch import receiver
 
 from payflow import context, db
+from payflow.middleware import client_ip
 
 
 def _client_ip(request: Any) -> str:
-    return (request.META.get("REMOTE_ADDR") or "unknown") if request is not None else "unknown"
+    # The audit context's rule (behind the TLS proxy, REMOTE_ADDR is the proxy's address:
+    # counting it would let five failures by anyone lock every operator out).
+    return (client_ip(request) if request is not None else "") or "unknown"
 
 
 def _keys(username: str, ip: str) -> tuple[str, str]:
@@ -96,7 +99,7 @@ def record_failure(username: str, request: Any, *, refused: bool = False) -> int
         actor_type="anonymous",
         actor_id=ip[:64],
         actor_label="admin login attempt",
-        ip=context.current().ip or (ip if ip != "unknown" else ""),
+        ip=context.current().ip,
     )
     with context.replaced(who):
         _audit_failure(username, ip, count, refused)

@@ -27,7 +27,7 @@ class AuditContextMiddleware:
         supplied = request.headers.get("X-Request-ID", "")
         request_id = supplied if _REQUEST_ID.fullmatch(supplied) else context.new_request_id()
         audit = context.AuditContext(
-            ip=_client_ip(request),
+            ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:300],
             request_id=request_id,
         )
@@ -47,7 +47,7 @@ class AuditContextMiddleware:
         return response
 
 
-def _client_ip(request) -> str:
+def client_ip(request) -> str:
     hops = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
     if hops:
         forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]

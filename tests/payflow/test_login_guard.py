@@ -77,3 +77,25 @@ def test_an_unknown_name_is_audited_without_what_was_typed(client):
     [row] = failures()
     assert (row.object_id, row.new_values["username"]) == ("unknown", None)
     assert "4111" not in str(row.new_values)
+
+
+def test_behind_the_proxy_each_client_address_counts_not_the_proxy_s(client, operator, settings):
+    # Found in review: the guard counted REMOTE_ADDR, which behind the TLS proxy is the
+    # proxy's for everyone, so five failures by anyone locked every operator out.
+    settings.LOGIN_FAILURE_LIMIT, settings.TRUSTED_PROXY_COUNT = 5, 1
+    proxy = "10.0.0.2"
+    for index in range(5):
+        client.post(
+            LOGIN,
+            {"username": f"guess{index}", "password": "wrong"},
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR="203.0.113.66",
+        )
+    assert failures().last().new_values["ip"] == "203.0.113.66"
+    operator_login = client.post(
+        LOGIN,
+        {"username": "olivia", "password": PASSWORD},
+        REMOTE_ADDR=proxy,
+        HTTP_X_FORWARDED_FOR="198.51.100.20",
+    )
+    assert logged_in(operator_login)
