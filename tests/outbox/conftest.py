@@ -1,4 +1,5 @@
 import json
+import uuid
 
 import pytest
 
@@ -16,7 +17,7 @@ def merchant(db):
 def broker(kafka_settings, settings):
     """The Kafka-protocol broker, with short delivery timeouts for failure tests."""
     settings.OUTBOX_DELIVERY_TIMEOUT_MS = 5000
-    settings.KAFKA_TOPIC_PREFIX = f"t{id(settings)}."
+    settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:12]}."
     from outbox import relay
 
     relay.reset_producer()

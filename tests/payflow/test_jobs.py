@@ -3,6 +3,7 @@
 import datetime
 import threading
 import time
+import uuid
 
 import pytest
 from django.conf import settings
@@ -60,7 +61,7 @@ def run_twice_at_once(task, kwargs):
 @pytest.fixture
 def work_for_every_job(kafka_settings, settings, tmp_path):
     """State on which every job has something to do, exactly once."""
-    settings.KAFKA_TOPIC_PREFIX = f"jobs{id(settings)}."
+    settings.KAFKA_TOPIC_PREFIX = f"jobs{uuid.uuid4().hex[:12]}."
     settings.STORAGES = {
         **settings.STORAGES,
         "audit_archive": {

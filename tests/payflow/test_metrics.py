@@ -3,6 +3,7 @@
 import datetime
 import json
 import logging
+import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,7 +47,7 @@ def api(db):
 @pytest.mark.kafka
 @pytest.mark.django_db
 def test_metrics_expose_the_figures_after_real_payments(client, api, kafka_settings, settings):
-    settings.KAFKA_TOPIC_PREFIX = f"metrics{id(settings)}."
+    settings.KAFKA_TOPIC_PREFIX = f"metrics{uuid.uuid4().hex[:12]}."
     relay.reset_producer()
     before = scrape(client)
     route = "v1/payments"
