@@ -55,7 +55,7 @@ from audit.segments import (
     segment_path,
     write_segment_file,
 )
-from payflow import db
+from payflow.platform import db
 
 logger = logging.getLogger(__name__)
 

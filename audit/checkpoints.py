@@ -10,7 +10,7 @@ from audit import signing
 from audit.models import AuditCheckpoint, LaneHead
 from audit.segments import lane_hashes
 from audit.signals import checkpoint_signed
-from payflow import db
+from payflow.platform import db
 
 
 def _heads() -> dict[int, tuple[int, str]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import models
 
-from payflow.models import UnsanctionedWrite
+from payflow.platform.guards import UnsanctionedWrite
 
 GENESIS_HASH = "0" * 64
 

@@ -36,7 +36,7 @@ from audit.segments import (
     storage,
 )
 from audit.services import audit_record
-from payflow import context, db
+from payflow.platform import context, db
 
 FORMAT = "payflow-audit-retention/1"
 DOMAIN = b"payflow-retention\x00"

@@ -9,7 +9,7 @@ from django.utils import timezone
 from audit.chain import ENCODING_VERSION, canonical_bytes, entry_hash, lane_for
 from audit.models import AuditEntry, LaneHead
 from audit.signals import audit_recorded
-from payflow import context, db
+from payflow.platform import context, db
 
 
 class MissingActor(RuntimeError):
@@ -18,10 +18,10 @@ class MissingActor(RuntimeError):
 
 def _locked_heads(lanes: list[int]) -> dict[int, LaneHead]:
     # The lane heads are the chain's only shared state, and the last rows a transaction
-    # locks (payflow.db's lock order): one SELECT … FOR UPDATE in ascending lane order,
+    # locks (payflow.platform.db's lock order): one SELECT … FOR UPDATE in ascending lane order,
     # so two transactions that write to the same lanes queue instead of deadlocking. On
     # Galera a writer on another node that advanced the same head fails certification at
-    # COMMIT (1213) and payflow.db.atomic runs its whole transaction again, so the chain
+    # COMMIT (1213) and payflow.platform.db.atomic runs its whole transaction again, so the chain
     # never forks.
     heads = {
         head.lane: head
@@ -44,10 +44,10 @@ def audit_record(
     new_values: dict[str, Any] | None,
 ) -> None:
     """Record one change in the object's lane. Must run inside the change's transaction
-    (``payflow.db.atomic``): the row is written at the end of that transaction, with
+    (``payflow.platform.db.atomic``): the row is written at the end of that transaction, with
     every other audit row of it, just before COMMIT (``_write_entries``).
 
-    Takes the actor, IP, user agent, request/task id and reason from ``payflow.context``
+    Takes the actor, IP, user agent, request/task id and reason from ``payflow.platform.context``
     now; refuses with ``MissingActor`` when no actor is named, which aborts the change.
     """
     who = context.current()

@@ -30,7 +30,7 @@ from audit.models import (
 )
 from audit.segments import SegmentProblem, previous_segment_hash, read_segment, readable_segments
 from audit.services import verification_start
-from payflow import context
+from payflow.platform import context
 
 AUDITOR_GROUP = "auditor"
 

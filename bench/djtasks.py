@@ -356,7 +356,7 @@ def audit_archive(args: dict) -> dict:
     from audit.archive import audit_archive as archive
     from audit.checkpoints import audit_checkpoint_create
     from audit.verify import verify_all
-    from payflow import context
+    from payflow.platform import context
 
     directory = tempfile.mkdtemp(prefix="payflow-bench-archive-")
     settings.STORAGES = {

@@ -1,6 +1,6 @@
 """gunicorn settings for the benchmark's web server (also: the retry counters' exit dump).
 
-Each worker writes its ``payflow.db`` retry counters to ``BENCH_COUNTERS_DIR`` when it
+Each worker writes its ``payflow.platform.db`` retry counters to ``BENCH_COUNTERS_DIR`` when it
 exits, so the report can add up the Galera retries of every worker process.
 """
 
@@ -20,7 +20,7 @@ def worker_exit(server, worker):
     directory = os.environ.get("BENCH_COUNTERS_DIR")
     if not directory:
         return
-    from payflow import db
+    from payflow.platform import db
 
     counts = {"exhausted": db.TRANSACTION_RETRIES_EXHAUSTED._value.get()}
     for metric in db.TRANSACTION_RETRIES.collect():

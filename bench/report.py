@@ -345,7 +345,8 @@ def _runs_section(results: dict) -> list[str]:
                     f"{_fmt(counters.get('wsrep_flow_control_paused_ns', 0) / 1e6)} |")
         retries = results.get(phase, {}).get("retries")
         if retries is not None:
-            lines.append(f"\n{phase}: `payflow.db.atomic` retries over the whole phase, summed "
+            lines.append(f"\n{phase}: `payflow.platform.db.atomic` retries over the whole phase, "
+                         "summed "
                          f"over the gunicorn workers: {retries or 'none'}\n")
     for number, run in enumerate(results.get("relay", {}).get("runs", []), 1):
         lines.append(f"- relay pair #{number}: relay {_fmt(run['relay']['events_per_second'])} "

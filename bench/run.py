@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     secrets_env = fresh_secrets()
     env = django_env(url_for(SINGLE, MAIN_DB), secrets_env)
     try:
-        procs.start("kafka", [PYTHON, "-m", "payflow.kafka_mock", "--bootstrap-file",
+        procs.start("kafka", [PYTHON, "-m", "payflow.platform.kafka_mock", "--bootstrap-file",
                               str(WORK / "var" / "kafka-bootstrap")], env)
         log("database payflow_bench: migrate")
         recreate_database(SINGLE, MAIN_DB)

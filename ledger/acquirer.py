@@ -38,7 +38,7 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from payflow.db import outside_transaction
+from payflow.platform.db import outside_transaction
 
 
 class AcquirerUnavailable(Exception):

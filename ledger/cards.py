@@ -19,7 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from ledger.exceptions import InvalidCard
-from payflow.cardnumbers import luhn_valid
+from payflow.platform.cardnumbers import luhn_valid
 
 PARAM_NUMBER = "card[number]"
 PARAM_EXP_MONTH = "card[exp_month]"

@@ -45,7 +45,7 @@ from ledger.acquirer import (
     CommandRequest,
 )
 from ledger.models import SimulatedOperation as Op
-from payflow import db, faults
+from payflow.platform import db, faults
 
 DECLINES = {
     "4000000000000002": ("generic_decline", "The card was declined."),

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from ledger.cards import mask_pan
 from ledger.exceptions import VaultError, VaultKeyUnavailable
-from payflow.db import outside_transaction
+from payflow.platform.db import outside_transaction
 
 if TYPE_CHECKING:
     from ledger.models.vault import CardToken

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from ledger.models import Transaction
-from payflow import kafka
+from payflow.platform import kafka
 
 SCHEMA_VERSION = 1
 TOPIC_INITIATED = "transactions.initiated"
@@ -102,6 +102,6 @@ AUDIT_ENTRY_FIELDS = (
 
 def audit_entry_payload(entry) -> dict[str, Any]:
     """An audit row as published: every field its hash covers, plus its hash links."""
-    from payflow.models import json_safe
+    from payflow.platform.guards import json_safe
 
     return {name: json_safe(getattr(entry, name)) for name in AUDIT_ENTRY_FIELDS}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from payflow.db import uuid7
+from payflow.platform.db import uuid7
 
 
 class EventStatus(models.TextChoices):

@@ -38,7 +38,7 @@ from prometheus_client import Counter
 
 from outbox import events
 from outbox.models import EventStatus, OutboxEvent, RelayLease
-from payflow import db, kafka
+from payflow.platform import db, kafka
 
 logger = logging.getLogger(__name__)
 

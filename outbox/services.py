@@ -10,7 +10,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from outbox.models import EventStatus, OutboxEvent
-from payflow import db
+from payflow.platform import db
 
 
 class NotDead(Exception):

@@ -25,7 +25,7 @@ class ContextTask(Task):
         shadow=None,
         **options,
     ):
-        from payflow import context
+        from payflow.platform import context
 
         headers = {**context.current().as_headers(), **(options.pop("headers", None) or {})}
         return super().apply_async(
@@ -33,7 +33,7 @@ class ContextTask(Task):
         )
 
     def __call__(self, *args, **kwargs):
-        from payflow import context
+        from payflow.platform import context
 
         request_headers = dict(getattr(self.request, "headers", None) or {})
         request_headers.update(

@@ -10,7 +10,8 @@ from django.core import checks
 
 @checks.register(checks.Tags.security, deploy=True)
 def fault_injection_is_off(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A deployment must not let a request header kill its processes (``payflow.faults``)."""
+    """A deployment must not let a request header kill its processes
+    (``payflow.platform.faults``)."""
     if not settings.FAULT_INJECTION:
         return []
     return [

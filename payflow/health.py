@@ -21,7 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from payflow import kafka
+from payflow.platform import kafka
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from payflow import db
 from payflow.models import JobRun
+from payflow.platform import db
 
 logger = logging.getLogger(__name__)
 

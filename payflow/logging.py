@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from payflow.cardnumbers import luhn_valid
+from payflow.platform.cardnumbers import luhn_valid
 
 PAN_MIN_DIGITS = 13
 PAN_MAX_DIGITS = 19
@@ -178,7 +178,7 @@ class LogContextFilter(logging.Filter):
     record (empty strings outside a request or task). Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from payflow import context
+        from payflow.platform import context
 
         current = context.current()
         values = {

@@ -30,8 +30,8 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.dispatch import receiver
 
-from payflow import context, db
 from payflow.middleware import client_ip
+from payflow.platform import context, db
 
 
 def _client_ip(request: Any) -> str:

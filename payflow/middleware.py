@@ -6,7 +6,7 @@ import re
 
 from django.conf import settings
 
-from payflow import context
+from payflow.platform import context
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 

@@ -1,6 +1,6 @@
 """Operators' actions (the admin): the services the API and tasks call, with a reason.
 
-Each function is one transaction (``payflow.db.atomic``; the ledger and outbox services it
+Each function is one transaction (``payflow.platform.db.atomic``; the ledger and outbox services it
 calls run inside it as savepoints). The operator is the actor already named by the request
 (``AuditContextMiddleware``); the reason is bound to the audit context for the whole
 transaction, so every audit row the change writes carries it. Each action also writes one
@@ -26,9 +26,9 @@ from ledger.services.payments import payment_cancel, payment_capture
 from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
-from payflow import context, db
 from payflow.jobs import job_pause, job_resume
 from payflow.models import JobRun
+from payflow.platform import context, db
 
 T = TypeVar("T")
 

@@ -61,7 +61,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "payflow.middleware.AuditContextMiddleware",
-    "payflow.faults.FaultInjectionMiddleware",
+    "payflow.platform.faults.FaultInjectionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -94,7 +94,7 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# payflow.db.atomic: how often a transaction that lost a Galera certification conflict
+# payflow.platform.db.atomic: how often a transaction that lost a Galera certification conflict
 # (1213) or a lock wait (1205) is run again, and the backoff between attempts.
 DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=5)
 DB_RETRY_BASE_DELAY = env.float("DB_RETRY_BASE_DELAY", default=0.01)
@@ -295,7 +295,7 @@ config.acquirer_timings(
     claim=IDEMPOTENCY_LOCK_SECONDS,
     recovery_after=PAYMENT_RECOVERY_AFTER_SECONDS,
 )
-# Crash tests only (payflow.faults): a request's X-PayFlow-Fault header may kill its
+# Crash tests only (payflow.platform.faults): a request's X-PayFlow-Fault header may kill its
 # process at a named point. `manage.py check --deploy` fails while it is on.
 FAULT_INJECTION = env.bool("FAULT_INJECTION", default=False)
 

@@ -6,7 +6,7 @@ tokens, merchants and API keys, audit entries, outbox events, Idempotency-Key re
 every column.
 ``changes(before, after)`` names what was added, removed or changed, per table; a refused
 operation must show none. Use it in a *transactional* test (``django_db(transaction=
-True)``): there ``payflow.db.atomic`` is a real transaction with its retry, a refusal is a
+True)``): there ``payflow.platform.db.atomic`` is a real transaction with its retry, a refusal is a
 real ROLLBACK and ``on_commit`` callbacks run, which a test inside one transaction (where
 ``atomic`` is a savepoint) never shows.
 """

@@ -2,8 +2,8 @@
 
 import django.db.models.deletion
 import django.db.models.expressions
-import payflow.db
-import payflow.models
+import payflow.platform.db
+import payflow.platform.guards
 from django.db import migrations, models
 
 
@@ -25,12 +25,12 @@ class Migration(migrations.Migration):
             options={
                 'abstract': False,
             },
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='Merchant',
             fields=[
-                ('id', models.UUIDField(default=payflow.db.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=payflow.platform.db.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('name', models.CharField(max_length=200)),
                 ('status', models.CharField(choices=[('active', 'Active'), ('suspended', 'Suspended')], default='active', max_length=16)),
                 ('default_currency', models.CharField(default='EUR', max_length=3)),
@@ -42,12 +42,12 @@ class Migration(migrations.Migration):
             options={
                 'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['active', 'suspended'])), name='merchant_status_valid')],
             },
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='CardToken',
             fields=[
-                ('id', models.UUIDField(default=payflow.db.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=payflow.platform.db.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('brand', models.CharField(max_length=16)),
                 ('last4', models.CharField(max_length=4)),
                 ('exp_month', models.PositiveSmallIntegerField()),
@@ -60,12 +60,12 @@ class Migration(migrations.Migration):
                 ('version', models.PositiveIntegerField(default=1)),
                 ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.merchant')),
             ],
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='ApiKey',
             fields=[
-                ('id', models.UUIDField(default=payflow.db.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=payflow.platform.db.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('name', models.CharField(blank=True, default='', max_length=100)),
                 ('mode', models.CharField(choices=[('test', 'Test'), ('live', 'Live')], default='test', max_length=8)),
                 ('prefix', models.CharField(max_length=16, unique=True)),
@@ -79,7 +79,7 @@ class Migration(migrations.Migration):
             options={
                 'abstract': False,
             },
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='Account',
@@ -95,7 +95,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Transaction',
             fields=[
-                ('id', models.UUIDField(default=payflow.db.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=payflow.platform.db.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('type', models.CharField(choices=[('payment', 'Payment'), ('refund', 'Refund'), ('chargeback', 'Chargeback'), ('payout', 'Payout')], max_length=16)),
                 ('status', models.CharField(choices=[('initiated', 'Initiated'), ('pending', 'Pending'), ('authorized', 'Authorized'), ('captured', 'Captured'), ('settled', 'Settled'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('refunded', 'Refunded')], max_length=16)),
                 ('amount', models.BigIntegerField()),
@@ -117,19 +117,19 @@ class Migration(migrations.Migration):
                 ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.merchant')),
                 ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='ledger.transaction')),
             ],
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='JournalEntry',
             fields=[
-                ('id', models.UUIDField(default=payflow.db.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=payflow.platform.db.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('kind', models.CharField(max_length=32)),
                 ('description', models.CharField(blank=True, default='', max_length=200)),
                 ('posted_at', models.DateTimeField(auto_now_add=True)),
                 ('merchant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.merchant')),
                 ('transaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='journal_entries', to='ledger.transaction')),
             ],
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.CreateModel(
             name='JournalLine',
@@ -143,7 +143,7 @@ class Migration(migrations.Migration):
             options={
                 'constraints': [models.CheckConstraint(condition=models.Q(('amount', 0), _negated=True), name='line_not_zero')],
             },
-            bases=(payflow.models.SnapshotMixin, models.Model),
+            bases=(payflow.platform.guards.SnapshotMixin, models.Model),
         ),
         migrations.AddIndex(
             model_name='cardtoken',

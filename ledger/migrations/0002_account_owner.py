@@ -12,7 +12,7 @@ created several ``acquirer_clearing`` accounts for it. This migration:
    the lines it moved, since the audit rows of those journal entries name the old account;
 3. replaces both old unique constraints with one on ``(owner, kind, currency)``.
 
-The merge step is its own transaction (``payflow.db.atomic``: the audit rows are written
+The merge step is its own transaction (``payflow.platform.db.atomic``: the audit rows are written
 with it), hence ``atomic = False``. On a new database there is nothing to merge.
 """
 
@@ -46,7 +46,7 @@ def fill_owner_and_merge_duplicates(apps, schema_editor):
 
 def _merge(apps, groups):
     from ledger.signals import send_change
-    from payflow import context, db
+    from payflow.platform import context, db
 
     Account = apps.get_model("ledger", "Account")
     JournalLine = apps.get_model("ledger", "JournalLine")

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from payflow.db import uuid7
-from payflow.models import GuardedModel
+from payflow.platform.db import uuid7
+from payflow.platform.guards import GuardedModel
 
 
 class CommandKind(models.TextChoices):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from payflow.db import uuid7
-from payflow.models import GuardedModel
+from payflow.platform.db import uuid7
+from payflow.platform.guards import GuardedModel
 
 
 class CardToken(GuardedModel):

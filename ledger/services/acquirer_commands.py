@@ -43,8 +43,8 @@ from ledger.services.transitions import (
     transaction_fresh,
 )
 from ledger.signals import send_change
-from payflow import db, faults
-from payflow.models import sanctioned_writes
+from payflow.platform import db, faults
+from payflow.platform.guards import sanctioned_writes
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from ledger.exceptions import InvalidRequest
 from ledger.models import ApiKey, ApiKeyMode, Merchant
 from ledger.services.transitions import row_compare_and_set
 from ledger.signals import send_change
-from payflow import db
-from payflow.models import sanctioned_writes
+from payflow.platform import db
+from payflow.platform.guards import sanctioned_writes
 
 PREFIX_LENGTH = 12
 #: How stale ``last_used_at`` may get before a request refreshes it (one write a minute,

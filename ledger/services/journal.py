@@ -13,7 +13,7 @@ from ledger.exceptions import InsufficientBalance
 from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant
 from ledger.models.journal import TRACKED_KINDS
 from ledger.signals import send_change
-from payflow.models import sanctioned_writes
+from payflow.platform.guards import sanctioned_writes
 
 
 class UnbalancedEntry(ValueError):
@@ -67,7 +67,7 @@ def _apply_to_tracked_balance(account: Account, amount: int) -> None:
     ``WHERE`` refuses a move that would take the balance below zero: this is where payouts
     and refunds of settled payments are checked against the available balance, without
     check-then-act (the CHECK constraint is the backstop). The UPDATE takes the account's
-    row lock, step 2 of ``payflow.db``'s lock order.
+    row lock, step 2 of ``payflow.platform.db``'s lock order.
     """
     updated = Account.objects.filter(pk=account.pk, balance__gte=amount).update(
         balance=F("balance") - amount, version=F("version") + 1
@@ -99,15 +99,15 @@ def journal_post(
 ) -> JournalEntry:
     """Post one balanced entry: insert the entry and its lines, move tracked balances.
 
-    Must run inside the caller's ``payflow.db.atomic`` transaction. Lines are signed
+    Must run inside the caller's ``payflow.platform.db.atomic`` transaction. Lines are signed
     (positive debit, negative credit) and must sum to zero per currency; every account
     (and the transaction) must be of one mode, the entry's. Tracked accounts
-    are updated first, in ascending id order (``payflow.db``'s lock order), so two
+    are updated first, in ascending id order (``payflow.platform.db``'s lock order), so two
     postings never wait on each other in a cycle. Sends ``journal_entry.posted``.
     """
     livemode = _check_balanced(lines, transaction_obj)
     # Tracked balances first, in ascending id, then the rows that reference them
-    # (payflow.db's lock order, step 2).
+    # (payflow.platform.db's lock order, step 2).
     for account, amount in sorted(lines, key=lambda line: line[0].pk):
         if account.kind in TRACKED_KINDS:
             _apply_to_tracked_balance(account, amount)

@@ -7,7 +7,7 @@ from ledger.exceptions import InvalidRequest
 from ledger.models import Merchant, MerchantStatus
 from ledger.services.transitions import row_compare_and_set
 from ledger.signals import send_change
-from payflow import db
+from payflow.platform import db
 
 
 @db.atomic

@@ -41,7 +41,7 @@ from ledger.services.transitions import (
 )
 from ledger.services.vault import card_tokenize
 from ledger.vault import reveal_card_for_acquirer
-from payflow import db, faults
+from payflow.platform import db, faults
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from ledger.exceptions import InvalidRequest, MerchantInactive
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
 from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import transaction_compare_and_set, transaction_insert
-from payflow import db, faults
+from payflow.platform import db, faults
 
 
 def payout_create(

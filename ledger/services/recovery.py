@@ -40,7 +40,7 @@ from ledger.services.acquirer_commands import (
     command_send,
 )
 from ledger.services.payments import payment_inquire, payment_record_answer
-from payflow import context
+from payflow.platform import context
 
 
 @dataclass

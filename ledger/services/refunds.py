@@ -33,7 +33,7 @@ from ledger.services.transitions import (
     transaction_fresh,
     transaction_insert,
 )
-from payflow import db
+from payflow.platform import db
 
 _RETURNABLE = {TransactionStatus.CAPTURED, TransactionStatus.SETTLED}
 

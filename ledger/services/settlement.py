@@ -13,7 +13,7 @@ from ledger.exceptions import ConcurrentUpdate, InvalidStateTransition
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
 from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
 from ledger.services.transitions import transaction_compare_and_set, transaction_fresh
-from payflow import db
+from payflow.platform import db
 
 
 @dataclass

@@ -10,7 +10,7 @@ from ledger.exceptions import ConcurrentUpdate, NotFound
 from ledger.models import Transaction
 from ledger.signals import send_change
 from ledger.state import check_transition
-from payflow.models import sanctioned_writes
+from payflow.platform.guards import sanctioned_writes
 
 
 def transaction_fresh(
@@ -19,7 +19,7 @@ def transaction_fresh(
     """Re-read a transaction inside the current transaction (READ COMMITTED: latest commit).
 
     ``lock=True`` takes its row lock first (``SELECT … FOR UPDATE``, step 1 of
-    ``payflow.db``'s lock order): a service that decides from the row's status or amounts
+    ``payflow.platform.db``'s lock order): a service that decides from the row's status or amounts
     then changes it holds the row from the read to the commit, so a concurrent change
     waits instead of making the decision stale. (On Galera the lock is per node; a
     writer on another node loses certification at COMMIT and the transaction is run

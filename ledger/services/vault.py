@@ -1,7 +1,7 @@
 """Card vault services: tokenize a card, re-encrypt tokens under the current key, rotation.
 
 The cryptography is in ``ledger.vault``; the validation in ``ledger.cards``. Here are the
-writes: each owns its transaction (``payflow.db.atomic``) and sends ``ledger_changed``
+writes: each owns its transaction (``payflow.platform.db.atomic``) and sends ``ledger_changed``
 from inside it. Nothing here calls the outside world, and nothing here decrypts except
 ``vault.reseal`` during rotation, which never hands the plaintext out.
 """
@@ -26,8 +26,8 @@ from ledger.exceptions import InvalidCard, MerchantInactive, VaultError
 from ledger.models import CardToken, Merchant, MerchantStatus
 from ledger.models.vault import VaultKey
 from ledger.signals import send_change
-from payflow import db
-from payflow.models import sanctioned_writes
+from payflow.platform import db
+from payflow.platform.guards import sanctioned_writes
 
 logger = logging.getLogger(__name__)
 

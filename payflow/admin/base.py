@@ -25,9 +25,9 @@ from django.views.decorators.cache import never_cache
 
 from ledger.exceptions import ConcurrentUpdate, LedgerError
 from outbox.services import NotDead
-from payflow.db import TransactionRetriesExhausted
 from payflow.jobs import JobPauseRefused
 from payflow.operations import OperatorActionRefused
+from payflow.platform.db import TransactionRetriesExhausted
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
 

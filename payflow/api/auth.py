@@ -11,7 +11,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
 from ledger.services.api_keys import api_key_authenticate, api_key_touch
-from payflow import context
+from payflow.platform import context
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

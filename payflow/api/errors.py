@@ -15,7 +15,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from ledger import exceptions as ledger_errors
-from payflow.db import TransactionRetriesExhausted
+from payflow.platform.db import TransactionRetriesExhausted
 
 logger = logging.getLogger(__name__)
 

@@ -49,10 +49,10 @@ from rest_framework.response import Response
 from ledger.models import CardToken, Transaction, TransactionType
 from ledger.selectors import transaction_in_flight
 from ledger.services.recovery import transaction_resume
-from payflow import context, db
 from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError
 from payflow.models import IdempotencyRecord
+from payflow.platform import context, db
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import pytest
 from audit.models import AuditEntry
 from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_suspend
-from payflow import context
+from payflow.platform import context
 from tests.ledger.conftest import pay
 from tests.payflow.api.conftest import CARD
 

@@ -18,7 +18,7 @@ from audit.evidence import evidence_export
 from audit.models import ArchiveSegment, AuditEntry
 from audit.segments import FORMAT, build_segment, segment_path
 from audit.verify import verify_all
-from payflow import context
+from payflow.platform import context
 from tests.audit.chainseed import seed_chain
 from tests.ledger.conftest import pay
 from tests.waiting import join_all

@@ -13,8 +13,8 @@ from audit.models import AuditEntry, LaneHead
 from audit.verify import verify_all
 from ledger.services.merchants import merchant_create
 from ledger.services.refunds import refund_create
-from payflow import context
-from payflow.db import TransactionRetriesExhausted
+from payflow.platform import context
+from payflow.platform.db import TransactionRetriesExhausted
 from tests.infra.fixtures import default_database_is
 from tests.ledger.conftest import pay
 from tests.waiting import join_all

@@ -9,8 +9,8 @@ from audit.services import MissingActor
 from ledger.models import Transaction
 from ledger.services.payments import payment_capture
 from ledger.services.refunds import refund_create
-from payflow import context, db
-from payflow.models import UnsanctionedWrite
+from payflow.platform import context, db
+from payflow.platform.guards import UnsanctionedWrite
 from tests.ledger.conftest import pay
 
 

@@ -20,7 +20,7 @@ from audit.retention import (
 from audit.signing import public_key_from_seed, verify_statement
 from audit.verify import verify_all
 from ledger.services.merchants import merchant_create, merchant_set_legal_hold
-from payflow import context
+from payflow.platform import context
 from tests.audit.chainseed import seed_chain
 from tests.audit.test_archive import archive_dir  # noqa: F401 - fixture
 

@@ -1,7 +1,7 @@
 """kill -9 fault suite (issue 13): real gunicorn, real MariaDB, real Celery worker.
 
 For payment create, capture, refund and payout, a request asks its gunicorn worker to
-SIGKILL itself (``X-PayFlow-Fault``, ``payflow.faults``) (a) after the intent committed,
+SIGKILL itself (``X-PayFlow-Fault``, ``payflow.platform.faults``) (a) after the intent committed,
 (b) while the acquirer holds the request (it has decided; the answer has not come back),
 (c) after the outcome committed but before the response. The client then retries with the
 same Idempotency-Key at once, the recovery job runs in the real Celery worker, and the

@@ -248,7 +248,7 @@ def fresh_cache():
 def acting_as_the_test_suite():
     """Every change needs an actor (audit). Tests act as a named system actor; tests of the
     refusal replace the context with an empty one."""
-    from payflow import context
+    from payflow.platform import context
 
     with context.replaced(context.AuditContext(**context.system_actor("tests"))):
         yield

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Message
 
 
 class KafkaBroker:
-    """Runs ``python -m payflow.kafka_mock`` and knows its bootstrap address."""
+    """Runs ``python -m payflow.platform.kafka_mock`` and knows its bootstrap address."""
 
     def __init__(self, workdir: Path, brokers: int = 3) -> None:
         self.workdir = workdir
@@ -29,7 +29,7 @@ class KafkaBroker:
             [
                 sys.executable,
                 "-m",
-                "payflow.kafka_mock",
+                "payflow.platform.kafka_mock",
                 "--bootstrap-file",
                 str(self.bootstrap_file),
                 "--brokers",

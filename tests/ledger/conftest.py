@@ -68,7 +68,7 @@ class SimulatedCrash(BaseException):
 @contextlib.contextmanager
 def crash_at(point: str):
     """The first thread to reach ``point`` inside the block "dies" there."""
-    from payflow import faults
+    from payflow.platform import faults
 
     def die():
         raise SimulatedCrash(point)

@@ -2,7 +2,7 @@
 
 Each scenario runs twice: ``mariadb`` (both threads on the test database) and ``galera``
 (thread 1 writes through node 1, thread 2 through node 2, so the conflict surfaces as a
-certification failure at COMMIT and is retried by ``payflow.db.atomic``).
+certification failure at COMMIT and is retried by ``payflow.platform.db.atomic``).
 """
 
 import contextlib
@@ -29,7 +29,7 @@ from ledger.services.payments import payment_cancel, payment_capture
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
-from payflow import context
+from payflow.platform import context
 from tests.infra.fixtures import default_database_is
 from tests.ledger.conftest import pay
 

@@ -1,4 +1,4 @@
-"""One lock order for every money transaction (``payflow.db``): no deadlock, no contention.
+"""One lock order for every money transaction (``payflow.platform.db``): no deadlock, no contention.
 
 Reproduced before the fix (issue 13, item 5): 30 concurrent payouts gave 409 ``contention``
 answers, ``SHOW ENGINE INNODB STATUS`` showing a journal-line insert waiting on

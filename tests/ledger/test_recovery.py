@@ -27,7 +27,7 @@ from ledger.services.recovery import in_flight_recover
 from ledger.services.refunds import refund_create
 from ledger.services.settlement import settlement_run
 from outbox.models import OutboxEvent
-from payflow import context
+from payflow.platform import context
 from tests.ledger.conftest import SimulatedCrash, crash_at, pay
 
 NOW = datetime.timedelta(0)

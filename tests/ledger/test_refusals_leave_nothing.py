@@ -1,7 +1,7 @@
 """Every refusal of every ledger service leaves nothing behind: no row added, removed or
 changed in any table a money operation touches.
 
-Transactional tests (``django_db(transaction=True)``): ``payflow.db.atomic`` is a real
+Transactional tests (``django_db(transaction=True)``): ``payflow.platform.db.atomic`` is a real
 transaction with its retry wrapper, so a refusal is a real ROLLBACK of everything the
 service wrote before it raised (its compare-and-set, audit row, outbox event, journal
 lines), and ``on_commit`` callbacks fire as in production. The tests inside one test
@@ -38,7 +38,7 @@ from ledger.services.payments import CardInput, payment_cancel, payment_capture,
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.vault import card_tokenize
-from payflow import db
+from payflow.platform import db
 from tests.ledger.conftest import pay
 from tests.money_snapshot import changes, snapshot
 

@@ -6,8 +6,8 @@ from django.contrib.auth.models import Group
 from ledger.models import JournalLine, Merchant, Transaction
 from ledger.services.merchants import merchant_create
 from ledger.signals import SignalOutsideTransaction, ledger_changed, send_change
-from payflow import db
-from payflow.models import UnsanctionedWrite
+from payflow.platform import db
+from payflow.platform.guards import UnsanctionedWrite
 from tests.ledger.conftest import pay
 
 

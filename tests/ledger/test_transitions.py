@@ -8,7 +8,7 @@ from ledger.exceptions import ConcurrentUpdate, InvalidStateTransition
 from ledger.models import Transaction, TransactionStatus, TransactionType
 from ledger.services.transitions import transaction_compare_and_set, transaction_insert
 from ledger.state import TRANSITIONS
-from payflow import db
+from payflow.platform import db
 
 ALL = list(
     itertools.product(TransactionType.values, TransactionStatus.values, TransactionStatus.values)

@@ -33,8 +33,8 @@ from ledger.services.vault import (
 )
 from ledger.signals import ledger_changed
 from ledger.tasks import vault_reencrypt, vault_rotation_check
-from payflow import context, db
-from payflow.models import UnsanctionedWrite, sanctioned_writes
+from payflow.platform import context, db
+from payflow.platform.guards import UnsanctionedWrite, sanctioned_writes
 from tests.pan_scan import find_pans_in_database, find_pans_in_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

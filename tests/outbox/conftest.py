@@ -26,7 +26,7 @@ def broker(kafka_settings, settings):
 
 
 def envelopes(broker, topics, expected=None, timeout=15):
-    from payflow import kafka
+    from payflow.platform import kafka
 
     messages = broker.consume([kafka.topic(t) for t in topics], expected=expected, timeout=timeout)
     return [json.loads(message.value()) for message in messages], messages

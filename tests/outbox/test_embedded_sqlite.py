@@ -19,7 +19,7 @@ PAY = """
 from ledger.models import Merchant
 from ledger.services.payments import CardInput, payment_create
 from ledger.services.refunds import refund_create
-from payflow import context
+from payflow.platform import context
 with context.bind(**context.system_actor("command:test")):
     merchant = Merchant.objects.get(name="Demo Shop")
     for amount in (1000, 2500, 4000):

@@ -10,7 +10,7 @@ from outbox import relay
 from outbox.events import relay_partition
 from outbox.models import OutboxEvent
 from outbox.tasks import relay_sweep
-from payflow import kafka
+from payflow.platform import kafka
 from tests.infra.kafka import KafkaBroker
 from tests.ledger.conftest import pay
 from tests.outbox.conftest import TRANSACTION_TOPICS, envelopes

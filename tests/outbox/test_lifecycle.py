@@ -6,7 +6,7 @@ from ledger.services.payments import payment_capture
 from ledger.services.refunds import refund_create
 from outbox import relay
 from outbox.models import OutboxEvent
-from payflow import db
+from payflow.platform import db
 from tests.ledger.conftest import pay
 from tests.outbox.conftest import TRANSACTION_TOPICS, envelopes
 

@@ -1,4 +1,4 @@
-"""payflow.db.atomic against the real MariaDB server: retries, refusals, UUIDv7."""
+"""payflow.platform.db.atomic against the real MariaDB server: retries, refusals, UUIDv7."""
 
 import threading
 import time
@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError, connection, connections
 from prometheus_client import REGISTRY
 
-from payflow import db
+from payflow.platform import db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,10 +1,10 @@
-"""payflow.db.atomic against a real Galera certification conflict (two nodes, same row)."""
+"""payflow.platform.db.atomic against a real Galera certification conflict (two nodes, same row)."""
 
 import pytest
 from django.db import connections
 from prometheus_client import REGISTRY
 
-from payflow import db
+from payflow.platform import db
 from tests.infra.fixtures import GALERA_DATABASE
 
 pytestmark = pytest.mark.galera

@@ -22,10 +22,11 @@ from ledger.models.vault import VaultKey
 from ledger.services.merchants import merchant_create
 from ledger.services.vault import card_tokenize
 from outbox.models import EventStatus, OutboxEvent
-from payflow import context
 from payflow.celery import app
 from payflow.jobs import describe_schedule, job_name_for, job_run_record, scheduled_jobs
-from payflow.models import IdempotencyRecord, JobRun, sanctioned_writes
+from payflow.models import IdempotencyRecord, JobRun
+from payflow.platform import context
+from payflow.platform.guards import sanctioned_writes
 from tests.audit.chainseed import seed_chain
 from tests.ledger.conftest import SimulatedCrash, crash_at, pay
 

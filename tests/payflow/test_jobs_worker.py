@@ -18,7 +18,8 @@ from django.utils import timezone
 from ledger.models import JournalEntry, SimulatedOperation, Transaction
 from ledger.services.merchants import merchant_create
 from payflow.celery import app
-from payflow.models import JobRun, sanctioned_writes
+from payflow.models import JobRun
+from payflow.platform.guards import sanctioned_writes
 from tests.ledger.conftest import SimulatedCrash, crash_at, pay
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,9 +14,9 @@ from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
 from outbox import relay
 from outbox.models import EventStatus, OutboxEvent
-from payflow import context
 from payflow.logging import JsonFormatter, LogContextFilter, PanRedactingFilter
 from payflow.metrics import KNOWN_METHODS
+from payflow.platform import context
 from payflow.tasks import idempotency_purge
 
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}

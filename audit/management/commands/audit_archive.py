@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.archive import audit_archive
 from audit.management.commands._clock import as_of
-from payflow import context
+from payflow.platform import context
 
 
 class Command(BaseCommand):

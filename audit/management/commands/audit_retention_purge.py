@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.management.commands._clock import as_of
 from audit.retention import audit_retention_purge
-from payflow import context
+from payflow.platform import context
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from payflow import kafka_mock
+from payflow.platform import kafka_mock
 
 
 class Command(BaseCommand):

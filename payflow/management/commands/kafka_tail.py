@@ -6,7 +6,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaException
 from django.core.management.base import BaseCommand, CommandError
 
-from payflow import kafka
+from payflow.platform import kafka
 
 DEFAULT_TOPICS = [
     "transactions.initiated",

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from ledger.models import Merchant
 from ledger.services.api_keys import api_key_authenticate, api_key_create
 from ledger.services.merchants import merchant_create
-from payflow import context, db
+from payflow.platform import context, db
 
 DEMO_USERS = [
     # username, group, is_staff, is_superuser

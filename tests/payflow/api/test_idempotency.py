@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from ledger.models import JournalEntry, SimulatedOperation, Transaction
 from ledger.services.api_keys import api_key_create
-from payflow import context, faults
 from payflow.api import ids
 from payflow.models import IdempotencyRecord
+from payflow.platform import context, faults
 from tests.ledger.conftest import SimulatedCrash, crash_at
 from tests.payflow.api.conftest import CARD, RecordingClient, assert_error
 

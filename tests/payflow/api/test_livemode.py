@@ -235,7 +235,7 @@ def test_one_idempotency_key_in_test_and_in_live_makes_two_payments(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_journal_entry_cannot_mix_test_and_live_accounts():
-    from payflow import db
+    from payflow.platform import db
 
     @db.atomic
     def post_across_modes():

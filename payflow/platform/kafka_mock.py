@@ -9,7 +9,8 @@ address to a file, where every other process (web, worker, tests) finds it.
 It is a development and test broker: it keeps messages in memory only. Production points
 ``KAFKA_BOOTSTRAP_SERVERS`` at a real Kafka cluster.
 
-Run: ``python -m payflow.kafka_mock --bootstrap-file var/kafka-bootstrap`` (no Django needed).
+Run: ``python -m payflow.platform.kafka_mock --bootstrap-file var/kafka-bootstrap``
+(no Django needed).
 """
 
 from __future__ import annotations

@@ -204,12 +204,12 @@ def before_commit(
     outermost ``atomic`` function returned and before COMMIT, with every item queued for
     it that a rolled-back savepoint did not discard, in the order they were queued.
 
-    Refused (``RuntimeError``) outside ``payflow.db.atomic``: nobody would run the work.
+    Refused (``RuntimeError``) outside ``payflow.platform.db.atomic``: nobody would run the work.
     """
     connection = connections[using or DEFAULT_DB_ALIAS]
     if not getattr(connection, _OWNER, False):
         raise RuntimeError(
-            "before_commit() needs a transaction opened by payflow.db.atomic "
+            "before_commit() needs a transaction opened by payflow.platform.db.atomic "
             "(a plain transaction.atomic() does not run the work)"
         )
     connection.on_commit(_BeforeCommit(flush, item))
