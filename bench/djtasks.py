@@ -32,10 +32,10 @@ CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034}
 
 def seed(args: dict) -> dict:
     """A merchant, an API key and a card token to pay with."""
+    from ledger import ids
     from ledger.services.api_keys import api_key_create
     from ledger.services.merchants import merchant_create
     from ledger.services.vault import card_tokenize
-    from payflow.api import ids
 
     with context.replaced(BENCH_ACTOR):
         merchant = merchant_create(name=args.get("name", "Bench Shop"), default_currency="EUR")

@@ -14,11 +14,13 @@ class PayflowConfig(AppConfig):
         # checks.
         # Every ledger change made under an Idempotency-Key claim checks the claim's fence
         # and links the endpoint's object, in the change's transaction.
+        from ledger.selectors import register_invariant_check
         from ledger.signals import ledger_changed
         from payflow import checks, jobs, login_guard  # noqa: F401
-        from payflow.api.idempotency import fence_ledger_change
+        from payflow.api.idempotency import fence_ledger_change, idempotency_check_records
 
         ledger_changed.connect(fence_ledger_change, dispatch_uid="payflow.idempotency_fence")
+        register_invariant_check(idempotency_check_records)
 
         # kombu's filesystem transport (the embedded default broker) needs its folders
         # before the first message is sent or read.

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html_join
 
+from ledger import ids
 from ledger.currencies import EXPONENTS
 from ledger.models import (
     Account,
@@ -38,7 +39,6 @@ from payflow.admin.base import (
     render_action,
 )
 from payflow.admin.history import audit_history, outbox_history
-from payflow.api import ids
 
 _TRANSACTION_PREFIXES = {
     ids.PREFIXES[kind]: kind for kind in ("payment", "refund", "chargeback", "payout")

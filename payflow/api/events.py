@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ledger import ids
 from outbox.models import OutboxEvent
-from payflow.api import ids
 from payflow.api.pagination import paginate
 
 PUBLIC_KINDS = {

@@ -42,12 +42,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from ledger.models import CardToken, Transaction, TransactionType
-from ledger.selectors import transaction_in_flight
+from ledger.selectors import InvariantReport, transaction_in_flight
 from ledger.services.recovery import transaction_resume
 from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError
@@ -412,3 +413,30 @@ def idempotency_purge(*, older_than_hours: int | None = None, batch_size: int = 
         ]
     )
     return IdempotencyRecord.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
+def idempotency_check_records(report: InvariantReport) -> None:
+    """Invariant (registered with ``ledger_check_invariants``): every Idempotency-Key record
+    that answered 2xx names its object, and every object a record names exists."""
+    linked = IdempotencyRecord.objects.filter(object_id__isnull=False)
+    missing = linked.exclude(object_kind="token").filter(
+        ~Exists(Transaction.objects.filter(pk=OuterRef("object_id")))
+    ) | linked.filter(object_kind="token").filter(
+        ~Exists(CardToken.objects.filter(pk=OuterRef("object_id")))
+    )
+    for record in missing[:100]:
+        report.problems.append(
+            f"Idempotency-Key record {record.pk} names {record.object_kind} {record.object_id}, "
+            "which does not exist"
+        )
+    unlinked = IdempotencyRecord.objects.filter(
+        state=IdempotencyRecord.COMPLETED,
+        response_status__gte=200,
+        response_status__lt=300,
+        object_id__isnull=True,
+    )
+    for record in unlinked[:100]:
+        report.problems.append(
+            f"Idempotency-Key record {record.pk} answered {record.response_status} "
+            "but names no object"
+        )

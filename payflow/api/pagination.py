@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from payflow.api import ids
+from ledger import ids
 from payflow.api.errors import ApiError
 
 DEFAULT_LIMIT = 10

@@ -12,9 +12,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from ledger import ids
 from ledger.currencies import EXPONENTS, MAX_AMOUNT
 from ledger.models import CaptureMethod, TransactionStatus
-from payflow.api import ids
 from payflow.api import serializers as s
 from payflow.api.idempotency import MAX_KEY_LENGTH
 from payflow.api.pagination import DEFAULT_LIMIT, MAX_LIMIT

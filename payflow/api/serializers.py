@@ -6,8 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ledger import ids
 from ledger.models import CardToken, Transaction
-from payflow.api import ids
 
 
 class StrictIntegerField(serializers.IntegerField):

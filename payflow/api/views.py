@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ledger import ids
 from ledger.exceptions import NotFound
 from ledger.models import CardToken, Transaction, TransactionStatus, TransactionType
 from ledger.selectors import merchant_balances
@@ -17,7 +18,7 @@ from ledger.services.payments import CardInput, payment_cancel, payment_capture,
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import refund_create
 from ledger.services.vault import card_tokenize
-from payflow.api import ids, schema
+from payflow.api import schema
 from payflow.api import serializers as s
 from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError, error_body

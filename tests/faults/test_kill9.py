@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.verify import verify_all
+from ledger import ids
 from ledger.models import (
     AcquirerCommand,
     JournalEntry,
@@ -45,7 +46,6 @@ from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
 from ledger.services.settlement import settlement_run
 from outbox.models import OutboxEvent
-from payflow.api import ids
 from payflow.celery import app
 from payflow.models import IdempotencyRecord
 from tests.faults.conftest import RESULTS, TIMINGS, web_env

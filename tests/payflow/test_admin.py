@@ -4,11 +4,11 @@ import pytest
 from django.contrib.auth.models import Group
 
 from audit.models import AuditEntry
+from ledger import ids
 from ledger.models import ApiKey, Merchant, Transaction
 from ledger.services.api_keys import api_key_create
 from ledger.services.refunds import refund_create
 from outbox.models import EventStatus, OutboxEvent
-from payflow.api import ids
 from tests.ledger.conftest import pay
 
 pytestmark = pytest.mark.django_db

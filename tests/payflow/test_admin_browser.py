@@ -5,9 +5,9 @@ import re
 import pytest
 
 from audit.models import AuditEntry
+from ledger import ids
 from ledger.models import Transaction
 from ledger.services.merchants import merchant_create
-from payflow.api import ids
 from tests.ledger.conftest import pay
 from tests.payflow.conftest import PASSWORD
 

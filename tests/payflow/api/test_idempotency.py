@@ -8,9 +8,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from ledger import ids
 from ledger.models import JournalEntry, SimulatedOperation, Transaction
 from ledger.services.api_keys import api_key_create
-from payflow.api import ids
 from payflow.models import IdempotencyRecord
 from payflow.platform import context, faults
 from tests.ledger.conftest import SimulatedCrash, crash_at

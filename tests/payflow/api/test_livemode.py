@@ -13,6 +13,7 @@ import pytest
 from django.core import checks
 from django.utils import timezone
 
+from ledger import ids
 from ledger.models import (
     Account,
     AccountKind,
@@ -27,7 +28,6 @@ from ledger.services.journal import UnbalancedEntry, journal_post, platform_acco
 from ledger.services.settlement import settlement_run
 from ledger.simulator import SimulatedAcquirer
 from outbox.models import OutboxEvent
-from payflow.api import ids
 from payflow.models import IdempotencyRecord
 from tests.payflow.api.conftest import CARD, RecordingClient, assert_error, create_payment
 

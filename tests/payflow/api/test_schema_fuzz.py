@@ -50,6 +50,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from ledger import ids
 from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
 from ledger.services.payments import CardInput, payment_create
@@ -57,7 +58,6 @@ from ledger.services.payouts import payout_create
 from ledger.services.refunds import refund_create
 from ledger.services.settlement import settlement_run
 from ledger.services.vault import card_tokenize
-from payflow.api import ids
 from payflow.api.auth import ApiKeyRateThrottle
 
 #: Generated requests per operation in the fuzzing phase; the examples and coverage phases

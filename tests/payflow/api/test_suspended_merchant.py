@@ -10,10 +10,10 @@ import datetime
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from ledger import ids
 from ledger.models import AcquirerCommand, Transaction
 from ledger.services.merchants import merchant_suspend
 from ledger.services.settlement import settlement_run
-from payflow.api import ids
 from tests.payflow.api.conftest import assert_error, create_payment
 
 
