@@ -236,3 +236,15 @@ def _check_modes(report: InvariantReport) -> None:
     for rows, column, problem in crossings:
         for pk in rows.values_list(column, flat=True).distinct()[:100]:
             report.problems.append(problem.format(pk))
+
+
+def account_balance_of_lines(account: Account, lines_total: int) -> int:
+    """The balance of ``account`` whose signed lines sum to ``lines_total``.
+
+    A merchant's pending and available balances are credit-normal (what the platform owes
+    it): minus the sum. Its receivable and the platform's own accounts are debit-normal: the
+    sum.
+    """
+    if account.merchant_id is None or account.kind == AccountKind.MERCHANT_RECEIVABLE:
+        return lines_total
+    return -lines_total

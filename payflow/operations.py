@@ -1,7 +1,8 @@
 """Operators' actions (the admin): the services the API and tasks call, with a reason.
 
-Each function is one transaction (``payflow.platform.db.atomic``; the ledger and outbox services it
-calls run inside it as savepoints). The operator is the actor already named by the request
+Each function is one operator action (``@audited_action``): one transaction
+(``payflow.platform.db.atomic``; the ledger and outbox services it calls run inside it as
+savepoints). The operator is the actor already named by the request
 (``AuditContextMiddleware``); the reason is bound to the audit context for the whole
 transaction, so every audit row the change writes carries it. Each action also writes one
 ``operator_action`` audit row on the object (what was asked, with its parameters), in the
@@ -15,8 +16,10 @@ nothing is written when one is raised.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from audit.services import audit_record
 from ledger.models import ApiKey, Merchant, Transaction
@@ -30,6 +33,7 @@ from payflow.jobs import job_pause, job_resume
 from payflow.models import JobRun
 from payflow.platform import context, db
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 REASON_MAX_LENGTH = 500
@@ -46,210 +50,219 @@ def _reason(reason: str) -> str:
     return cleaned[:REASON_MAX_LENGTH]
 
 
-def _audited(
-    name: str, object_type: str, object_id: Any, reason: str, details: dict, work: Callable[[], T]
-) -> T:
-    """Run ``work`` with the reason bound, then write the ``operator_action`` row.
+@dataclass(frozen=True)
+class ActionPlan(Generic[T]):
+    """An operator action, ready to run: the service call and the audit row it leaves."""
 
-    Called inside the action's transaction: the row and the change commit together.
+    name: str  # the row's event_type is ``operator.<name>``
+    object_type: str
+    object_id: Any
+    _: KW_ONLY
+    perform: Callable[[], T]
+    details: dict[str, Any]
+
+
+def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
+    """Decorator: ``plan`` (called with the cleaned ``reason``) finds what the action is
+    on and says what it does; the decorated function runs it as one operator action.
+
+    One transaction (``db.atomic``, retried whole): an empty reason is refused before
+    anything is read; then, with the reason bound to the audit context, ``plan`` and its
+    service run and the ``operator_action`` row (``operator.<name>``, the operator as
+    actor, the reason, the parameters) is written on the object after the service's own
+    rows. The change and its row commit together or not at all.
     """
-    with context.bind(reason=reason):
-        result = work()
-        audit_record(
-            object_type=object_type,
-            object_id=str(object_id),
-            action="operator_action",
-            event_type=f"operator.{name}",
-            old_values=None,
-            new_values={"action": name, **details},
-        )
-    return result
+
+    @functools.wraps(plan)
+    @db.atomic
+    def action(*args: P.args, **kwargs: P.kwargs) -> T:
+        reason = _reason(kwargs["reason"])  # type: ignore[arg-type]
+        with context.bind(reason=reason):
+            planned = plan(*args, **{**kwargs, "reason": reason})  # type: ignore[arg-type]
+            result = planned.perform()
+            audit_record(
+                object_type=planned.object_type,
+                object_id=str(planned.object_id),
+                action="operator_action",
+                event_type=f"operator.{planned.name}",
+                old_values=None,
+                new_values={"action": planned.name, **planned.details},
+            )
+        return result
+
+    return action
 
 
 def _payment(payment_id: Any) -> Transaction:
     return Transaction.objects.get(pk=payment_id)
 
 
-@db.atomic
+@audited_action
 def operator_payment_capture(
     *, payment_id: Any, amount: int | None, expected_version: int, reason: str
-) -> Transaction:
+) -> ActionPlan[Transaction]:
     """Capture (``payment_capture``) as the operator; refused if the payment changed since
     ``expected_version`` (``ConcurrentUpdate``). Audit: the capture's rows + one action row."""
-    reason = _reason(reason)
     payment = _payment(payment_id)
-    return _audited(
+    return ActionPlan(
         "payment_capture",
         "ledger.transaction",
         payment.pk,
-        reason,
-        {"amount": amount, "expected_version": expected_version},
-        lambda: payment_capture(payment=payment, amount=amount, expected_version=expected_version),
+        perform=lambda: payment_capture(
+            payment=payment, amount=amount, expected_version=expected_version
+        ),
+        details={"amount": amount, "expected_version": expected_version},
     )
 
 
-@db.atomic
-def operator_payment_cancel(*, payment_id: Any, expected_version: int, reason: str) -> Transaction:
+@audited_action
+def operator_payment_cancel(
+    *, payment_id: Any, expected_version: int, reason: str
+) -> ActionPlan[Transaction]:
     """Void an authorization (``payment_cancel``) as the operator, at ``expected_version``."""
-    reason = _reason(reason)
     payment = _payment(payment_id)
-    return _audited(
+    return ActionPlan(
         "payment_cancel",
         "ledger.transaction",
         payment.pk,
-        reason,
-        {"expected_version": expected_version},
-        lambda: payment_cancel(payment=payment, expected_version=expected_version),
+        perform=lambda: payment_cancel(payment=payment, expected_version=expected_version),
+        details={"expected_version": expected_version},
     )
 
 
-@db.atomic
+@audited_action
 def operator_refund_create(
     *, payment_id: Any, amount: int | None, expected_version: int, reason: str
-) -> Transaction:
+) -> ActionPlan[Transaction]:
     """Refund (``refund_create``) as the operator; the reason is also the refund's reason."""
-    reason = _reason(reason)
     payment = _payment(payment_id)
-    return _audited(
+    return ActionPlan(
         "refund_create",
         "ledger.transaction",
         payment.pk,
-        reason,
-        {"amount": amount, "expected_version": expected_version},
-        lambda: refund_create(
+        perform=lambda: refund_create(
             payment=payment, amount=amount, reason=reason, expected_version=expected_version
         ),
+        details={"amount": amount, "expected_version": expected_version},
     )
 
 
-@db.atomic
+@audited_action
 def operator_chargeback_create(
     *, payment_id: Any, amount: int | None, expected_version: int, reason: str
-) -> Transaction:
+) -> ActionPlan[Transaction]:
     """Book a chargeback (``chargeback_create``) as the operator, at ``expected_version``."""
-    reason = _reason(reason)
     payment = _payment(payment_id)
-    return _audited(
+    return ActionPlan(
         "chargeback_create",
         "ledger.transaction",
         payment.pk,
-        reason,
-        {"amount": amount, "expected_version": expected_version},
-        lambda: chargeback_create(
+        perform=lambda: chargeback_create(
             payment=payment, amount=amount, reason=reason, expected_version=expected_version
         ),
+        details={"amount": amount, "expected_version": expected_version},
     )
 
 
-@db.atomic
-def operator_outbox_requeue(*, event_id: Any, reason: str) -> OutboxEvent:
+@audited_action
+def operator_outbox_requeue(*, event_id: Any, reason: str) -> ActionPlan[OutboxEvent]:
     """Requeue a dead event (``outbox_requeue``; ``NotDead`` if it is not dead). The
     requeue changes no ledger row, so the action row is its only audit record."""
-    reason = _reason(reason)
     event = OutboxEvent.objects.get(pk=event_id)
-    return _audited(
+    return ActionPlan(
         "outbox_requeue",
         "outbox.outboxevent",
         event.pk,
-        reason,
-        {
+        perform=lambda: outbox_requeue(event_id=event.pk),
+        details={
             "event_type": event.event_type,
             "aggregate_id": event.aggregate_id,
             "sequence": event.sequence,
             "attempts": event.attempts,
             "last_error": event.last_error[:200],
         },
-        lambda: outbox_requeue(event_id=event.pk),
     )
 
 
-@db.atomic
-def operator_api_key_revoke(*, api_key_id: Any, reason: str) -> ApiKey:
+@audited_action
+def operator_api_key_revoke(*, api_key_id: Any, reason: str) -> ActionPlan[ApiKey]:
     """Revoke a key (``api_key_revoke``); refused when it is already revoked. Audit: the
     key's ``api_key.revoked`` row and the action row."""
-    reason = _reason(reason)
     api_key = ApiKey.objects.get(pk=api_key_id)
     if not api_key.is_active:
         raise OperatorActionRefused(f"this key was already revoked at {api_key.revoked_at:%c}")
-    return _audited(
+    return ActionPlan(
         "api_key_revoke",
         "ledger.apikey",
         api_key.pk,
-        reason,
-        {"prefix": api_key.prefix, "merchant": str(api_key.merchant_id)},
-        lambda: api_key_revoke(api_key=api_key),
+        perform=lambda: api_key_revoke(api_key=api_key),
+        details={"prefix": api_key.prefix, "merchant": str(api_key.merchant_id)},
     )
 
 
-@db.atomic
-def operator_api_key_issue(*, merchant_id: Any, name: str, mode: str, reason: str) -> IssuedKey:
+@audited_action
+def operator_api_key_issue(
+    *, merchant_id: Any, name: str, mode: str, reason: str
+) -> ActionPlan[IssuedKey]:
     """Issue a key (``api_key_create``); the secret is in the result and nowhere else."""
-    reason = _reason(reason)
     merchant = Merchant.objects.get(pk=merchant_id)
-    return _audited(
+    return ActionPlan(
         "api_key_issue",
         "ledger.merchant",
         merchant.pk,
-        reason,
-        {"name": name[:100], "mode": mode},
-        lambda: api_key_create(merchant=merchant, name=name, mode=mode),
+        perform=lambda: api_key_create(merchant=merchant, name=name, mode=mode),
+        details={"name": name[:100], "mode": mode},
     )
 
 
-@db.atomic
+@audited_action
 def operator_merchant_create(
     *, name: str, default_currency: str, settlement_delay_days: int, reason: str
-) -> Merchant:
+) -> ActionPlan[Merchant]:
     """Create a merchant (``merchant_create``) as the operator."""
-    reason = _reason(reason)
-    with context.bind(reason=reason):
-        merchant = merchant_create(
-            name=name,
-            default_currency=default_currency,
-            settlement_delay_days=settlement_delay_days,
-        )
-    return _audited(
+    # Created here, not in ``perform``: the action row is on the merchant, so it needs its id.
+    merchant = merchant_create(
+        name=name, default_currency=default_currency, settlement_delay_days=settlement_delay_days
+    )
+    return ActionPlan(
         "merchant_create",
         "ledger.merchant",
         merchant.pk,
-        reason,
-        {"name": merchant.name},
-        lambda: merchant,
+        perform=lambda: merchant,
+        details={"name": merchant.name},
     )
 
 
-@db.atomic
-def operator_merchant_set_active(*, merchant_id: Any, active: bool, reason: str) -> Merchant:
+@audited_action
+def operator_merchant_set_active(
+    *, merchant_id: Any, active: bool, reason: str
+) -> ActionPlan[Merchant]:
     """Suspend (``merchant_suspend``) or reactivate (``merchant_reactivate``) a merchant."""
-    reason = _reason(reason)
     merchant = Merchant.objects.get(pk=merchant_id)
     service = merchant_reactivate if active else merchant_suspend
-    return _audited(
+    return ActionPlan(
         "merchant_reactivate" if active else "merchant_suspend",
         "ledger.merchant",
         merchant.pk,
-        reason,
-        {"status_before": merchant.status},
-        lambda: service(merchant=merchant),
+        perform=lambda: service(merchant=merchant),
+        details={"status_before": merchant.status},
     )
 
 
-@db.atomic
-def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> JobRun:
+@audited_action
+def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> ActionPlan[JobRun]:
     """Pause or resume a scheduled job (``payflow.jobs``): while paused, beat's runs of it
     are skipped. ``JobPauseRefused`` for an unknown job, or one already paused (resumed).
     No ledger row changes, so the action row is the audit record: who, when and why."""
-    reason = _reason(reason)
     current = context.current()
-    return _audited(
+    return ActionPlan(
         "job_pause" if paused else "job_resume",
         "payflow.jobrun",
         job,
-        reason,
-        {"job": job},
-        lambda: (
+        perform=lambda: (
             job_pause(job=job, by=current.actor_label or current.actor_id, reason=reason)
             if paused
             else job_resume(job=job)
         ),
+        details={"job": job},
     )

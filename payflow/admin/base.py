@@ -82,6 +82,18 @@ def get_or_404(model: Any, pk: Any) -> Any:
         raise Http404(f"no such {model._meta.verbose_name}") from exc
 
 
+def one_selected(
+    model_admin: ReadOnlyAdmin, request: HttpRequest, queryset: Any, action: str
+) -> HttpResponse | None:
+    """A changelist action on exactly one row: go to that row's confirmation page."""
+    if queryset.count() != 1:
+        model_admin.message_user(
+            request, "Select exactly one row for this action.", level=messages.WARNING
+        )
+        return None
+    return HttpResponseRedirect(model_admin.action_url(action, queryset.first()))
+
+
 def amount_field(required: bool = False, help_text: str = "") -> forms.CharField:
     return forms.CharField(
         required=required,

@@ -1,0 +1,282 @@
+"""Admin of transactions: find a payment by any of its ids; capture, cancel, refund it or
+book a chargeback, each a confirmation page at the version the operator saw."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Q
+from django.urls import path
+from django.utils.html import format_html_join
+
+from ledger.models import Transaction, TransactionStatus, TransactionType
+from payflow import operations
+from payflow.admin.base import (
+    ActionPage,
+    AmountReasonForm,
+    ReadOnlyAdmin,
+    ReasonForm,
+    get_or_404,
+    one_selected,
+    render_action,
+)
+from payflow.admin.display import TRANSACTION_PREFIXES, money, parse_object_id, public_id
+from payflow.admin.history import audit_history, outbox_history
+
+
+class CaptureForm(AmountReasonForm):
+    amount = forms.CharField(
+        required=False, max_length=15, help_text="In minor units. Empty: the whole authorization."
+    )
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyAdmin):
+    operate_permission = "ledger.change_transaction"
+    list_display = (
+        "public_id",
+        "type",
+        "status",
+        "amount_display",
+        "captured",
+        "returned",
+        "merchant",
+        "livemode",
+        "external_reference",
+        "initiated_at",
+    )
+    list_filter = (
+        "livemode",
+        "type",
+        "status",
+        "currency",
+        "capture_method",
+        ("initiated_at", admin.DateFieldListFilter),
+    )
+    list_select_related = ("merchant",)
+    search_fields = ("external_reference",)
+    search_help_text = (
+        "An id (pay_…, re_…, cb_…, po_…, acct_… or a UUID), an external reference, "
+        "or a merchant name."
+    )
+    show_full_result_count = False
+    fields = (
+        "public_id",
+        "type",
+        "status",
+        "merchant",
+        "amount_display",
+        "captured",
+        "refunded",
+        "charged_back",
+        "remaining",
+        "capture_method",
+        "parent",
+        "card",
+        "external_reference",
+        "metadata",
+        "decline_code",
+        "failure_message",
+        "reason",
+        "initiated_at",
+        "captured_at",
+        "completed_at",
+        "version",
+        "children",
+        "history",
+        "events",
+    )
+    readonly_fields = fields
+    actions = ["capture_selected", "cancel_selected", "refund_selected", "chargeback_selected"]
+
+    @admin.display(description="id", ordering="id")
+    def public_id(self, obj: Transaction) -> str:
+        return public_id(obj)
+
+    @admin.display(description="amount")
+    def amount_display(self, obj: Transaction) -> str:
+        return money(obj.amount, obj.currency)
+
+    @admin.display(description="captured")
+    def captured(self, obj: Transaction) -> str:
+        return money(obj.captured_amount, obj.currency)
+
+    @admin.display(description="refunded")
+    def refunded(self, obj: Transaction) -> str:
+        return money(obj.refunded_amount, obj.currency)
+
+    @admin.display(description="charged back")
+    def charged_back(self, obj: Transaction) -> str:
+        return money(obj.charged_back_amount, obj.currency)
+
+    @admin.display(description="returned")
+    def returned(self, obj: Transaction) -> str:
+        return money(obj.returned_amount, obj.currency)
+
+    @admin.display(description="refundable")
+    def remaining(self, obj: Transaction) -> str:
+        return money(obj.refundable_amount, obj.currency)
+
+    @admin.display(description="card")
+    def card(self, obj: Transaction) -> str:
+        token = obj.card_token
+        if token is None:
+            return "—"
+        return f"{token.brand} •••• {token.last4} ({token.exp_month:02d}/{token.exp_year})"
+
+    @admin.display(description="refunds and chargebacks")
+    def children(self, obj: Transaction) -> str:
+        rows = Transaction.objects.filter(parent=obj).order_by("id")
+        return (
+            format_html_join(
+                "",
+                "<div><a href='{}'>{}</a> {} {}</div>",
+                (
+                    (
+                        self.change_url(child),
+                        public_id(child),
+                        child.status,
+                        money(child.amount, child.currency),
+                    )
+                    for child in rows
+                ),
+            )
+            or "None."
+        )
+
+    @admin.display(description="audit history")
+    def history(self, obj: Transaction) -> str:
+        return audit_history("ledger.transaction", obj.pk)
+
+    @admin.display(description="outbox events")
+    def events(self, obj: Transaction) -> str:
+        return outbox_history(obj.pk)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        parsed = parse_object_id(term)
+        if parsed is not None:
+            kind, value = parsed
+            if kind == "transaction":
+                return queryset.filter(pk=value), False
+            if kind == "merchant":
+                return queryset.filter(merchant_id=value), False
+            return queryset.filter(Q(pk=value) | Q(merchant_id=value)), False
+        if "_" in term and term.split("_", 1)[0] in (*TRANSACTION_PREFIXES, "acct"):
+            return queryset.none(), False  # a malformed public id: nothing, not an error
+        return queryset.filter(
+            Q(external_reference=term) | Q(merchant__name__icontains=term)
+        ), False
+
+    def operator_tools(self, request, obj):
+        if obj.type != TransactionType.PAYMENT:
+            return []
+        tools = []
+        if obj.status == TransactionStatus.AUTHORIZED:
+            tools += [
+                ("Capture", self.action_url("capture", obj)),
+                ("Cancel", self.action_url("cancel", obj)),
+            ]
+        if obj.status in (TransactionStatus.CAPTURED, TransactionStatus.SETTLED):
+            tools += [
+                ("Refund", self.action_url("refund", obj)),
+                ("Chargeback", self.action_url("chargeback", obj)),
+            ]
+        return tools
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            *(
+                path(
+                    f"<path:object_id>/{name}/",
+                    view(getattr(self, f"{name}_view")),
+                    name=f"ledger_transaction_{name}",
+                )
+                for name in ("capture", "cancel", "refund", "chargeback")
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Capture the selected payment…", permissions=["operate"])
+    def capture_selected(self, request, queryset):
+        return one_selected(self, request, queryset, "capture")
+
+    @admin.action(description="Cancel the selected payment…", permissions=["operate"])
+    def cancel_selected(self, request, queryset):
+        return one_selected(self, request, queryset, "cancel")
+
+    @admin.action(description="Refund the selected payment…", permissions=["operate"])
+    def refund_selected(self, request, queryset):
+        return one_selected(self, request, queryset, "refund")
+
+    @admin.action(description="Book a chargeback on the selected payment…", permissions=["operate"])
+    def chargeback_selected(self, request, queryset):
+        return one_selected(self, request, queryset, "chargeback")
+
+    def _payment_page(self, request, object_id, title, form_class, perform, success):
+        payment = get_or_404(Transaction, pk=object_id)
+        page = ActionPage(
+            title=title,
+            form_class=form_class,
+            perform=lambda data: perform(
+                payment_id=payment.pk,
+                expected_version=data.get("expected_version") or payment.version,
+                reason=data["reason"],
+                **({"amount": data["amount"]} if "amount" in data else {}),
+            ),
+            success=success,
+            noun=payment.type,
+            initial={"expected_version": payment.version},
+            summary=[
+                ("payment", public_id(payment)),
+                ("status", payment.status),
+                ("authorized", money(payment.amount, payment.currency)),
+                ("captured", money(payment.captured_amount, payment.currency)),
+                ("refundable", money(payment.refundable_amount, payment.currency)),
+                ("version", payment.version),
+            ],
+        )
+        return render_action(request, self, payment, page, self.change_url(payment))
+
+    def capture_view(self, request, object_id):
+        return self._payment_page(
+            request,
+            object_id,
+            "Capture this payment",
+            CaptureForm,
+            operations.operator_payment_capture,
+            lambda p: f"Captured {money(p.captured_amount, p.currency)} of {public_id(p)}.",
+        )
+
+    def cancel_view(self, request, object_id):
+        return self._payment_page(
+            request,
+            object_id,
+            "Cancel this payment",
+            ReasonForm,
+            operations.operator_payment_cancel,
+            lambda p: f"{public_id(p)} cancelled.",
+        )
+
+    def refund_view(self, request, object_id):
+        return self._payment_page(
+            request,
+            object_id,
+            "Refund this payment",
+            AmountReasonForm,
+            operations.operator_refund_create,
+            lambda r: f"Refunded {money(r.amount, r.currency)}: {public_id(r)}.",
+        )
+
+    def chargeback_view(self, request, object_id):
+        return self._payment_page(
+            request,
+            object_id,
+            "Book a chargeback",
+            AmountReasonForm,
+            operations.operator_chargeback_create,
+            lambda c: f"Chargeback of {money(c.amount, c.currency)} booked: {public_id(c)}.",
+        )
