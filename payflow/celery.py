@@ -2,8 +2,12 @@
 
 import logging
 import os
+from collections.abc import Callable
 
 from celery import Celery, Task, signals
+
+from payflow.logging import install_log_format
+from payflow.platform import context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payflow.settings")
 
@@ -25,16 +29,12 @@ class ContextTask(Task):
         shadow=None,
         **options,
     ):
-        from payflow.platform import context
-
         headers = {**context.current().as_headers(), **(options.pop("headers", None) or {})}
         return super().apply_async(
             args, kwargs, task_id, producer, link, link_error, shadow, headers=headers, **options
         )
 
     def __call__(self, *args, **kwargs):
-        from payflow.platform import context
-
         request_headers = dict(getattr(self.request, "headers", None) or {})
         request_headers.update(
             {k: v for k, v in vars(self.request).items() if k.startswith("payflow_")}
@@ -47,20 +47,27 @@ class ContextTask(Task):
         job = request_headers.get("payflow_job")
         if job and _paused(job):
             logger.info("skipping beat's run of %s: the job is paused", job)
-            from payflow.jobs import SKIPPED
-
             return SKIPPED
         with context.replaced(carried), context.bind(task_id=self.request.id or ""):
             return super().__call__(*args, **kwargs)
 
 
+#: What a skipped run returns (beat's run of a paused job); such runs are not recorded.
+SKIPPED = "paused"
+
+#: Whether an operator paused a job: installed by ``payflow.jobs`` when the apps are ready
+#: (it reads the database, which this module, loaded before Django is set up, cannot).
+pause_check: Callable[[str], bool] | None = None
+
+
 def _paused(job: str) -> bool:
     """Whether an operator paused ``job``; if that cannot be read, the run goes ahead (every
     job is safe to run, and a database outage will fail the run itself, visibly)."""
-    from payflow.jobs import job_paused
-
+    if pause_check is None:
+        logger.warning("no pause check is installed; running %s", job)
+        return False
     try:
-        return job_paused(job)
+        return pause_check(job)
     except Exception:
         logger.warning("could not read whether %s is paused; running it", job, exc_info=True)
         return False
@@ -76,6 +83,4 @@ app.autodiscover_tasks()
 def _redact_pans_in_worker_logs(logger, *args, **kwargs):
     # Celery replaces the root logger's handlers in workers and beat: put the PAN filter
     # (and the log context, and the JSON format when chosen) back on its handlers.
-    from payflow.logging import install_log_format
-
     install_log_format(logger)

@@ -28,6 +28,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from payflow import celery as payflow_celery
+from payflow.celery import SKIPPED
 from payflow.models import JobRun
 from payflow.platform import db
 
@@ -95,9 +97,7 @@ def job_name_for(task_name: str, kwargs: dict[str, Any] | None) -> str | None:
 def _with_defaults(task_name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """``kwargs`` with the task function's defaults filled in (``verify()`` is
     ``verify(incremental=False)``), so a call and an entry compare by meaning."""
-    from payflow.celery import app
-
-    task = app.tasks.get(task_name)
+    task = payflow_celery.app.tasks.get(task_name)
     try:
         bound = inspect.signature(task.run).bind_partial(**(kwargs or {}))
     except (AttributeError, TypeError, ValueError):
@@ -159,13 +159,14 @@ class JobPauseRefused(Exception):
     """Not a scheduled job, or already in the state asked for."""
 
 
-#: What a skipped run returns (beat's run of a paused job); such runs are not recorded.
-SKIPPED = "paused"
-
-
 def job_paused(job: str) -> bool:
     """Whether beat's runs of ``job`` are to be skipped now."""
     return JobRun.objects.filter(job=job, paused_at__isnull=False).exists()
+
+
+# The task base class skips beat's runs of a paused job by asking this (payflow.celery
+# cannot import this module: it is loaded before Django's app registry is ready).
+payflow_celery.pause_check = job_paused
 
 
 def _task_of(job: str) -> str:
