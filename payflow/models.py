@@ -3,10 +3,24 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from typing import Any
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+
+class IdempotencyRecordQuerySet(models.QuerySet):
+    def purge_expired(self, *, older_than_hours: int | None = None, batch_size: int = 1000) -> int:
+        """Delete one batch of records older than the retention (never under 24 hours:
+        a client's retry within a day must still replay); returns how many. Small batches,
+        so a Galera writeset stays small."""
+        hours = max(24, older_than_hours or settings.IDEMPOTENCY_RETENTION_HOURS)
+        cutoff = timezone.now() - datetime.timedelta(hours=hours)
+        ids = list(self.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch_size])
+        return self.filter(pk__in=ids).delete()[0] if ids else 0
 
 
 class IdempotencyRecord(models.Model):
@@ -48,6 +62,8 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     locked_until = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IdempotencyRecordQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -1,9 +1,11 @@
-"""Platform tasks."""
+"""Tasks of the composition root: a liveness ping and the Idempotency-Key purge."""
 
 import os
 import socket
 
 from celery import shared_task
+
+from payflow.models import IdempotencyRecord
 
 
 @shared_task(name="payflow.ping")
@@ -15,11 +17,9 @@ def ping() -> dict[str, object]:
 @shared_task(name="payflow.idempotency_purge")
 def idempotency_purge(max_batches: int = 100) -> dict[str, int]:
     """Delete idempotency records past their retention, in small batches (Galera-friendly)."""
-    from payflow.api.idempotency import idempotency_purge as purge_batch
-
     deleted = 0
     for _ in range(max_batches):
-        batch = purge_batch()
+        batch = IdempotencyRecord.objects.purge_expired()
         deleted += batch
         if not batch:
             break

@@ -403,18 +403,6 @@ def _after_loss(view, request, record: IdempotencyRecord, load) -> Response:
 
 
 @db.atomic
-def idempotency_purge(*, older_than_hours: int | None = None, batch_size: int = 1000) -> int:
-    """Delete one batch of records older than the retention; returns how many."""
-    hours = max(24, older_than_hours or settings.IDEMPOTENCY_RETENTION_HOURS)
-    cutoff = timezone.now() - datetime.timedelta(hours=hours)
-    ids = list(
-        IdempotencyRecord.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[
-            :batch_size
-        ]
-    )
-    return IdempotencyRecord.objects.filter(pk__in=ids).delete()[0] if ids else 0
-
-
 def idempotency_check_records(report: InvariantReport) -> None:
     """Invariant (registered with ``ledger_check_invariants``): every Idempotency-Key record
     that answered 2xx names its object, and every object a record names exists."""
