@@ -24,7 +24,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from payflow import context, db  # noqa: E402
+from payflow.platform import context, db  # noqa: E402
 
 BENCH_ACTOR = context.AuditContext(**context.system_actor("command:bench"))
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034}

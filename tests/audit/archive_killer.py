@@ -19,7 +19,7 @@ django.setup()
 from django.utils.dateparse import parse_datetime  # noqa: E402
 
 from audit import archive  # noqa: E402
-from payflow import context  # noqa: E402
+from payflow.platform import context  # noqa: E402
 
 target, nth, as_of = sys.argv[1], int(sys.argv[2]), parse_datetime(sys.argv[3])
 reached = 0
