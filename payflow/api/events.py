@@ -6,9 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from rest_framework import serializers
+
 from ledger import ids
 from outbox.models import OutboxEvent
-from payflow.api.pagination import paginate
+from payflow.api.pagination import page_of, paginate
+from payflow.api.serializers import LIVEMODE_HELP
 
 PUBLIC_KINDS = {
     "payment": "payment",
@@ -16,6 +19,24 @@ PUBLIC_KINDS = {
     "payout": "payout",
     "chargeback": "chargeback",
 }
+
+
+class EventDataOut(serializers.Serializer):
+    object_id = serializers.CharField()
+    sequence = serializers.IntegerField(help_text="The object's version after the change.")
+    object = serializers.DictField(help_text="The object as of this event.")
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    type = serializers.CharField()
+    created = serializers.IntegerField()
+    data = EventDataOut()
+
+
+EventListOut = page_of(EventOut, "EventListOut")
 
 
 def event_body(event: OutboxEvent) -> dict[str, Any]:

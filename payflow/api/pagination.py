@@ -11,9 +11,12 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
 
 from ledger import ids
 from payflow.api.errors import ApiError
+from payflow.api.serializers import id_pattern
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -92,6 +95,41 @@ def _cursor(kind: str, public_id: str, param: str):
         return ids.decode(kind, public_id)
     except Exception as exc:
         raise _bad(param, f"{param} must be a {kind} id.") from exc
+
+
+def page_parameters(kind: str) -> list[OpenApiParameter]:
+    """The OpenAPI description of ``limit``, ``starting_after`` and ``ending_before``."""
+    # An empty cursor is no cursor (``?starting_after=`` is the first page).
+    cursor = {"type": "string", "pattern": id_pattern(kind, or_empty=True)}
+    return [
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            description=f"1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+        ),
+        OpenApiParameter(
+            "starting_after", cursor, description=f"A {kind} id: the page after it (older)."
+        ),
+        OpenApiParameter(
+            "ending_before",
+            cursor,
+            description=f"A {kind} id: the page before it (newer). Not with starting_after.",
+        ),
+    ]
+
+
+def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The OpenAPI description of a page of ``item`` (the body ``_page`` builds)."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "object": serializers.CharField(),
+            "url": serializers.CharField(),
+            "has_more": serializers.BooleanField(),
+            "data": item(many=True),
+        },
+    )
 
 
 def _page(request, items: list, has_more: bool, render) -> dict[str, Any]:

@@ -1,13 +1,44 @@
-"""Request validation and response shapes. Requests: strict types, unknown fields refused."""
+"""Request validation and response shapes. Requests: strict types, unknown fields refused.
+
+Responses are dicts built by the ``*_body`` functions below: no serializer runs on a
+response in the request path. The ``*Out`` serializer next to each body describes it for
+the OpenAPI document (drf-spectacular) only; ``tests/payflow/api/test_schema_fuzz.py``
+checks that every answer stays within it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from ledger import ids
-from ledger.models import CardToken, Transaction
+from ledger.currencies import EXPONENTS, MAX_AMOUNT
+from ledger.models import CaptureMethod, CardToken, Transaction, TransactionStatus
+from ledger.services.vault import HOLDER_NAME_MAX_LENGTH
+
+
+def id_pattern(kind: str, *, or_empty: bool = False) -> str:
+    """The shape of a public id as the API issues it: ``pay_`` and 32 lower-case hex digits."""
+    body = f"{ids.PREFIXES[kind]}_[0-9a-f]{{32}}"
+    return f"^({body})?$" if or_empty else f"^{body}$"
+
+
+class DocumentedField:
+    """A request field whose ``openapi`` keywords (what the ledger services check beyond the
+    field's own validation) are added to what drf-spectacular derives from the field."""
+
+    openapi: ClassVar[dict[str, Any]] = {}
+
+
+class DocumentedFieldScheme(OpenApiSerializerFieldExtension):
+    target_class = "payflow.api.serializers.DocumentedField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, **self.target.openapi}
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -53,8 +84,58 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class MetadataField(serializers.DictField):
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """Unknown fields are refused with a 400: ``additionalProperties: false``."""
+
+    target_class = "payflow.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
+
+class AmountField(DocumentedField, StrictIntegerField):
+    openapi = {
+        "minimum": 1,
+        "maximum": MAX_AMOUNT,
+        "description": "A positive integer in minor units (1050 is 10.50 EUR).",
+    }
+
+
+class CurrencyField(DocumentedField, StrictStringField):
+    openapi = {
+        "enum": sorted(EXPONENTS),
+        "description": "An ISO 4217 code PayFlow supports (case-insensitive).",
+    }
+
+
+class CardNumberField(DocumentedField, StrictStringField):
+    openapi = {
+        "pattern": "^[ -]*([0-9][ -]*){13,19}$",
+        "description": "13 to 19 digits (spaces and dashes allowed) with a valid check digit.",
+    }
+
+
+class CvcField(DocumentedField, StrictStringField):
+    openapi = {"pattern": "^[0-9]{3,4}$"}
+
+
+class TokenIdField(DocumentedField, StrictStringField):
+    openapi = {"pattern": id_pattern("token")}
+
+
+class HolderNameField(DocumentedField, StrictStringField):
+    # The vault's limit is narrower than the field's (it counts after collapsing spaces).
+    openapi = {"maxLength": HOLDER_NAME_MAX_LENGTH}
+
+
+class MetadataField(DocumentedField, serializers.DictField):
     child = StrictStringField(max_length=500, allow_blank=True)
+    openapi = {
+        "maxProperties": 50,
+        "description": "At most 50 keys of at most 40 characters; values are strings.",
+    }
 
     def to_internal_value(self, data: Any) -> dict:
         value = super().to_internal_value(data)
@@ -64,11 +145,11 @@ class MetadataField(serializers.DictField):
 
 
 class CardSerializer(StrictSerializer):
-    number = StrictStringField(max_length=40)
+    number = CardNumberField(max_length=40)
     exp_month = StrictIntegerField(min_value=1, max_value=12)
     exp_year = StrictIntegerField(min_value=2000, max_value=2100)
-    cvc = StrictStringField(max_length=4, required=False)
-    name = StrictStringField(max_length=200, required=False, allow_blank=True)
+    cvc = CvcField(max_length=4, required=False)
+    name = HolderNameField(max_length=200, required=False, allow_blank=True)
 
 
 class TokenCreateSerializer(StrictSerializer):
@@ -76,11 +157,11 @@ class TokenCreateSerializer(StrictSerializer):
 
 
 class PaymentCreateSerializer(StrictSerializer):
-    amount = StrictIntegerField()
-    currency = StrictStringField(max_length=3, min_length=3)
+    amount = AmountField()
+    currency = CurrencyField(max_length=3, min_length=3)
     card = CardSerializer(required=False)
-    token = StrictStringField(max_length=64, required=False)
-    cvc = StrictStringField(max_length=4, required=False)
+    token = TokenIdField(max_length=64, required=False)
+    cvc = CvcField(max_length=4, required=False)
     capture = StrictBooleanField(required=False, default=True)
     external_reference = StrictStringField(max_length=100, required=False)
     metadata = MetadataField(required=False)
@@ -92,7 +173,7 @@ class PaymentCreateSerializer(StrictSerializer):
 
 
 class CaptureSerializer(StrictSerializer):
-    amount = StrictIntegerField(required=False)
+    amount = AmountField(required=False)
 
 
 class EmptySerializer(StrictSerializer):
@@ -100,23 +181,77 @@ class EmptySerializer(StrictSerializer):
 
 
 class RefundCreateSerializer(StrictSerializer):
-    amount = StrictIntegerField(required=False)
+    amount = AmountField(required=False)
     reason = StrictStringField(max_length=500, required=False, allow_blank=True)
     metadata = MetadataField(required=False)
 
 
 class PayoutCreateSerializer(StrictSerializer):
-    amount = StrictIntegerField()
-    currency = StrictStringField(max_length=3, min_length=3)
+    amount = AmountField()
+    currency = CurrencyField(max_length=3, min_length=3)
     external_reference = StrictStringField(max_length=100, required=False)
     metadata = MetadataField(required=False)
 
 
 # --- responses ------------------------------------------------------------------------
+LIVEMODE_HELP = "false: test mode; true: live money"
+
+#: Every ``error.type`` the API answers with (``payflow.api.errors`` and the views).
+ERROR_TYPES = [
+    "api_error",
+    "authentication_error",
+    "card_error",
+    "conflict_error",
+    "idempotency_error",
+    "invalid_request_error",
+    "permission_error",
+    "rate_limit_error",
+]
+
+
+class ErrorDetailOut(serializers.Serializer):
+    type = serializers.ChoiceField(choices=ERROR_TYPES)
+    code = serializers.CharField()
+    message = serializers.CharField()
+    param = serializers.CharField(allow_null=True)
+    decline_code = serializers.CharField(required=False)
+    payment = serializers.CharField(required=False)
+    current_version = serializers.IntegerField(required=False, allow_null=True)
+
+
+class ErrorOut(serializers.Serializer):  # payflow.api.errors.error_body
+    error = ErrorDetailOut()
+
+
+class PingOut(serializers.Serializer):
+    object = serializers.CharField()
+    merchant = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+
+
+class AmountOut(serializers.Serializer):
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+class BalanceOut(serializers.Serializer):
+    object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    available = AmountOut(many=True)
+    pending = AmountOut(many=True)
+    receivable = AmountOut(many=True)
 
 
 def unix(value) -> int | None:
     return int(value.timestamp()) if value else None
+
+
+class CardOut(serializers.Serializer):
+    brand = serializers.CharField()
+    last4 = serializers.CharField()
+    exp_month = serializers.IntegerField()
+    exp_year = serializers.IntegerField()
+    fingerprint = serializers.CharField()
 
 
 def card_summary(token: CardToken | None) -> dict | None:
@@ -131,6 +266,14 @@ def card_summary(token: CardToken | None) -> dict | None:
     }
 
 
+class TokenOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    card = CardOut()
+    created = serializers.IntegerField()
+
+
 def token_body(token: CardToken) -> dict:
     return {
         "id": ids.encode("token", token.pk),
@@ -139,6 +282,18 @@ def token_body(token: CardToken) -> dict:
         "card": card_summary(token),
         "created": unix(token.created_at),
     }
+
+
+class _TransactionOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=TransactionStatus.values)
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = serializers.IntegerField()
+    version = serializers.IntegerField()
 
 
 def _common(txn: Transaction, kind: str) -> dict:
@@ -153,6 +308,18 @@ def _common(txn: Transaction, kind: str) -> dict:
         "created": unix(txn.initiated_at),
         "version": txn.version,
     }
+
+
+class PaymentOut(_TransactionOut):
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    amount_charged_back = serializers.IntegerField()
+    capture_method = serializers.ChoiceField(choices=[*CaptureMethod.values, ""])
+    card = CardOut(allow_null=True)
+    external_reference = serializers.CharField(allow_null=True)
+    decline_code = serializers.CharField(allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    captured_at = serializers.IntegerField(allow_null=True)
 
 
 def payment_body(payment: Transaction) -> dict:
@@ -170,12 +337,21 @@ def payment_body(payment: Transaction) -> dict:
     }
 
 
+class RefundOut(_TransactionOut):
+    payment = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+
+
 def refund_body(refund: Transaction) -> dict:
     return {
         **_common(refund, "refund"),
         "payment": ids.encode("payment", refund.parent_id),
         "reason": refund.reason or None,
     }
+
+
+class PayoutOut(_TransactionOut):
+    external_reference = serializers.CharField(allow_null=True)
 
 
 def payout_body(payout: Transaction) -> dict:

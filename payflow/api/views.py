@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,8 +23,9 @@ from payflow.api import schema
 from payflow.api import serializers as s
 from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError, error_body
+from payflow.api.events import EventListOut, merchant_events
 from payflow.api.idempotency import idempotent
-from payflow.api.pagination import paginate, parse_time
+from payflow.api.pagination import page_of, page_parameters, paginate, parse_time
 
 
 def _validated(serializer_class, request: Request) -> dict[str, Any]:
@@ -110,7 +112,11 @@ def _card_input(card: dict) -> CardInput:
 class PingView(APIView):
     """The trivial authenticated endpoint (the framework's ceiling in benchmarks)."""
 
-    @schema.ping
+    @extend_schema(
+        operation_id="ping",
+        summary="Check an API key",
+        responses={200: s.PingOut, **schema.errors()},
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -125,7 +131,14 @@ class TokenCreateView(APIView):
     def report(self, request: Request, token: CardToken) -> Response:
         return _object_response(s.token_body(token), status.HTTP_201_CREATED)
 
-    @schema.token_create
+    @extend_schema(
+        operation_id="tokens_create",
+        summary="Tokenize a card",
+        request=s.TokenCreateSerializer,
+        parameters=[schema.IDEMPOTENCY_KEY],
+        responses={201: s.TokenOut, **schema.errors(400, 403, 409)},
+        examples=[schema.example("Card", {"card": schema.CARD_EXAMPLE}, request=True)],
+    )
     @idempotent(links=("token", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.TokenCreateSerializer, request)
@@ -141,7 +154,12 @@ class TokenCreateView(APIView):
 
 
 class TokenDetailView(APIView):
-    @schema.token_retrieve
+    @extend_schema(
+        operation_id="tokens_retrieve",
+        summary="Retrieve a token",
+        parameters=[schema.path_id("token_id", "token")],
+        responses={200: s.TokenOut, **schema.errors(404)},
+    )
     def get(self, request: Request, token_id: str) -> Response:
         token = _token(request, token_id, "id")
         return _object_response(s.token_body(token))
@@ -178,7 +196,12 @@ def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Re
 
 
 class PaymentsView(APIView):
-    @schema.payment_list
+    @extend_schema(
+        operation_id="payments_list",
+        summary="List payments, newest first",
+        parameters=[*page_parameters("payment"), *schema.FILTER_PARAMS],
+        responses={200: page_of(s.PaymentOut, "PaymentListOut"), **schema.errors(400)},
+    )
     def get(self, request: Request) -> Response:
         return _list(request, TransactionType.PAYMENT, "payment", s.payment_body)
 
@@ -204,7 +227,18 @@ class PaymentsView(APIView):
         location = f"/v1/payments/{ids.encode('payment', payment.pk)}"
         return _object_response(s.payment_body(payment), code, Location=location)
 
-    @schema.payment_create
+    @extend_schema(
+        operation_id="payments_create",
+        summary="Create a payment (authorize, and capture unless capture is false)",
+        request=s.PaymentCreateSerializer,
+        parameters=[schema.IDEMPOTENCY_KEY],
+        responses={
+            201: s.PaymentOut,
+            202: schema.PAYMENT_PENDING,
+            **schema.errors(400, 403, 404, 409, 422),
+        },
+        examples=schema.PAYMENT_CREATE_EXAMPLES,
+    )
     @idempotent(links=("payment", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.PaymentCreateSerializer, request)
@@ -224,7 +258,13 @@ class PaymentsView(APIView):
 
 
 class PaymentDetailView(APIView):
-    @schema.payment_retrieve
+    @extend_schema(
+        operation_id="payments_retrieve",
+        summary="Retrieve a payment",
+        parameters=[schema.path_id("payment_id", "payment")],
+        responses={200: s.PaymentOut, **schema.errors(404)},
+        examples=[schema.example("Payment", schema.PAYMENT_EXAMPLE)],
+    )
     def get(self, request: Request, payment_id: str) -> Response:
         payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
         return _object_response(s.payment_body(payment))
@@ -234,7 +274,14 @@ class PaymentCaptureView(APIView):
     def report(self, request: Request, payment: Transaction) -> Response:
         return _object_response(s.payment_body(payment))
 
-    @schema.payment_capture
+    @extend_schema(
+        operation_id="payments_capture",
+        summary="Capture an authorized payment (all or part)",
+        request=s.CaptureSerializer,
+        parameters=schema.PAYMENT_WRITE_PARAMETERS,
+        responses={200: s.PaymentOut, **schema.errors(400, 404, 409, 422)},
+        examples=[schema.example("Partial capture", {"amount": 1500}, request=True)],
+    )
     @idempotent(links=("payment", "update"))
     def post(self, request: Request, payment_id: str) -> Response:
         data = _validated(s.CaptureSerializer, request)
@@ -249,7 +296,13 @@ class PaymentCancelView(APIView):
     def report(self, request: Request, payment: Transaction) -> Response:
         return _object_response(s.payment_body(payment))
 
-    @schema.payment_cancel
+    @extend_schema(
+        operation_id="payments_cancel",
+        summary="Cancel (void) an authorized payment",
+        request=s.EmptySerializer,
+        parameters=schema.PAYMENT_WRITE_PARAMETERS,
+        responses={200: s.PaymentOut, **schema.errors(400, 404, 409, 422)},
+    )
     @idempotent(links=("payment", "update"))
     def post(self, request: Request, payment_id: str) -> Response:
         _validated(s.EmptySerializer, request)
@@ -266,7 +319,18 @@ class PaymentRefundsView(APIView):
             Location=f"/v1/refunds/{ids.encode('refund', refund.pk)}",
         )
 
-    @schema.refund_create
+    @extend_schema(
+        operation_id="refunds_create",
+        summary="Refund a payment (all or part)",
+        request=s.RefundCreateSerializer,
+        parameters=schema.PAYMENT_WRITE_PARAMETERS,
+        responses={201: s.RefundOut, **schema.errors(400, 404, 409, 422)},
+        examples=[
+            schema.example(
+                "Partial refund", {"amount": 1000, "reason": "requested_by_customer"}, request=True
+            )
+        ],
+    )
     @idempotent(links=("refund", "insert"))
     def post(self, request: Request, payment_id: str) -> Response:
         data = _validated(s.RefundCreateSerializer, request)
@@ -282,7 +346,12 @@ class PaymentRefundsView(APIView):
 
 
 class RefundsView(APIView):
-    @schema.refund_list
+    @extend_schema(
+        operation_id="refunds_list",
+        summary="List refunds, newest first",
+        parameters=[*page_parameters("refund"), *schema.FILTER_PARAMS, schema.PAYMENT_FILTER],
+        responses={200: page_of(s.RefundOut, "RefundListOut"), **schema.errors(400, 404)},
+    )
     def get(self, request: Request) -> Response:
         filters = {}
         if "payment" in request.query_params:
@@ -291,14 +360,23 @@ class RefundsView(APIView):
 
 
 class RefundDetailView(APIView):
-    @schema.refund_retrieve
+    @extend_schema(
+        operation_id="refunds_retrieve",
+        summary="Retrieve a refund",
+        parameters=[schema.path_id("refund_id", "refund")],
+        responses={200: s.RefundOut, **schema.errors(404)},
+    )
     def get(self, request: Request, refund_id: str) -> Response:
         refund = _transaction(request, "refund", refund_id, TransactionType.REFUND)
         return _object_response(s.refund_body(refund))
 
 
 class BalanceView(APIView):
-    @schema.balance
+    @extend_schema(
+        operation_id="balance_retrieve",
+        summary="Pending, available and receivable balances per currency",
+        responses={200: s.BalanceOut, **schema.errors()},
+    )
     def get(self, request: Request) -> Response:
         balances = merchant_balances(request.user, livemode=request.auth.livemode)
 
@@ -320,7 +398,12 @@ class BalanceView(APIView):
 
 
 class PayoutsView(APIView):
-    @schema.payout_list
+    @extend_schema(
+        operation_id="payouts_list",
+        summary="List payouts, newest first",
+        parameters=[*page_parameters("payout"), *schema.FILTER_PARAMS],
+        responses={200: page_of(s.PayoutOut, "PayoutListOut"), **schema.errors(400)},
+    )
     def get(self, request: Request) -> Response:
         return _list(request, TransactionType.PAYOUT, "payout", s.payout_body)
 
@@ -331,7 +414,14 @@ class PayoutsView(APIView):
             Location=f"/v1/payouts/{ids.encode('payout', payout.pk)}",
         )
 
-    @schema.payout_create
+    @extend_schema(
+        operation_id="payouts_create",
+        summary="Pay out part of the available balance",
+        request=s.PayoutCreateSerializer,
+        parameters=[schema.IDEMPOTENCY_KEY],
+        responses={201: s.PayoutOut, **schema.errors(400, 403, 409, 422)},
+        examples=[schema.example("Payout", {"amount": 5000, "currency": "EUR"}, request=True)],
+    )
     @idempotent(links=("payout", "insert"))
     def post(self, request: Request) -> Response:
         data = _validated(s.PayoutCreateSerializer, request)
@@ -346,15 +436,23 @@ class PayoutsView(APIView):
 
 
 class PayoutDetailView(APIView):
-    @schema.payout_retrieve
+    @extend_schema(
+        operation_id="payouts_retrieve",
+        summary="Retrieve a payout",
+        parameters=[schema.path_id("payout_id", "payout")],
+        responses={200: s.PayoutOut, **schema.errors(404)},
+    )
     def get(self, request: Request, payout_id: str) -> Response:
         payout = _transaction(request, "payout", payout_id, TransactionType.PAYOUT)
         return _object_response(s.payout_body(payout))
 
 
 class EventsView(APIView):
-    @schema.event_list
+    @extend_schema(
+        operation_id="events_list",
+        summary="This merchant's events, newest first",
+        parameters=page_parameters("event"),
+        responses={200: EventListOut, **schema.errors(400)},
+    )
     def get(self, request: Request) -> Response:
-        from payflow.api.events import merchant_events
-
         return Response(merchant_events(request))

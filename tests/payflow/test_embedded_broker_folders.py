@@ -37,7 +37,7 @@ def test_queueing_a_task_on_the_embedded_broker_writes_only_under_var(tmp_path):
         }
     )
     before = set(os.listdir(ROOT))
-    result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+    result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", QUEUE_A_TASK],
         cwd=ROOT,
         env=env,
