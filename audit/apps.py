@@ -5,6 +5,7 @@ class AuditConfig(AppConfig):
     name = "audit"
 
     def ready(self) -> None:
+        # Imported when the apps are ready: receivers import models.
         from audit.receivers import record_ledger_change
         from ledger.signals import ledger_changed
 

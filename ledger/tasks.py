@@ -9,6 +9,8 @@ from typing import Any
 
 from celery import shared_task
 
+from ledger.selectors import ledger_check_invariants
+from ledger.services import settlement
 from ledger.services.recovery import in_flight_recover
 from ledger.services.vault import vault_keys_register, vault_reencrypt_batch, vault_rotation_status
 
@@ -72,9 +74,7 @@ def vault_rotation_check() -> dict[str, Any]:
 @shared_task(name="ledger.settlement_run")
 def settlement_run() -> dict[str, Any]:
     """Settle what is due (each payment and payout its own transaction; safe to overlap)."""
-    from ledger.services.settlement import settlement_run as run
-
-    report = run()
+    report = settlement.settlement_run()
     return {
         "payments_settled": report.payments_settled,
         "payouts_settled": report.payouts_settled,
@@ -85,8 +85,6 @@ def settlement_run() -> dict[str, Any]:
 @shared_task(name="ledger.check_invariants")
 def check_invariants() -> dict[str, Any]:
     """The nightly ledger check (read-only); problems are logged as errors and returned."""
-    from ledger.selectors import ledger_check_invariants
-
     report = ledger_check_invariants()
     for problem in report.problems:
         logger.error("ledger invariant broken: %s", problem)

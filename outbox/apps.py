@@ -5,6 +5,7 @@ class OutboxConfig(AppConfig):
     name = "outbox"
 
     def ready(self) -> None:
+        # Imported when the apps are ready: receivers import models.
         from audit.signals import audit_recorded, checkpoint_signed
         from ledger.signals import ledger_changed
         from outbox import receivers

@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from outbox.services import outbox_backlog
+from payflow.celery import app
 from payflow.platform import kafka
 
 logger = logging.getLogger(__name__)
@@ -82,10 +85,6 @@ def kafka_check() -> dict[str, Any]:
 
 def outbox_check() -> dict[str, Any]:
     """Degraded when an event is dead (an operator must requeue it) or the relay lags."""
-    from django.conf import settings
-
-    from outbox.services import outbox_backlog
-
     backlog = outbox_backlog()
     lag = backlog.oldest_pending_age_seconds or 0.0
     return {
@@ -98,10 +97,6 @@ def outbox_check() -> dict[str, Any]:
 
 def broker_check() -> dict[str, Any]:
     """The Celery broker accepts a connection within ``READYZ_BROKER_TIMEOUT`` seconds."""
-    from django.conf import settings
-
-    from payflow.celery import app
-
     # The URL from the settings, as the app read it at start (and as a test can change it).
     with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
         connection.ensure_connection(max_retries=1, timeout=settings.READYZ_BROKER_TIMEOUT)

@@ -42,9 +42,16 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from audit.archive import archive_backlog
+from audit.models import AuditCheckpoint, VerificationRun
+from ledger.models import Transaction, TransactionStatus, TransactionType
+from outbox.services import outbox_backlog
+from payflow.models import JobRun
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +104,6 @@ def _age(moment: datetime.datetime | None, now: datetime.datetime) -> float:
 
 
 def payment_metrics(now: datetime.datetime) -> Iterator[Metric]:
-    from ledger.models import Transaction, TransactionStatus, TransactionType
-
     window = settings.METRICS_PAYMENTS_WINDOW_SECONDS
     counts = dict(
         Transaction.objects.filter(
@@ -121,8 +126,6 @@ def payment_metrics(now: datetime.datetime) -> Iterator[Metric]:
 
 
 def outbox_metrics(now: datetime.datetime) -> Iterator[Metric]:
-    from outbox.services import outbox_backlog
-
     backlog = outbox_backlog()
     events = GaugeMetricFamily(
         "payflow_outbox_events", "Outbox events by status (the backlog).", labels=["status"]
@@ -139,9 +142,6 @@ def outbox_metrics(now: datetime.datetime) -> Iterator[Metric]:
 
 
 def audit_metrics(now: datetime.datetime) -> Iterator[Metric]:
-    from audit.archive import archive_backlog
-    from audit.models import AuditCheckpoint, VerificationRun
-
     last = (
         VerificationRun.objects.filter(status=VerificationRun.DONE)
         .order_by("-finished_at")
@@ -173,8 +173,6 @@ def audit_metrics(now: datetime.datetime) -> Iterator[Metric]:
 
 
 def job_metrics(now: datetime.datetime) -> Iterator[Metric]:
-    from payflow.models import JobRun
-
     last_run = GaugeMetricFamily(
         "payflow_job_last_run_timestamp_seconds", "When the job's last run started.", labels=["job"]
     )
@@ -247,8 +245,6 @@ class StateCollector(Collector):
 
 def _process_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry

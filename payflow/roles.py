@@ -13,6 +13,8 @@ field of those rows directly; every change goes through a service.
 
 from __future__ import annotations
 
+from django.contrib.auth.management import create_permissions
+
 OPERATOR = "operator"
 AUDITOR = "auditor"
 
@@ -70,8 +72,6 @@ def roles_apply(apps) -> None:
     ``apps``: the migration's historical registry, or ``django.apps.apps``. Permissions are
     normally created after all migrations (post_migrate), so they are created here first.
     """
-    from django.contrib.auth.management import create_permissions
-
     for app_config in apps.get_app_configs():
         module = getattr(app_config, "models_module", None)
         app_config.models_module = module or True

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -16,6 +18,4 @@ class Command(BaseCommand):
         parser.add_argument("--bootstrap-file", default=str(settings.KAFKA_DEV_BOOTSTRAP_FILE))
 
     def handle(self, *args, brokers: int, bootstrap_file: str, **options):
-        from pathlib import Path
-
         kafka_mock.serve(Path(bootstrap_file), brokers)
