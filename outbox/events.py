@@ -1,6 +1,8 @@
 """The event contract: which ledger changes become events, on which topic, in what envelope.
 
-Documented in docs/events.md; JSON schemas in outbox/schemas/.
+The event types and their topics are listed once, in ``ledger.events`` (``EventType``,
+``Topic``); docs/events.md and the JSON schemas in outbox/schemas/ are checked against that
+list (``tests/outbox/test_registries.py``).
 """
 
 from __future__ import annotations
@@ -10,22 +12,17 @@ from typing import Any
 
 from django.conf import settings
 
+from ledger.events import Topic
 from ledger.models import Transaction
 from payflow.platform import kafka
 
 SCHEMA_VERSION = 1
-TOPIC_INITIATED = "transactions.initiated"
-TOPIC_COMPLETED = "transactions.completed"
-TOPIC_FAILED = "transactions.failed"
-TOPIC_AUDIT_EVENTS = "audit.events"
-TOPIC_AUDIT_CHECKPOINTS = "audit.checkpoints"
-ALL_TOPICS = [
-    TOPIC_INITIATED,
-    TOPIC_COMPLETED,
-    TOPIC_FAILED,
-    TOPIC_AUDIT_EVENTS,
-    TOPIC_AUDIT_CHECKPOINTS,
-]
+TOPIC_INITIATED = Topic.TRANSACTIONS_INITIATED
+TOPIC_COMPLETED = Topic.TRANSACTIONS_COMPLETED
+TOPIC_FAILED = Topic.TRANSACTIONS_FAILED
+TOPIC_AUDIT_EVENTS = Topic.AUDIT_EVENTS
+TOPIC_AUDIT_CHECKPOINTS = Topic.AUDIT_CHECKPOINTS
+ALL_TOPICS = list(Topic)
 
 #: Transaction fields an event carries: its audited snapshot without the operator-facing
 #: texts (never card data: the token is its id).
@@ -35,9 +32,13 @@ PAYLOAD_FIELDS = tuple(
 FAILED_STATUSES = {"failed", "cancelled"}
 
 
-def topic_for(action: str, new_values: dict[str, Any]) -> str:
+def topic_for(action: str, new_values: dict[str, Any]) -> Topic:
     """Inserts go to ``transactions.initiated``; failures and cancellations to
-    ``transactions.failed``; every other state change to ``transactions.completed``."""
+    ``transactions.failed``; every other state change to ``transactions.completed``.
+
+    Decided from the change, not looked up by event type, so a change the registry does not
+    list is still published; ``tests/outbox/test_registries.py`` checks that every listed
+    ``EventType.topic`` is what this gives for it."""
     if action == "insert":
         return TOPIC_INITIATED
     if new_values.get("status") in FAILED_STATUSES:
@@ -63,7 +64,7 @@ def envelope(event) -> dict[str, Any]:
     }
 
 
-def kafka_headers(event) -> list[tuple[str, bytes]]:
+def kafka_headers(event) -> list[tuple[str, str | bytes | None]]:
     """Headers repeat the id and type, so consumers can deduplicate without parsing."""
     return [
         ("event_id", str(event.id).encode()),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
-
+from ledger.events import EventType
 from ledger.models import Transaction
 from outbox import events
 from outbox.models import OutboxEvent
+from outbox.tasks import relay_partitions
+from payflow.platform import db
 
 logger = logging.getLogger(__name__)
 
@@ -41,35 +42,20 @@ def record_transaction_event(
     _nudge_after_commit(event.relay_partition)
 
 
-class _Nudges:
-    """The relay partitions one transaction wrote to, nudged after it commits: one broker
-    message naming them all (a message per partition cost a broker round trip each)."""
-
-    def __init__(self) -> None:
-        self.partitions: set[int] = set()
-
-    def __call__(self) -> None:
-        nudge(sorted(self.partitions))
-
-
 def _nudge_after_commit(partition: int) -> None:
     """A nudge after commit gets the events out quickly; if it is lost, beat's sweep (every
-    second) publishes them anyway. One callback per transaction (a payment writes several
-    events), found among the connection's pending callbacks; Django drops it if the
-    transaction rolls back."""
-    connection = transaction.get_connection()
-    for _savepoints, callback, _robust in connection.run_on_commit:
-        if isinstance(callback, _Nudges):
-            callback.partitions.add(partition)
-            return
-    nudges = _Nudges()
-    nudges.partitions.add(partition)
-    transaction.on_commit(nudges)
+    second) publishes them anyway. One nudge per transaction (a payment writes several
+    events): ``payflow.platform.db.after_commit`` collects the partitions; nothing is sent
+    if the transaction rolls back."""
+    db.after_commit(_nudge_partitions, partition)
+
+
+def _nudge_partitions(partitions: list[int]) -> None:
+    # One broker message naming them all (a message per partition cost a round trip each).
+    nudge(sorted(set(partitions)))
 
 
 def nudge(partitions: list[int]) -> None:
-    from outbox.tasks import relay_partitions
-
     try:
         relay_partitions.apply_async(args=[partitions], ignore_result=True)
     except Exception as exc:  # the broker being down must never fail the committed request
@@ -86,7 +72,7 @@ def record_audit_entry(sender: Any, entry: Any, **kwargs: Any) -> None:
         aggregate_type="audit_lane",
         aggregate_id=aggregate_id,
         sequence=entry.seq,
-        event_type="audit.entry_recorded",
+        event_type=EventType.AUDIT_ENTRY_RECORDED,
         topic=events.TOPIC_AUDIT_EVENTS,
         payload=events.audit_entry_payload(entry),
     )
@@ -98,7 +84,7 @@ def record_checkpoint(sender: Any, checkpoint: Any, **kwargs: Any) -> None:
         aggregate_type="audit_checkpoint",
         aggregate_id="checkpoints",
         sequence=checkpoint.number,
-        event_type="audit.checkpoint_signed",
+        event_type=EventType.AUDIT_CHECKPOINT_SIGNED,
         topic=events.TOPIC_AUDIT_CHECKPOINTS,
         payload=checkpoint.signed,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from outbox import relay
+from outbox.services import outbox_purge
 
 
 @shared_task(name="outbox.relay_partition", ignore_result=True)
@@ -38,6 +39,4 @@ def relay_sweep() -> dict:
 @shared_task(name="outbox.purge", ignore_result=True)
 def purge() -> dict:
     """Delete published events past their retention (beat, daily)."""
-    from outbox.services import outbox_purge
-
     return {"deleted": outbox_purge()}

@@ -30,6 +30,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.dispatch import receiver
 
+from audit.actions import Action
 from payflow.middleware import client_ip
 from payflow.platform import context, db
 
@@ -77,7 +78,7 @@ def _audit_failure(username: str, ip: str, count: int, refused: bool) -> None:
     audit_record(
         object_type="auth.user",
         object_id=str(user.pk) if user else "unknown",
-        action="login_failed",
+        action=Action.LOGIN_FAILED,
         event_type="user.login_failed",
         old_values=None,
         new_values={

@@ -27,6 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ledger import acquirer
+from ledger.events import EventType
 from ledger.models import (
     AccountKind,
     AcquirerCommand,
@@ -67,7 +68,7 @@ def command_book(*, transaction_obj: Transaction, kind: str, amount: int) -> Acq
     send_change(
         command,
         action="insert",
-        event_type="acquirer_command.created",
+        event_type=EventType.ACQUIRER_COMMAND_CREATED,
         old_values=None,
         new_values=command.snapshot(),
     )
@@ -172,7 +173,7 @@ def _command_settle(command_id: Any, answer: acquirer.AcquirerResult) -> Acquire
     status = CommandStatus.SUCCEEDED if answer.approved else CommandStatus.FAILED
     command = row_compare_and_set(
         command,
-        event_type=f"acquirer_command.{status}",
+        event_type=EventType.acquirer_command(status),
         status=status,
         result_code=(answer.decline_code or "")[:40],
         completed_at=timezone.now(),
@@ -196,7 +197,7 @@ def _refund_answered(payment: Transaction, refund: Transaction, answer) -> None:
     if answer.approved:
         transaction_compare_and_set(
             refund,
-            event_type="refund.succeeded",
+            event_type=EventType.REFUND_SUCCEEDED,
             status=TransactionStatus.REFUNDED,
             completed_at=timezone.now(),
         )
@@ -226,7 +227,7 @@ def _refund_reverse(payment: Transaction, refund: Transaction, answer) -> None:
         )
     payment = transaction_compare_and_set(
         payment,
-        event_type="payment.refund_failed",
+        event_type=EventType.PAYMENT_REFUND_FAILED,
         status=restored,
         reversal=True,
         refunded_amount=payment.refunded_amount - refund.amount,
@@ -253,7 +254,7 @@ def _refund_reverse(payment: Transaction, refund: Transaction, answer) -> None:
     )
     transaction_compare_and_set(
         refund,
-        event_type="refund.failed",
+        event_type=EventType.REFUND_FAILED,
         status=TransactionStatus.FAILED,
         decline_code=(answer.decline_code or "refund_failed")[:40],
         failure_message=(answer.message or "The acquirer refused the refund.")[:200],

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
+from ledger.events import EventType
 from ledger.exceptions import InvalidRequest
 from ledger.models import ApiKey, ApiKeyMode, Merchant
 from ledger.services.transitions import row_compare_and_set
@@ -55,7 +56,7 @@ def api_key_create(*, merchant: Merchant, name: str = "", mode: str = ApiKeyMode
     send_change(
         api_key,
         action="insert",
-        event_type="api_key.created",
+        event_type=EventType.API_KEY_CREATED,
         old_values=None,
         new_values=api_key.snapshot(),
     )
@@ -103,4 +104,6 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     fresh = ApiKey.objects.get(pk=api_key.pk)
     if not fresh.is_active:
         return fresh
-    return row_compare_and_set(fresh, event_type="api_key.revoked", revoked_at=timezone.now())
+    return row_compare_and_set(
+        fresh, event_type=EventType.API_KEY_REVOKED, revoked_at=timezone.now()
+    )

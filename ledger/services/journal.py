@@ -9,6 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from ledger.events import EventType
 from ledger.exceptions import InsufficientBalance
 from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant
 from ledger.models.journal import TRACKED_KINDS
@@ -138,7 +139,7 @@ def journal_post(
     send_change(
         entry,
         action="insert",
-        event_type="journal_entry.posted",
+        event_type=EventType.JOURNAL_ENTRY_POSTED,
         old_values=None,
         new_values=values,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ledger.currencies import normalize_currency
+from ledger.events import EventType
 from ledger.exceptions import InvalidRequest
 from ledger.models import Merchant, MerchantStatus
 from ledger.services.transitions import row_compare_and_set
@@ -30,14 +31,14 @@ def merchant_create(
     send_change(
         merchant,
         action="insert",
-        event_type="merchant.created",
+        event_type=EventType.MERCHANT_CREATED,
         old_values=None,
         new_values=merchant.snapshot(),
     )
     return merchant
 
 
-def _merchant_set_status(merchant: Merchant, status: str, event_type: str) -> Merchant:
+def _merchant_set_status(merchant: Merchant, status: str, event_type: EventType) -> Merchant:
     fresh = Merchant.objects.get(pk=merchant.pk)
     if fresh.status == status:
         return fresh
@@ -47,13 +48,13 @@ def _merchant_set_status(merchant: Merchant, status: str, event_type: str) -> Me
 @db.atomic
 def merchant_suspend(*, merchant: Merchant) -> Merchant:
     """Suspend: the merchant can no longer create payments. Signals ``merchant.suspended``."""
-    return _merchant_set_status(merchant, MerchantStatus.SUSPENDED, "merchant.suspended")
+    return _merchant_set_status(merchant, MerchantStatus.SUSPENDED, EventType.MERCHANT_SUSPENDED)
 
 
 @db.atomic
 def merchant_reactivate(*, merchant: Merchant) -> Merchant:
     """Reactivate a suspended merchant. Signals ``merchant.reactivated``."""
-    return _merchant_set_status(merchant, MerchantStatus.ACTIVE, "merchant.reactivated")
+    return _merchant_set_status(merchant, MerchantStatus.ACTIVE, EventType.MERCHANT_REACTIVATED)
 
 
 @db.atomic
@@ -65,5 +66,9 @@ def merchant_set_legal_hold(*, merchant: Merchant, legal_hold: bool) -> Merchant
     fresh = Merchant.objects.get(pk=merchant.pk)
     if fresh.legal_hold == legal_hold:
         return fresh
-    event = "merchant.legal_hold_placed" if legal_hold else "merchant.legal_hold_released"
+    event = (
+        EventType.MERCHANT_LEGAL_HOLD_PLACED
+        if legal_hold
+        else EventType.MERCHANT_LEGAL_HOLD_RELEASED
+    )
     return row_compare_and_set(fresh, event_type=event, legal_hold=legal_hold)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from ledger import acquirer
 from ledger.cards import validate_cvc
 from ledger.currencies import normalize_currency, validate_amount
+from ledger.events import EventType
 from ledger.exceptions import (
     AmountExceedsRemaining,
     InvalidRequest,
@@ -189,7 +190,7 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
     now = timezone.now()
     payment = transaction_compare_and_set(
         payment,
-        event_type="payment.captured",
+        event_type=EventType.PAYMENT_CAPTURED,
         status=TransactionStatus.CAPTURED,
         captured_amount=amount,
         captured_at=now,
@@ -223,14 +224,14 @@ def _payment_record_authorization(payment_id: Any, result: acquirer.AcquirerResu
     if not result.approved:
         return transaction_compare_and_set(
             payment,
-            event_type="payment.failed",
+            event_type=EventType.PAYMENT_FAILED,
             status=TransactionStatus.FAILED,
             decline_code=result.decline_code,
             failure_message=result.message[:200],
             completed_at=timezone.now(),
         )
     payment = transaction_compare_and_set(
-        payment, event_type="payment.authorized", status=TransactionStatus.AUTHORIZED
+        payment, event_type=EventType.PAYMENT_AUTHORIZED, status=TransactionStatus.AUTHORIZED
     )
     if payment.capture_method == CaptureMethod.AUTOMATIC:
         # The authorization was a sale: the acquirer took the money in the same call.
@@ -245,7 +246,7 @@ def _payment_abandon_book(payment_id: Any) -> tuple[Transaction, AcquirerCommand
         return payment, None
     payment = transaction_compare_and_set(
         payment,
-        event_type="payment.failed",
+        event_type=EventType.PAYMENT_FAILED,
         status=TransactionStatus.FAILED,
         decline_code="acquirer_unavailable",
         failure_message="The acquirer did not confirm the payment; no money was taken.",
@@ -390,7 +391,7 @@ def _cancel_book(
     check_expected_version(fresh, expected_version)
     cancelled = transaction_compare_and_set(
         fresh,
-        event_type="payment.cancelled",
+        event_type=EventType.PAYMENT_CANCELLED,
         status=TransactionStatus.CANCELLED,
         completed_at=timezone.now(),
     )

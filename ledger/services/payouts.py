@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.currencies import normalize_currency, validate_amount
+from ledger.events import EventType
 from ledger.exceptions import InvalidRequest, MerchantInactive
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
 from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
@@ -85,7 +86,7 @@ def _payout_book(
         ],
     )
     payout = transaction_compare_and_set(
-        payout, event_type="payout.pending", status=TransactionStatus.PENDING
+        payout, event_type=EventType.PAYOUT_PENDING, status=TransactionStatus.PENDING
     )
     faults.point("payout.booking")  # a crash here: the transaction is rolled back
     return payout

@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from ledger.currencies import validate_amount
+from ledger.events import EventType
 from ledger.exceptions import (
     AmountExceedsRemaining,
     InvalidRequest,
@@ -70,9 +71,11 @@ def _reserve_on_payment(
     status_before = payment.status
     fully_returned = value == payment.refundable_amount
     if field == "charged_back_amount":
-        event_type = "payment.charged_back"
+        event_type = EventType.PAYMENT_CHARGED_BACK
     else:
-        event_type = "payment.refunded" if fully_returned else "payment.partially_refunded"
+        event_type = (
+            EventType.PAYMENT_REFUNDED if fully_returned else EventType.PAYMENT_PARTIALLY_REFUNDED
+        )
     payment = transaction_compare_and_set(
         payment,
         event_type=event_type,
@@ -201,7 +204,7 @@ def chargeback_create(
     )
     return transaction_compare_and_set(
         chargeback,
-        event_type="chargeback.settled",
+        event_type=EventType.CHARGEBACK_SETTLED,
         status=TransactionStatus.SETTLED,
         completed_at=timezone.now(),
     )

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from ledger.events import EventType
 from ledger.exceptions import ConcurrentUpdate, InvalidStateTransition
 from ledger.models import AccountKind, Merchant, Transaction, TransactionStatus, TransactionType
 from ledger.services.journal import journal_post, merchant_account_of, platform_account_of
@@ -29,7 +30,10 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
     payment = transaction_fresh(payment_id, lock=True)
     net = payment.captured_amount - payment.returned_amount
     transaction_compare_and_set(
-        payment, event_type="payment.settled", status=TransactionStatus.SETTLED, completed_at=now
+        payment,
+        event_type=EventType.PAYMENT_SETTLED,
+        status=TransactionStatus.SETTLED,
+        completed_at=now,
     )
     if net > 0:
         journal_post(
@@ -54,7 +58,7 @@ def _settle_payment(payment_id: Any, now: datetime.datetime) -> int:
 def _settle_payout(payout_id: Any, now: datetime.datetime) -> int:
     payout = transaction_fresh(payout_id, lock=True)
     transaction_compare_and_set(
-        payout, event_type="payout.paid", status=TransactionStatus.SETTLED, completed_at=now
+        payout, event_type=EventType.PAYOUT_PAID, status=TransactionStatus.SETTLED, completed_at=now
     )
     journal_post(
         kind="payout_paid",

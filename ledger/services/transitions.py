@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import F
 
+from ledger.events import EventType
 from ledger.exceptions import ConcurrentUpdate, NotFound
 from ledger.models import Transaction
 from ledger.signals import send_change
@@ -44,7 +45,7 @@ def check_expected_version(txn: Transaction, expected_version: int | None) -> No
         )
 
 
-def row_compare_and_set(instance: Any, *, event_type: str, **changes: Any) -> Any:
+def row_compare_and_set(instance: Any, *, event_type: EventType, **changes: Any) -> Any:
     """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = ?`` on any audited
     row with a ``version``, then signal ``event_type`` with the old and new values.
 
@@ -80,7 +81,7 @@ def row_compare_and_set(instance: Any, *, event_type: str, **changes: Any) -> An
 def transaction_compare_and_set(
     txn: Transaction,
     *,
-    event_type: str,
+    event_type: EventType,
     status: str | None = None,
     reversal: bool = False,
     **changes: Any,
@@ -99,7 +100,7 @@ def transaction_insert(**fields: Any) -> Transaction:
     send_change(
         txn,
         action="insert",
-        event_type=f"{txn.type}.created",
+        event_type=EventType.created(txn.type),
         old_values=None,
         new_values=txn.snapshot(),
     )

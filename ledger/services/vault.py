@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from ledger import vault
 from ledger.cards import validate_card
+from ledger.events import EventType
 from ledger.exceptions import InvalidCard, MerchantInactive, VaultError
 from ledger.models import CardToken, Merchant, MerchantStatus
 from ledger.models.vault import VaultKey
@@ -96,7 +97,7 @@ def card_tokenize(
     send_change(
         token,
         action="insert",
-        event_type="card_token.created",
+        event_type=EventType.CARD_TOKEN_CREATED,
         old_values=None,
         new_values=token.snapshot(),
     )
@@ -152,7 +153,7 @@ def _store_resealed(resealed: list[tuple[CardToken, vault.Sealed]]) -> int:
         send_change(
             changed,
             action="update",
-            event_type="card_token.reencrypted",
+            event_type=EventType.CARD_TOKEN_REENCRYPTED,
             old_values=token.snapshot(),
             new_values=changed.snapshot(),
         )
@@ -209,7 +210,7 @@ def _vault_key_insert(version: int, key_check: str, now: datetime.datetime) -> V
     send_change(
         key,
         action="insert",
-        event_type="vault_key.registered",
+        event_type=EventType.VAULT_KEY_REGISTERED,
         old_values=None,
         new_values=key.snapshot(),
     )

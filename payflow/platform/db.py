@@ -121,11 +121,11 @@ def _backoff(attempt: int) -> float:
 
 
 def run_atomic(
-    func: Callable[P, R],
-    *args: P.args,
+    func: Callable[..., R],
+    *args: Any,
     using: str | None = None,
     attempts: int | None = None,
-    **kwargs: P.kwargs,
+    **kwargs: Any,
 ) -> R:
     """Run ``func`` in a transaction on ``using``; run it again if the commit lost a conflict.
 
@@ -215,21 +215,55 @@ def before_commit(
     connection.on_commit(_BeforeCommit(flush, item))
 
 
+def after_commit(
+    flush: Callable[[list[Any]], None], item: Any, *, using: str | None = None
+) -> None:
+    """Queue ``item`` for ``flush``: called once, after COMMIT, with every item queued for
+    it in the transaction that a rolled-back savepoint did not discard (one call per
+    transaction however many changes queued work: e.g. one relay nudge naming every
+    partition a payment wrote to). Nothing is called if the transaction rolls back.
+
+    Built on ``before_commit`` (which drops a rolled-back savepoint's items): just before
+    COMMIT, the surviving items become one ``transaction.on_commit`` callback. Refused
+    outside ``payflow.platform.db.atomic``, like ``before_commit``.
+    """
+    before_commit(_deferred(flush, using), item, using=using)
+
+
+@functools.cache
+def _deferred(flush: Callable[[list[Any]], None], using: str | None) -> Callable[[list[Any]], None]:
+    # One wrapper per (flush, alias), so before_commit groups every item of a flush.
+    def register(items: list[Any]) -> None:
+        transaction.on_commit(functools.partial(flush, items), using=using)
+
+    register.after_commit = True  # type: ignore[attr-defined]
+    return register
+
+
 def _run_before_commit(connection: Any) -> None:
+    # Flushes may queue more work (the audit rows' flush writes outbox rows, which queue a
+    # nudge): loop until nothing is queued. ``after_commit`` registrations go last, once
+    # every other flush is done, so each gets all of its transaction's items in one call.
     while True:
         queued = [
             entry for entry in connection.run_on_commit if isinstance(entry[1], _BeforeCommit)
         ]
         if not queued:
             return
+        work_now = [entry for entry in queued if not _is_deferred(entry[1].flush)] or queued
+        taken = {id(entry) for entry in work_now}
         connection.run_on_commit = [
-            entry for entry in connection.run_on_commit if not isinstance(entry[1], _BeforeCommit)
+            entry for entry in connection.run_on_commit if id(entry) not in taken
         ]
         groups: dict[Callable[[list[Any]], None], list[Any]] = {}
-        for _savepoints, work, _robust in queued:
+        for _savepoints, work, _robust in work_now:
             groups.setdefault(work.flush, []).append(work.item)
         for flush, items in groups.items():
             flush(items)
+
+
+def _is_deferred(flush: Callable[[list[Any]], None]) -> bool:
+    return getattr(flush, "after_commit", False)
 
 
 @overload

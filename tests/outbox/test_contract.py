@@ -7,6 +7,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from audit.checkpoints import audit_checkpoint_create
+from ledger.events import EventType
 from ledger.services.payments import payment_cancel
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
@@ -19,20 +20,14 @@ SCHEMAS = Path(events.__file__).parent / "schemas"
 DOCUMENTED = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
-PAYLOAD_SCHEMAS = {
-    "audit.entry_recorded": "audit_entry.json",
-    "audit.checkpoint_signed": "checkpoint.json",
-}
-
-
 def _validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMAS / name).read_text())
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def envelope_errors(envelope: dict) -> list[str]:
-    """Envelope against envelope.json, payload against the schema of its event type."""
-    payload_schema = PAYLOAD_SCHEMAS.get(envelope["type"], "transaction.json")
+    """Envelope against envelope.json, payload against the schema its event type names."""
+    payload_schema = EventType(envelope["type"]).schema
     errors = [
         *_validator("envelope.json").iter_errors(envelope),
         *_validator(payload_schema).iter_errors(envelope["payload"]),
