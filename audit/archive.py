@@ -27,21 +27,17 @@ database user (``manage.py audit_grants``, ``AUDIT_ARCHIVER_QUEUE``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import os
-import socket
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Min, Q
+from django.db.models import Min
 from django.utils import timezone
 
-from audit.models import GENESIS_HASH, ArchiveLease, ArchiveSegment, AuditCheckpoint, AuditEntry
+from audit.leases import lease_claim, leased
+from audit.models import GENESIS_HASH, ArchiveSegment, AuditCheckpoint, AuditEntry
 from audit.segments import (
     ChainRow,
     SegmentProblem,
@@ -67,44 +63,6 @@ class ArchiveRefused(RuntimeError):
 
 def _step(name: str) -> None:
     """A named point between the archiver's steps (the kill tests stop the process here)."""
-
-
-# --- lease ------------------------------------------------------------------------------
-
-
-def lease_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@db.atomic
-def lease_claim(name: str, owner: str) -> bool:
-    """Take (or renew) the named lease if it is free, expired or ours. Committed."""
-    now = timezone.now()
-    ArchiveLease.objects.get_or_create(name=name)
-    claimable = Q(owner="") | Q(owner=owner) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
-    until = now + datetime.timedelta(seconds=settings.AUDIT_ARCHIVE_LEASE_SECONDS)
-    return bool(
-        ArchiveLease.objects.filter(claimable, name=name).update(owner=owner, expires_at=until)
-    )
-
-
-@db.atomic
-def lease_release(name: str, owner: str) -> None:
-    ArchiveLease.objects.filter(name=name, owner=owner).update(owner="", expires_at=None)
-
-
-@contextlib.contextmanager
-def leased(name: str) -> Iterator[str | None]:
-    """Hold the named lease for the block: yields the owner, or None when another run
-    holds it (the block then does nothing). Released at the end, also on error."""
-    owner = lease_owner()
-    if not lease_claim(name, owner):
-        yield None
-        return
-    try:
-        yield owner
-    finally:
-        lease_release(name, owner)
 
 
 # --- the archiver -----------------------------------------------------------------------
@@ -182,7 +140,7 @@ def _record_next(
     rows: list[ChainRow] = []
     size = 0
     for row in live_rows(lane, after, signed_upto):
-        if row.fields["created_at"] >= cutoff:
+        if row.created_at >= cutoff:
             break
         rows.append(row)
         size += len(row.canonical) + 200
@@ -196,7 +154,7 @@ def _record_next(
         raise ArchiveRefused(f"the live rows do not continue the archived chain: {problem}")
     built = build_segment(lane, rows)
     return (
-        _insert_segment(built, rows[0].fields["created_at"], rows[-1].fields["created_at"]),
+        _insert_segment(built, rows[0].created_at, rows[-1].created_at),
         built.data,
     )
 
@@ -243,8 +201,8 @@ def _complete(segment: ArchiveSegment, data: bytes | None = None) -> None:
 def _check_written(segment: ArchiveSegment) -> str:
     try:
         rows = read_segment(segment)  # read once: checked, then compared with the live rows
-    except SegmentProblem as problem:
-        return f"{problem.kind}: {problem.detail}"
+    except SegmentProblem as unreadable:
+        return f"{unreadable.kind}: {unreadable.detail}"
     problem = rows_problem(segment, rows, previous_hash=previous_segment_hash(segment))
     if problem:
         return problem

@@ -20,7 +20,7 @@ class NothingToExport(ValueError):
 
 
 def _tree(body: dict[str, Any]) -> MerkleTree:
-    leaves = []
+    leaves: list[bytes] = []
     for covered in body["tree"]["ranges"]:
         rows = lane_hashes(covered["lane"], covered["first_seq"] - 1, covered["last_seq"])
         leaves.extend(bytes.fromhex(digest) for _, digest in rows)

@@ -25,7 +25,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit import signing
-from audit.archive import leased
+from audit.actions import Action
+from audit.leases import leased
 from audit.models import ArchiveSegment, LegalHold, RetentionPurge
 from audit.segments import (
     ChainRow,
@@ -152,8 +153,8 @@ def _candidates(boundary, holds: Holds, report: PurgeReport) -> list[ArchiveSegm
                 break
             try:
                 rows = read_segment(segment)
-            except SegmentProblem as problem:
-                report.problems.append(str(problem))
+            except SegmentProblem as unreadable:
+                report.problems.append(str(unreadable))
                 break
             broken = rows_problem(segment, rows, previous_hash=previous_segment_hash(segment))
             if broken:
@@ -202,7 +203,7 @@ def _record_purge(segments: list[ArchiveSegment], now) -> RetentionPurge:
     audit_record(
         object_type="audit.retentionpurge",
         object_id=str(purge.id),
-        action="purge",
+        action=Action.PURGE,
         event_type="audit.retention_purged",
         old_values=None,
         new_values={

@@ -73,8 +73,17 @@ class ChainRow:
         self._canonical, self.fields = canonical, fields
 
     @property
+    def created_at(self) -> Any:
+        """When a live row was written (rows from a segment file carry only their bytes)."""
+        if self.fields is None:
+            raise ValueError("a row read from a segment file has no fields")
+        return self.fields["created_at"]
+
+    @property
     def canonical(self) -> bytes:
         if self._canonical is None:
+            if self.fields is None:
+                raise ValueError("a row read from a segment file has its bytes already")
             self._canonical = canonical_bytes(self.fields)
         return self._canonical
 

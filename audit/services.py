@@ -6,6 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from audit.actions import Action
 from audit.chain import ENCODING_VERSION, canonical_bytes, entry_hash, lane_for
 from audit.models import AuditEntry, LaneHead
 from audit.signals import audit_recorded
@@ -48,8 +49,11 @@ def audit_record(
     every other audit row of it, just before COMMIT (``_write_entries``).
 
     Takes the actor, IP, user agent, request/task id and reason from ``payflow.platform.context``
-    now; refuses with ``MissingActor`` when no actor is named, which aborts the change.
+    now; refuses with ``MissingActor`` when no actor is named, and with
+    ``audit.actions.UnknownAction`` for an action that is not an ``Action``: either aborts
+    the change.
     """
+    Action.checked(action)
     who = context.current()
     if not who.has_actor:
         raise MissingActor(f"{event_type} on {object_type} {object_id} has no actor")
@@ -94,59 +98,3 @@ def _write_entries(pending: list[dict[str, Any]]) -> None:
         LaneHead.objects.filter(lane=lane).update(seq=heads[lane].seq, hash=heads[lane].hash)
     for entry in entries:
         audit_recorded.send(sender=AuditEntry, entry=entry)
-
-
-def verification_start(*, started_by: str, incremental: bool = False) -> Any:
-    """Record a verification run and queue it for the worker (after commit)."""
-    from django.conf import settings
-    from django.db import transaction
-
-    from audit.models import VerificationRun
-    from audit.tasks import verification_run
-
-    run = VerificationRun.objects.create(
-        started_by=started_by[:200], lanes_total=settings.AUDIT_LANES, incremental=incremental
-    )
-    transaction.on_commit(lambda: verification_run.delay(run.id))
-    return run
-
-
-def verification_execute(*, run_id: int) -> Any:
-    """Verify every lane (in full, or from the last verified checkpoint), saving progress
-    after each lane (small autocommit updates, so an auditor watching sees it move). An OK
-    run records the newest checkpoint it covered, where the next incremental run starts."""
-    from audit.models import AuditCheckpoint, VerificationRun
-    from audit.verify import incremental_starts, verify_all
-
-    run = VerificationRun.objects.get(pk=run_id)
-    latest = AuditCheckpoint.objects.order_by("-number").values_list("number", flat=True).first()
-    starts, _ = incremental_starts() if run.incremental else ({}, None)
-    VerificationRun.objects.filter(pk=run_id).update(status=VerificationRun.RUNNING)
-    state = {"rows": 0, "done": 0}
-
-    def progress(lane, result):
-        state["rows"] += result.rows
-        state["done"] += 1
-        VerificationRun.objects.filter(pk=run_id).update(
-            lanes_done=state["done"], rows=state["rows"]
-        )
-
-    try:
-        report = verify_all(progress=progress, starts=starts)
-    except Exception as exc:
-        VerificationRun.objects.filter(pk=run_id).update(
-            status=VerificationRun.FAILED, error=str(exc)[:500], finished_at=timezone.now()
-        )
-        raise
-    VerificationRun.objects.filter(pk=run_id).update(
-        status=VerificationRun.DONE,
-        ok=report.ok,
-        rows=report.rows,
-        finished_at=timezone.now(),
-        checkpoint_number=latest if report.ok else None,
-        breaks=[
-            {"lane": b.lane, "seq": b.break_seq, "kind": b.break_kind, "detail": b.detail}
-            for b in report.breaks
-        ],
-    )
-    return VerificationRun.objects.get(pk=run_id)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
+
+from audit.archive import audit_archive
+from audit.checkpoints import audit_checkpoint_create
+from audit.models import VerificationRun
+from audit.retention import audit_retention_purge
+from audit.runs import verification_execute
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="audit.checkpoint")
 def checkpoint() -> dict:
     """Sign a checkpoint of every lane (beat, every 5 minutes)."""
-    from audit.checkpoints import audit_checkpoint_create
-
     written = audit_checkpoint_create()
     return {"number": written.number if written else None}
 
@@ -17,27 +26,18 @@ def checkpoint() -> dict:
 @shared_task(name="audit.verify")
 def verify(incremental: bool = False) -> dict:
     """Verify the trail, recorded as a run (beat: incremental hourly, in full nightly)."""
-    import logging
-
-    from django.conf import settings
-
-    from audit.models import VerificationRun
-    from audit.services import verification_execute
-
     run = VerificationRun.objects.create(
         started_by="beat", lanes_total=settings.AUDIT_LANES, incremental=incremental
     )
     run = verification_execute(run_id=run.id)
     for broken in run.breaks:
-        logging.getLogger(__name__).error("audit chain broken: %s", broken)
+        logger.error("audit chain broken: %s", broken)
     return {"ok": run.ok, "rows": run.rows, "breaks": run.breaks}
 
 
 @shared_task(name="audit.verification_run")
 def verification_run(run_id: int) -> dict:
     """Run a verification an auditor started, storing progress after every lane."""
-    from audit.services import verification_execute
-
     run = verification_execute(run_id=run_id)
     return {"run": run.id, "ok": run.ok, "rows": run.rows}
 
@@ -45,14 +45,10 @@ def verification_run(run_id: int) -> dict:
 @shared_task(name="audit.archive")
 def archive() -> dict:
     """Move rows older than AUDIT_ARCHIVE_AFTER to verified segment files (beat, daily)."""
-    from audit.archive import audit_archive
-
     return audit_archive().as_dict()
 
 
 @shared_task(name="audit.retention_purge")
 def retention_purge() -> dict:
     """Purge segments older than AUDIT_RETENTION, leaving a signed record (beat, daily)."""
-    from audit.retention import audit_retention_purge
-
     return audit_retention_purge().as_dict()

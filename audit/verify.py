@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from audit.models import GENESIS_HASH, LaneHead
+from audit.checkpoints import checkpoint_anchors
+from audit.models import GENESIS_HASH, AuditCheckpoint, LaneHead, VerificationRun
+from audit.retention import RetentionRecordInvalid, retention_boundaries
 from audit.segments import ChainRow, SegmentProblem, lane_rows
 
 
@@ -126,12 +128,8 @@ def verify_all(
     progress: Callable[[int, LaneResult], None] | None = None,
 ) -> VerificationReport:
     """Verify every lane (or ``lanes``), optionally from known-good ``starts`` (incremental)."""
-    from audit.retention import RetentionRecordInvalid, retention_boundaries
-
     report = VerificationReport()
     if anchors is None:
-        from audit.checkpoints import checkpoint_anchors
-
         anchors = checkpoint_anchors()
     try:
         boundaries = retention_boundaries()
@@ -157,14 +155,12 @@ def verify_all(
 def incremental_starts() -> tuple[dict[int, tuple[int, str]], int | None]:
     """Where an incremental run starts: the heads of the latest checkpoint that a successful
     earlier run verified (every row up to them was checked then). Empty: verify in full."""
-    from audit.models import AuditCheckpoint, VerificationRun
-
     last_ok = (
         VerificationRun.objects.filter(ok=True, checkpoint_number__isnull=False)
         .order_by("-checkpoint_number")
         .first()
     )
-    if last_ok is None:
+    if last_ok is None or last_ok.checkpoint_number is None:
         return {}, None
     checkpoint = AuditCheckpoint.objects.get(number=last_ok.checkpoint_number)
     starts = {h["lane"]: (h["seq"], h["hash"]) for h in checkpoint.signed["body"]["lanes"]}

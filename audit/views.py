@@ -28,8 +28,8 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
+from audit.runs import verification_start
 from audit.segments import SegmentProblem, previous_segment_hash, read_segment, readable_segments
-from audit.services import verification_start
 from payflow.platform import context
 
 AUDITOR_GROUP = "auditor"

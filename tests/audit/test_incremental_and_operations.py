@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.checkpoints import audit_checkpoint_create
 from audit.models import AuditEntry, VerificationRun
-from audit.services import verification_execute
+from audit.runs import verification_execute
 from audit.verify import incremental_starts
 from ledger.services.api_keys import api_key_create, api_key_revoke
 from ledger.services.merchants import merchant_reactivate, merchant_suspend

@@ -1,0 +1,64 @@
+"""Verification runs: one verification of the trail, queued for the worker or run by beat,
+its progress stored as it goes and its result (the first break per lane) kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditCheckpoint, VerificationRun
+from audit.verify import incremental_starts, verify_all
+
+
+def verification_start(*, started_by: str, incremental: bool = False) -> Any:
+    """Record a verification run and queue it for the worker (after commit)."""
+    run = VerificationRun.objects.create(
+        started_by=started_by[:200], lanes_total=settings.AUDIT_LANES, incremental=incremental
+    )
+    # Enqueued by name: the task calls this module, so importing it here would be a circle.
+    transaction.on_commit(
+        lambda: current_app.signature("audit.verification_run", args=(run.id,)).delay()
+    )
+    return run
+
+
+def verification_execute(*, run_id: int) -> Any:
+    """Verify every lane (in full, or from the last verified checkpoint), saving progress
+    after each lane (small autocommit updates, so an auditor watching sees it move). An OK
+    run records the newest checkpoint it covered, where the next incremental run starts."""
+    run = VerificationRun.objects.get(pk=run_id)
+    latest = AuditCheckpoint.objects.order_by("-number").values_list("number", flat=True).first()
+    starts, _ = incremental_starts() if run.incremental else ({}, None)
+    VerificationRun.objects.filter(pk=run_id).update(status=VerificationRun.RUNNING)
+    state = {"rows": 0, "done": 0}
+
+    def progress(lane, result):
+        state["rows"] += result.rows
+        state["done"] += 1
+        VerificationRun.objects.filter(pk=run_id).update(
+            lanes_done=state["done"], rows=state["rows"]
+        )
+
+    try:
+        report = verify_all(progress=progress, starts=starts)
+    except Exception as exc:
+        VerificationRun.objects.filter(pk=run_id).update(
+            status=VerificationRun.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    VerificationRun.objects.filter(pk=run_id).update(
+        status=VerificationRun.DONE,
+        ok=report.ok,
+        rows=report.rows,
+        finished_at=timezone.now(),
+        checkpoint_number=latest if report.ok else None,
+        breaks=[
+            {"lane": b.lane, "seq": b.break_seq, "kind": b.break_kind, "detail": b.detail}
+            for b in report.breaks
+        ],
+    )
+    return VerificationRun.objects.get(pk=run_id)
