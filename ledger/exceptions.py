@@ -36,19 +36,6 @@ class InvalidCard(InvalidRequest):
     code = "invalid_card"
 
 
-class CardDeclined(LedgerError):
-    """Not raised: a declined payment is a committed ``failed`` payment, which
-    ``payflow.api.views.PaymentsView.report`` answers itself (422 ``card_declined`` with the
-    payment's id, recorded under the Idempotency-Key like any answer). Kept only while
-    ``payflow.api.errors.LEDGER_STATUS`` still maps it; remove both together."""
-
-    code = "card_declined"
-
-    def __init__(self, message: str, *, decline_code: str) -> None:
-        super().__init__(message)
-        self.decline_code = decline_code
-
-
 class InvalidStateTransition(LedgerError):
     code = "invalid_state_transition"
 

@@ -46,7 +46,6 @@ class ApiError(exceptions.APIException):
 # Domain error → (HTTP status, error type)
 LEDGER_STATUS: list[tuple[type[Exception], int, str]] = [
     (ledger_errors.NotFound, 404, "invalid_request_error"),
-    (ledger_errors.CardDeclined, 422, "card_error"),
     (ledger_errors.InvalidCard, 400, "card_error"),
     (ledger_errors.InvalidRequest, 400, "invalid_request_error"),
     (ledger_errors.ConcurrentUpdate, 409, "conflict_error"),
@@ -69,8 +68,6 @@ def _ledger_response(exc: ledger_errors.LedgerError) -> Response:
         extra["current_version"] = exc.current_version
         if exc.current_version is not None:
             headers["ETag"] = f'"{exc.current_version}"'
-    if isinstance(exc, ledger_errors.CardDeclined):
-        extra["decline_code"] = exc.decline_code
     body = error_body(type_, exc.code, exc.message, exc.param, **extra)
     return Response(body, status=status_code, headers=headers)
 
@@ -88,7 +85,7 @@ def _first_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, 
     return (prefix or None, str(detail), code)
 
 
-DRF_CODES = {
+DRF_CODES: dict[type[exceptions.APIException], tuple[int, str, str]] = {
     exceptions.NotAuthenticated: (401, "authentication_error", "missing_api_key"),
     exceptions.AuthenticationFailed: (401, "authentication_error", "invalid_api_key"),
     exceptions.PermissionDenied: (403, "permission_error", "forbidden"),
@@ -125,8 +122,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     for exc_class, (status_code, type_, code) in DRF_CODES.items():
         if isinstance(exc, exc_class):
             headers = {}
-            if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-                headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+            wait = getattr(exc, "wait", None)  # Throttled's, set in its constructor (not stubbed)
+            if wait is not None:
+                headers["Retry-After"] = str(max(1, int(wait + 0.999)))
             if status_code == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="api"'
             return Response(
