@@ -183,7 +183,11 @@ class SimulatedAcquirer:
         self.latency_seconds = latency_seconds
         self.timeout_seconds = timeout_seconds
 
-    def _reply(self, kind: str, op: Op | None) -> AcquirerResult | None:
+    def _reply(self, kind: str, op: Op) -> AcquirerResult:
+        self._travel(kind)
+        return _answer(op)
+
+    def _travel(self, kind: str) -> None:
         # The decision is committed; now the answer travels back, slowly if so configured.
         faults.point(f"acquirer.{kind}")
         if self.latency_seconds > self.timeout_seconds:
@@ -191,7 +195,6 @@ class SimulatedAcquirer:
             raise AcquirerTimeout(f"no answer from the acquirer within {self.timeout_seconds}s")
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
-        return _answer(op) if op is not None else None
 
     @staticmethod
     def _reachable() -> None:
@@ -216,4 +219,6 @@ class SimulatedAcquirer:
 
     def inquire(self, reference: str) -> AcquirerResult | None:
         self._reachable()
-        return self._reply("inquire", Op.objects.filter(pk=reference).first())
+        found = Op.objects.filter(pk=reference).first()
+        self._travel("inquire")
+        return _answer(found) if found is not None else None

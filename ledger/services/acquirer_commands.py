@@ -179,6 +179,8 @@ def _command_settle(command_id: Any, answer: acquirer.AcquirerResult) -> Acquire
         completed_at=timezone.now(),
     )
     if command.kind == CommandKind.REFUND:
+        if refund is None:  # a refund command is always on a refund row (its parent: the payment)
+            raise RuntimeError(f"refund command {command.pk} is not on a refund")
         _refund_answered(payment, refund, answer)
     elif not answer.approved:
         logger.error(

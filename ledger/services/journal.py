@@ -11,7 +11,7 @@ from django.db.models import F
 
 from ledger.events import EventType
 from ledger.exceptions import InsufficientBalance
-from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant
+from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant, Transaction
 from ledger.models.journal import TRACKED_KINDS
 from ledger.signals import send_change
 from payflow.platform.guards import sanctioned_writes
@@ -26,8 +26,12 @@ def account_get_or_create(
 ) -> Account:
     """The account, created on first use. The unique constraint on (owner, livemode, kind,
     currency) makes creation race-free, platform accounts included."""
-    lookup = {"owner": Account.owner_of(merchant.pk if merchant else None), "kind": kind}
-    lookup.update(currency=currency, livemode=livemode)
+    lookup: dict[str, Any] = {
+        "owner": Account.owner_of(merchant.pk if merchant else None),
+        "kind": kind,
+        "currency": currency,
+        "livemode": livemode,
+    }
     account = Account.objects.filter(**lookup).first()
     if account is not None:
         return account
@@ -39,7 +43,9 @@ def account_get_or_create(
         return Account.objects.get(**lookup)
 
 
-def _check_balanced(lines: Sequence[tuple[Account, int]], transaction_obj: object | None) -> bool:
+def _check_balanced(
+    lines: Sequence[tuple[Account, int]], transaction_obj: Transaction | None
+) -> bool:
     """Refuses an entry that does not sum to zero per currency, or that mixes test and live
     accounts (or posts to accounts of another mode than its transaction's). Returns the
     entry's mode."""
@@ -95,7 +101,7 @@ def journal_post(
     kind: str,
     lines: Sequence[tuple[Account, int]],
     merchant: Merchant | None = None,
-    transaction_obj: object | None = None,
+    transaction_obj: Transaction | None = None,
     description: str = "",
 ) -> JournalEntry:
     """Post one balanced entry: insert the entry and its lines, move tracked balances.

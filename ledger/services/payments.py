@@ -94,7 +94,7 @@ def _token_for(
             exp_year=card.exp_year,
             holder_name=card.holder_name,
         )
-    if token.merchant_id != merchant.pk or token.livemode != livemode:
+    if token is None or token.merchant_id != merchant.pk or token.livemode != livemode:
         raise NotFound("no such token", param="token")
     return token
 
@@ -279,7 +279,7 @@ def payment_record_answer(
     ``initiated`` for the recovery job."""
     if answer is None:
         return transaction_fresh(payment_id)
-    if answer is NOT_RECEIVED:
+    if isinstance(answer, _NotReceived):
         return payment_abandon(payment_id=payment_id)
     return _payment_record_authorization(payment_id, answer)
 

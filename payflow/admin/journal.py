@@ -61,7 +61,8 @@ class AccountAdmin(ReadOnlyAdmin):
 
     @admin.display(description="balance (from lines)")
     def balance_from_lines(self, obj: Account) -> str:
-        balance = account_balance_of_lines(obj, int(obj.lines_total or 0))
+        total = getattr(obj, "lines_total", None)  # annotated by get_queryset
+        balance = account_balance_of_lines(obj, int(total or 0))
         return money(balance, obj.currency)
 
     @admin.display(description="running balance (available only)")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any, cast
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, throttling
 
+from ledger.models import ApiKey, Merchant
 from ledger.services.api_keys import api_key_authenticate, api_key_touch
 from payflow.platform import context
 
@@ -54,11 +56,22 @@ def _basic_user(credentials: str) -> str:
     return decoded.partition(":")[0].strip()
 
 
+def request_merchant(request: Any) -> Merchant:
+    """The merchant whose key authenticated the request (DRF types ``request.user`` as a
+    Django user; here it is always the key's merchant)."""
+    return cast(Merchant, request.user)
+
+
+def request_livemode(request: Any) -> bool:
+    """The mode of the key that authenticated the request."""
+    return cast(ApiKey, request.auth).livemode
+
+
 def request_scope(request) -> dict:
     """Every merchant-facing query's filter: the key's merchant and the key's mode. A test
     key never sees a live object, nor a live key a test one (404, like another
     merchant's)."""
-    return {"merchant": request.user, "livemode": request.auth.livemode}
+    return {"merchant": request_merchant(request), "livemode": request_livemode(request)}
 
 
 class MerchantAuthenticated:

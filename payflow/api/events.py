@@ -33,7 +33,8 @@ class EventOut(serializers.Serializer):
     livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     type = serializers.CharField()
     created = serializers.IntegerField()
-    data = EventDataOut()
+    # DRF's metaclass takes declared fields off the class, so this does not shadow .data.
+    data = EventDataOut()  # type: ignore[assignment]
 
 
 EventListOut = page_of(EventOut, "EventListOut")

@@ -323,6 +323,8 @@ def _loader(request) -> Callable[[IdempotencyRecord], Any]:
     scope = request_scope(request)
 
     def load(record: IdempotencyRecord) -> Any:
+        if record.object_id is None:
+            return None
         if record.object_kind == "token":
             return CardToken.objects.filter(pk=record.object_id, **scope).first()
         if record.object_kind in TransactionType.values:

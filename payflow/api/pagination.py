@@ -49,9 +49,10 @@ def parse_time(param: str, raw: str) -> datetime.datetime:
         if _TIMESTAMP.fullmatch(raw):
             value = datetime.datetime.fromtimestamp(int(raw), tz=datetime.UTC)
         else:
-            value = parse_datetime(raw)
-            if value is None:
+            parsed = parse_datetime(raw)
+            if parsed is None:
                 raise _bad(param, f"{param} must be a Unix timestamp or an ISO 8601 date-time.")
+            value = parsed
             if not timezone.is_aware(value):
                 value = value.replace(tzinfo=datetime.UTC)
             value = value.astimezone(datetime.UTC)

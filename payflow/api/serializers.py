@@ -343,6 +343,8 @@ class RefundOut(_TransactionOut):
 
 
 def refund_body(refund: Transaction) -> dict:
+    if refund.parent_id is None:  # the column allows it for payments; a refund always has one
+        raise ValueError(f"refund {refund.pk} names no payment")
     return {
         **_common(refund, "refund"),
         "payment": ids.encode("payment", refund.parent_id),

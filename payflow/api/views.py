@@ -21,7 +21,7 @@ from ledger.services.refunds import refund_create
 from ledger.services.vault import card_tokenize
 from payflow.api import schema
 from payflow.api import serializers as s
-from payflow.api.auth import request_scope
+from payflow.api.auth import request_livemode, request_merchant, request_scope
 from payflow.api.errors import ApiError, error_body
 from payflow.api.events import EventListOut, merchant_events
 from payflow.api.idempotency import idempotent
@@ -121,8 +121,8 @@ class PingView(APIView):
         return Response(
             {
                 "object": "ping",
-                "merchant": ids.encode("merchant", request.user.pk),
-                "livemode": request.auth.livemode,
+                "merchant": ids.encode("merchant", request_merchant(request).pk),
+                "livemode": request_livemode(request),
             }
         )
 
@@ -378,7 +378,8 @@ class BalanceView(APIView):
         responses={200: s.BalanceOut, **schema.errors()},
     )
     def get(self, request: Request) -> Response:
-        balances = merchant_balances(request.user, livemode=request.auth.livemode)
+        livemode = request_livemode(request)
+        balances = merchant_balances(request_merchant(request), livemode=livemode)
 
         def amounts(name):
             return [
@@ -389,7 +390,7 @@ class BalanceView(APIView):
         return Response(
             {
                 "object": "balance",
-                "livemode": request.auth.livemode,
+                "livemode": livemode,
                 "available": amounts("available"),
                 "pending": amounts("pending"),
                 "receivable": amounts("receivable"),

@@ -22,6 +22,7 @@ import contextvars
 import os
 import signal
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.conf import settings
 
@@ -68,7 +69,7 @@ class FaultInjectionMiddleware:
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):  # type: ignore[no-untyped-def]
+    def __call__(self, request: Any) -> Any:
         if not settings.FAULT_INJECTION:
             return self.get_response(request)
         with requested(request.headers.get(HEADER, "")):
