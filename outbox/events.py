@@ -15,6 +15,7 @@ from django.conf import settings
 from ledger.events import Topic
 from ledger.models import Transaction
 from payflow.platform import kafka
+from payflow.platform.guards import json_safe
 
 SCHEMA_VERSION = 1
 TOPIC_INITIATED = Topic.TRANSACTIONS_INITIATED
@@ -103,6 +104,4 @@ AUDIT_ENTRY_FIELDS = (
 
 def audit_entry_payload(entry) -> dict[str, Any]:
     """An audit row as published: every field its hash covers, plus its hash links."""
-    from payflow.platform.guards import json_safe
-
     return {name: json_safe(getattr(entry, name)) for name in AUDIT_ENTRY_FIELDS}

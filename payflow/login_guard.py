@@ -31,6 +31,7 @@ from django.core.cache import cache
 from django.dispatch import receiver
 
 from audit.actions import Action
+from audit.services import audit_record
 from payflow.middleware import client_ip
 from payflow.platform import context, db
 
@@ -72,8 +73,6 @@ def _count_failure(username: str, ip: str) -> int:
 
 @db.atomic
 def _audit_failure(username: str, ip: str, count: int, refused: bool) -> None:
-    from audit.services import audit_record
-
     user = get_user_model().objects.filter(username=username).only("pk").first()
     audit_record(
         object_type="auth.user",
