@@ -73,6 +73,29 @@ def _paused(job: str) -> bool:
         return False
 
 
+#: Tasks that run every second (the relay): their routine INFO lines (beat's "Sending due
+#: task", the worker's "Received task" and "succeeded in") would be three a second. Their
+#: work shows in the outbox metrics; a failure still logs at WARNING or above.
+QUIET_TASKS = frozenset({"outbox.relay_sweep", "outbox.relay_partitions", "outbox.relay_partition"})
+
+
+class QuietFrequentTasks(logging.Filter):
+    """Drops Celery's routine INFO records about ``QUIET_TASKS``, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        data = getattr(record, "data", None)  # the worker's trace and strategy pass it
+        task = data.get("name") if isinstance(data, dict) else None
+        if task is None and isinstance(record.args, tuple) and len(record.args) == 2:
+            task = record.args[1]  # beat: ("Sending due task %s (%s)", entry, task)
+        return task not in QUIET_TASKS
+
+
+for _name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+    logging.getLogger(_name).addFilter(QuietFrequentTasks())
+
+
 app = Celery("payflow", task_cls=ContextTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
