@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from audit.actions import Action
 from audit.services import audit_record
 from ledger.models import ApiKey, Merchant, Transaction
 from ledger.services.api_keys import IssuedKey, api_key_create, api_key_revoke
@@ -83,7 +84,7 @@ def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
             audit_record(
                 object_type=planned.object_type,
                 object_id=str(planned.object_id),
-                action="operator_action",
+                action=Action.OPERATOR_ACTION,
                 event_type=f"operator.{planned.name}",
                 old_values=None,
                 new_values={"action": planned.name, **planned.details},
