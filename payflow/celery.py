@@ -74,16 +74,18 @@ def _paused(job: str) -> bool:
 
 
 #: Tasks that run every second (the relay): their routine INFO lines (beat's "Sending due
-#: task", the worker's "Received task" and "succeeded in") would be three a second. Their
-#: work shows in the outbox metrics; a failure still logs at WARNING or above.
+#: task", the worker's "Received task" and "succeeded in") would be three a second. They
+#: are shown only when the process logs at DEBUG (``--loglevel DEBUG``); their work shows
+#: in the outbox metrics, and a failure still logs at WARNING or above.
 QUIET_TASKS = frozenset({"outbox.relay_sweep", "outbox.relay_partitions", "outbox.relay_partition"})
 
 
 class QuietFrequentTasks(logging.Filter):
-    """Drops Celery's routine INFO records about ``QUIET_TASKS``, nothing else."""
+    """Drops Celery's routine INFO records about ``QUIET_TASKS`` unless the process logs at
+    DEBUG; nothing else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.INFO:
+        if record.levelno > logging.INFO or logging.getLogger().isEnabledFor(logging.DEBUG):
             return True
         data = getattr(record, "data", None)  # the worker's trace and strategy pass it
         task = data.get("name") if isinstance(data, dict) else None

@@ -68,7 +68,9 @@ class Beat(LoggedProcess):
     def start(self, env: dict[str, str]) -> Beat:
         log = self.open_log()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "payflow", "beat", "--loglevel", "INFO",
+            # DEBUG: every line beat can write is scanned, the relay sweep's sends included
+            # (at INFO they are left out: payflow.celery.QuietFrequentTasks).
+            [sys.executable, "-m", "celery", "-A", "payflow", "beat", "--loglevel", "DEBUG",
              "--schedule", str(self.workdir / "schedule")],
             stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},

@@ -1,4 +1,4 @@
-"""The relay runs every second; its routine Celery lines are not logged at INFO.
+"""The relay runs every second; its routine Celery lines are logged only at DEBUG.
 
 Before, beat's "Sending due task", the worker's "Received task" and "succeeded in" for
 ``outbox.relay_sweep`` made three INFO lines a second. Celery's own code produces the
@@ -47,3 +47,19 @@ def test_a_failing_quiet_task_is_still_logged(caplog):
         r.levelno >= logging.ERROR and "outbox.relay_sweep" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_at_debug_the_relay_sweeps_routine_lines_are_logged(caplog):
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)  # what `celery worker --loglevel DEBUG` sets
+    try:
+        scheduler = beat.Scheduler(app=app, lazy=True)
+        sweep = beat.ScheduleEntry(name="outbox-relay-sweep", task="outbox.relay_sweep", app=app)
+        with caplog.at_level(logging.INFO, logger="celery.beat"):
+            scheduler.apply_entry(sweep)
+    finally:
+        root.setLevel(level)
+    assert messages(caplog, "celery.beat") == [
+        "Scheduler: Sending due task outbox-relay-sweep (outbox.relay_sweep)"
+    ]
