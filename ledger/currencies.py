@@ -3,59 +3,78 @@
 Amounts are integers in minor units (cents for EUR, yen for JPY, fils/1000 for KWD). The
 exponent says how a human-readable amount maps to minor units; it never converts anything
 inside the ledger, which only ever adds and compares integers.
+
+Which currencies are accepted is PayFlow's decision (``ACCEPTED_CURRENCIES``); their
+exponents are the ISO 4217 table's, as the ``iso4217`` package ships it. An exponent that
+changed would reinterpret every stored amount in that currency, so
+``tests/ledger/test_currencies.py`` pins each one: a package upgrade that changes one fails
+there, not in production. Why the package: ``docs/libraries.md``.
 """
 
 from __future__ import annotations
 
+import iso4217
+
 from ledger.exceptions import InvalidAmount, UnsupportedCurrency
 
-EXPONENTS: dict[str, int] = {
+ACCEPTED_CURRENCIES: tuple[str, ...] = (
     # 2 decimals
-    "EUR": 2,
-    "USD": 2,
-    "GBP": 2,
-    "CHF": 2,
-    "CAD": 2,
-    "AUD": 2,
-    "NZD": 2,
-    "SEK": 2,
-    "NOK": 2,
-    "DKK": 2,
-    "PLN": 2,
-    "CZK": 2,
-    "HUF": 2,
-    "RON": 2,
-    "MXN": 2,
-    "BRL": 2,
-    "INR": 2,
-    "CNY": 2,
-    "HKD": 2,
-    "SGD": 2,
-    "ZAR": 2,
-    "ILS": 2,
-    "AED": 2,
-    "SAR": 2,
-    "TRY": 2,
-    "THB": 2,
-    "MAD": 2,
+    "EUR",
+    "USD",
+    "GBP",
+    "CHF",
+    "CAD",
+    "AUD",
+    "NZD",
+    "SEK",
+    "NOK",
+    "DKK",
+    "PLN",
+    "CZK",
+    "HUF",
+    "RON",
+    "MXN",
+    "BRL",
+    "INR",
+    "CNY",
+    "HKD",
+    "SGD",
+    "ZAR",
+    "ILS",
+    "AED",
+    "SAR",
+    "TRY",
+    "THB",
+    "MAD",
     # 0 decimals
-    "JPY": 0,
-    "KRW": 0,
-    "ISK": 0,
-    "CLP": 0,
-    "VND": 0,
-    "XOF": 0,
-    "XAF": 0,
-    "UGX": 0,
+    "JPY",
+    "KRW",
+    "ISK",
+    "CLP",
+    "VND",
+    "XOF",
+    "XAF",
+    "UGX",
     # 3 decimals
-    "KWD": 3,
-    "BHD": 3,
-    "JOD": 3,
-    "OMR": 3,
-    "TND": 3,
-    "LYD": 3,
-    "IQD": 3,
-}
+    "KWD",
+    "BHD",
+    "JOD",
+    "OMR",
+    "TND",
+    "LYD",
+    "IQD",
+)
+
+
+def _iso_exponent(code: str) -> int:
+    exponent = iso4217.Currency(code).exponent
+    if exponent is None:  # the X codes (gold, testing) have no minor unit: not a currency
+        raise ValueError(f"{code} has no minor unit in ISO 4217 and cannot be accepted")
+    return exponent
+
+
+#: Minor-unit exponent of each accepted currency, from the ISO 4217 table.
+EXPONENTS: dict[str, int] = {code: _iso_exponent(code) for code in ACCEPTED_CURRENCIES}
 
 #: Largest amount accepted in one transaction, in minor units (fits BIGINT with headroom).
 MAX_AMOUNT = 10**15

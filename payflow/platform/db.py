@@ -53,14 +53,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+import uuid_utils.compat
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 from prometheus_client import Counter
@@ -324,37 +323,17 @@ def outside_transaction(func: Callable[P, R]) -> Callable[P, R]:
 
 # --- UUIDv7 (RFC 9562) ----------------------------------------------------------------
 
-_uuid7_lock = threading.Lock()
-_uuid7_last_ms = 0
-_uuid7_counter = 0
-
 
 def uuid7() -> uuid.UUID:
-    """A time-ordered UUID version 7, monotonic within this process.
+    """A time-ordered UUID version 7 (RFC 9562), monotonic within this process.
 
-    48 bits of Unix milliseconds, then a 12-bit counter (RFC 9562 method 1: seeded randomly
-    each millisecond and incremented for ids made in the same millisecond), then 62 random
-    bits. If the counter overflows, the timestamp is advanced by one millisecond.
+    Made by ``uuid_utils`` (Rust): 48 bits of Unix milliseconds, then a 42-bit counter
+    (RFC 9562 method 1: seeded randomly each millisecond, incremented for ids made in the
+    same millisecond), then 32 random bits; a standard ``uuid.UUID``. Our own function, not
+    the library's, so that the models' ``default=`` and their migrations name this module
+    and Python 3.14's ``uuid.uuid7`` can replace it here alone. See ``docs/libraries.md``.
     """
-    global _uuid7_last_ms, _uuid7_counter
-    with _uuid7_lock:
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms > _uuid7_last_ms:
-            _uuid7_last_ms = now_ms
-            _uuid7_counter = random.getrandbits(11)  # leave headroom for increments
-        else:
-            _uuid7_counter += 1
-            if _uuid7_counter > 0xFFF:
-                _uuid7_last_ms += 1
-                _uuid7_counter = 0
-        timestamp_ms, counter = _uuid7_last_ms, _uuid7_counter
-    tail = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (timestamp_ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= counter << 64
-    value |= 0b10 << 62
-    value |= tail
-    return uuid.UUID(int=value)
+    return uuid_utils.compat.uuid7()
 
 
 def uuid7_time_ms(value: uuid.UUID) -> int:
