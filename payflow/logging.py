@@ -32,6 +32,9 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
+
+from payflow.platform import context
 from payflow.platform.cardnumbers import luhn_valid
 
 PAN_MIN_DIGITS = 13
@@ -178,8 +181,6 @@ class LogContextFilter(logging.Filter):
     record (empty strings outside a request or task). Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from payflow.platform import context
-
         current = context.current()
         values = {
             "request_id": current.request_id,
@@ -224,8 +225,6 @@ class JsonFormatter(logging.Formatter):
 def install_log_format(logger: logging.Logger | None = None) -> None:
     """For handlers installed by others (Celery, gunicorn): the context filter, the PAN
     filter, and with ``LOG_FORMAT=json`` the JSON formatter, on every handler of ``logger``."""
-    from django.conf import settings
-
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(existing, LogContextFilter) for existing in handler.filters):
             handler.filters.insert(0, LogContextFilter())

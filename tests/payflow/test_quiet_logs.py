@@ -1,17 +1,22 @@
-"""The relay runs every second; its routine Celery lines are logged only at DEBUG.
+"""Celery's own log lines: the relay's routine ones only at DEBUG, runtimes readable.
+
+The relay runs every second; its routine Celery lines are logged only at DEBUG.
 
 Before, beat's "Sending due task", the worker's "Received task" and "succeeded in" for
 ``outbox.relay_sweep`` made three INFO lines a second. Celery's own code produces the
 records here (the tracer of an eager run, beat's scheduler sending to the test broker).
 """
 
+import io
 import logging
 
 import pytest
 from celery import beat
+from celery.app import trace
 
 from outbox.tasks import relay_sweep
 from payflow.celery import app
+from payflow.logging import install_pan_redaction
 from payflow.tasks import ping
 
 
@@ -63,3 +68,24 @@ def test_at_debug_the_relay_sweeps_routine_lines_are_logged(caplog):
     assert messages(caplog, "celery.beat") == [
         "Scheduler: Sending due task outbox-relay-sweep (outbox.relay_sweep)"
     ]
+
+
+def test_a_tasks_runtime_is_not_masked_as_a_card_number():
+    # A runtime whose full float repr is a Luhn-valid 17-digit run: the PAN filter masked
+    # it to "0.*************7048" in every "succeeded in" line that had one.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    install_target = logging.getLogger("celery.app.trace")
+    install_target.addHandler(handler)
+    install_pan_redaction(install_target)
+    level = install_target.level
+    install_target.setLevel(logging.INFO)
+    try:
+        trace.info(trace.LOG_SUCCESS, {
+            "id": "t1", "name": "payflow.ping", "return_value": "{}",
+            "runtime": 0.24771754354597048, "args": "()", "kwargs": "{}",
+        })  # fmt: skip
+    finally:
+        install_target.removeHandler(handler)
+        install_target.setLevel(level)
+    assert stream.getvalue().strip() == "Task payflow.ping[t1] succeeded in 0.247718s: {}"
