@@ -3,9 +3,9 @@ its progress stored as it goes and its result (the first break per lane) kept.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -14,15 +14,16 @@ from audit.models import AuditCheckpoint, VerificationRun
 from audit.verify import incremental_starts, verify_all
 
 
-def verification_start(*, started_by: str, incremental: bool = False) -> Any:
-    """Record a verification run and queue it for the worker (after commit)."""
+def verification_start(
+    *, started_by: str, queue: Callable[[int], Any], incremental: bool = False
+) -> VerificationRun:
+    """Record a verification run and, after commit, ``queue(run.id)``: the caller passes the
+    task's ``delay`` (``audit.tasks.verification_run``, which calls this module, so this
+    module cannot import it), queued in the caller's audit context."""
     run = VerificationRun.objects.create(
         started_by=started_by[:200], lanes_total=settings.AUDIT_LANES, incremental=incremental
     )
-    # Enqueued by name: the task calls this module, so importing it here would be a circle.
-    transaction.on_commit(
-        lambda: current_app.signature("audit.verification_run", args=(run.id,)).delay()
-    )
+    transaction.on_commit(lambda: queue(run.id))
     return run
 
 

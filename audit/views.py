@@ -30,6 +30,7 @@ from audit.models import (
 )
 from audit.runs import verification_start
 from audit.segments import SegmentProblem, previous_segment_hash, read_segment, readable_segments
+from audit.tasks import verification_run
 from payflow.platform import context
 
 AUDITOR_GROUP = "auditor"
@@ -99,7 +100,9 @@ def _signed_download(signed: dict, filename: str) -> HttpResponse:
 @auditor_required
 def verification_new(request: HttpRequest) -> HttpResponse:
     with context.bind(reason="verification started by an auditor"):
-        run = verification_start(started_by=request.user.get_username())
+        run = verification_start(
+            started_by=request.user.get_username(), queue=verification_run.delay
+        )
     return redirect("audit:verification", run_id=run.id)
 
 

@@ -70,3 +70,38 @@ def test_an_export_before_any_checkpoint_explains_itself(client, django_user_mod
     response = client.get("/audit/export", {"lane": 0, "first_seq": 1, "last_seq": 10})
     assert response.status_code == 409
     assert "no signed checkpoint yet" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # the run is queued on commit, as in production
+def test_a_verification_an_auditor_starts_runs_in_their_name(
+    client, django_user_model, merchant, monkeypatch
+):
+    # The run was queued by task name from a process where that name was never registered:
+    # Celery then sent it raw, past eager mode and past the audit context's headers.
+    from audit import tasks
+    from audit.models import VerificationRun
+    from payflow.celery import app
+    from payflow.platform import context
+
+    seen = []
+    execute = tasks.verification_execute
+
+    def spy(**kwargs):
+        seen.append(context.current())
+        return execute(**kwargs)
+
+    monkeypatch.setattr(tasks, "verification_execute", spy)
+    login(client, django_user_model, "alice", group="auditor")
+    pay(merchant)
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        response = client.post("/audit/verifications")
+    finally:
+        app.conf.task_always_eager = eager
+    assert response.status_code == 302
+    run = VerificationRun.objects.get()
+    assert (run.status, run.ok, run.started_by) == ("done", True, "alice")
+    assert [(who.actor_label, who.reason) for who in seen] == [
+        ("alice", "verification started by an auditor")
+    ]
