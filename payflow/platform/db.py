@@ -223,46 +223,66 @@ def after_commit(
     partition a payment wrote to). Nothing is called if the transaction rolls back.
 
     Built on ``before_commit`` (which drops a rolled-back savepoint's items): just before
-    COMMIT, the surviving items become one ``transaction.on_commit`` callback. Refused
-    outside ``payflow.platform.db.atomic``, like ``before_commit``.
+    COMMIT, once every other flush has run, the surviving items of each ``flush`` become one
+    on-commit callback, at the place of its first item among the transaction's on-commit
+    callbacks (so it runs as early as an ``on_commit`` made with that item would have).
+    Refused outside ``payflow.platform.db.atomic``, like ``before_commit``.
     """
-    before_commit(_deferred(flush, using), item, using=using)
+    before_commit(_AfterCommit(flush), item, using=using)
 
 
-@functools.cache
-def _deferred(flush: Callable[[list[Any]], None], using: str | None) -> Callable[[list[Any]], None]:
-    # One wrapper per (flush, alias), so before_commit groups every item of a flush.
-    def register(items: list[Any]) -> None:
-        transaction.on_commit(functools.partial(flush, items), using=using)
+class _AfterCommit:
+    """The ``flush`` of an ``after_commit`` item: set aside until every other flush ran."""
 
-    register.after_commit = True  # type: ignore[attr-defined]
-    return register
+    __slots__ = ("target",)
+
+    def __init__(self, target: Callable[[list[Any]], None]) -> None:
+        self.target = target
+
+    def __call__(self, items: list[Any]) -> None:  # pragma: no cover - never called
+        raise AssertionError("after_commit work is turned into on-commit callbacks")
 
 
 def _run_before_commit(connection: Any) -> None:
     # Flushes may queue more work (the audit rows' flush writes outbox rows, which queue a
-    # nudge): loop until nothing is queued. ``after_commit`` registrations go last, once
-    # every other flush is done, so each gets all of its transaction's items in one call.
+    # nudge): loop until only after_commit work is left, then turn that into callbacks.
     while True:
         queued = [
-            entry for entry in connection.run_on_commit if isinstance(entry[1], _BeforeCommit)
+            entry
+            for entry in connection.run_on_commit
+            if isinstance(entry[1], _BeforeCommit) and not isinstance(entry[1].flush, _AfterCommit)
         ]
         if not queued:
+            _after_commit_callbacks(connection)
             return
-        work_now = [entry for entry in queued if not _is_deferred(entry[1].flush)] or queued
-        taken = {id(entry) for entry in work_now}
+        taken = {id(entry) for entry in queued}
         connection.run_on_commit = [
             entry for entry in connection.run_on_commit if id(entry) not in taken
         ]
         groups: dict[Callable[[list[Any]], None], list[Any]] = {}
-        for _savepoints, work, _robust in work_now:
+        for _savepoints, work, _robust in queued:
             groups.setdefault(work.flush, []).append(work.item)
         for flush, items in groups.items():
             flush(items)
 
 
-def _is_deferred(flush: Callable[[list[Any]], None]) -> bool:
-    return getattr(flush, "after_commit", False)
+def _after_commit_callbacks(connection: Any) -> None:
+    """Each flush's after_commit items become one callback where its first item was."""
+    groups: dict[Callable[[list[Any]], None], list[Any]] = {}
+    callbacks = []
+    for savepoints, work, robust in connection.run_on_commit:
+        if not isinstance(work, _BeforeCommit):
+            callbacks.append((savepoints, work, robust))
+            continue
+        marker = work.flush
+        if not isinstance(marker, _AfterCommit):  # the loop above flushed all the rest
+            raise AssertionError("before_commit work reached the commit hooks unflushed")
+        target = marker.target
+        if target not in groups:
+            groups[target] = []
+            callbacks.append((savepoints, functools.partial(target, groups[target]), robust))
+        groups[target].append(work.item)
+    connection.run_on_commit = callbacks
 
 
 @overload

@@ -251,3 +251,31 @@ def test_uuid7_is_unique_across_threads():
     assert len(set(merged)) == 20_000
     for bucket in results:
         assert bucket == sorted(bucket)
+
+
+def test_after_commit_work_runs_once_where_its_first_item_was_queued_and_only_on_commit():
+    from django.db import transaction
+
+    calls = []
+
+    def nudge(items):
+        calls.append(("nudge", items))
+
+    def flush_more(items):  # before-commit work that queues more after-commit work
+        db.after_commit(nudge, "from-flush")
+
+    @db.atomic
+    def work(fail: bool = False):
+        db.after_commit(nudge, 1)
+        transaction.on_commit(lambda: calls.append("send"))  # e.g. the acquirer call
+        db.after_commit(nudge, 2, using="default")  # the same connection, named
+        db.before_commit(flush_more, None)
+        if fail:
+            raise RuntimeError("rolled back")
+
+    work()
+    assert calls == [("nudge", [1, 2, "from-flush"]), "send"]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        work(fail=True)
+    assert calls == []
