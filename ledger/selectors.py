@@ -119,9 +119,9 @@ def ledger_check_invariants(*, now: datetime.datetime | None = None) -> Invarian
     _check_platform_accounts(report)
     _check_payments(report)
     _check_in_flight(report, now or timezone.now())
-    _check_modes(report)
     for check in INVARIANT_CHECKS:
         check(report)
+    _check_modes(report)
     return report
 
 

@@ -6,6 +6,7 @@ import socket
 from celery import shared_task
 
 from payflow.models import IdempotencyRecord
+from payflow.platform import db
 
 
 @shared_task(name="payflow.ping")
@@ -19,7 +20,7 @@ def idempotency_purge(max_batches: int = 100) -> dict[str, int]:
     """Delete idempotency records past their retention, in small batches (Galera-friendly)."""
     deleted = 0
     for _ in range(max_batches):
-        batch = IdempotencyRecord.objects.purge_expired()
+        batch = db.run_atomic(IdempotencyRecord.objects.purge_expired)  # retried on 1213
         deleted += batch
         if not batch:
             break

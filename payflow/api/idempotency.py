@@ -404,7 +404,6 @@ def _after_loss(view, request, record: IdempotencyRecord, load) -> Response:
     return response
 
 
-@db.atomic
 def idempotency_check_records(report: InvariantReport) -> None:
     """Invariant (registered with ``ledger_check_invariants``): every Idempotency-Key record
     that answered 2xx names its object, and every object a record names exists."""
