@@ -29,7 +29,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from payflow import celery as payflow_celery
-from payflow.celery import SKIPPED
 from payflow.models import JobRun
 from payflow.platform import db
 
@@ -229,7 +228,7 @@ def _job_finished(
 ) -> None:
     with _started_lock:
         started = _started.pop((task_id or "", threading.get_ident()), None)
-    if task is None or started is None or retval == SKIPPED:
+    if task is None or started is None or retval == payflow_celery.SKIPPED:
         return  # not a job, or beat's run of a paused job (it did nothing)
     job = job_name_for(task.name, kwargs.get("kwargs"))
     if job is None:
