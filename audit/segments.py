@@ -30,6 +30,7 @@ import gzip
 import hashlib
 import io
 import json
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +194,7 @@ def _parse(data: bytes) -> tuple[dict[str, Any], list[ChainRow]]:
     """Header and rows of a file, or ValueError when it is not a readable segment."""
     try:
         lines = gzip.decompress(data).split(b"\n")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise ValueError(f"not a readable gzip file ({exc})") from exc
     if lines and lines[-1] == b"":
         lines.pop()

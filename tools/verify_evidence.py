@@ -636,12 +636,14 @@ def signed_by(signed: Any, tag: bytes, keys: Sequence[Ed25519PublicKey], where: 
 
 def read_segment_file(path: Path) -> tuple[Json, list[Json]]:
     import gzip
+    import zlib
 
     try:
         lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
         header = json.loads(lines[0], object_pairs_hook=no_duplicate_members)
         rows = [json.loads(line, object_pairs_hook=no_duplicate_members) for line in lines[1:]]
-    except (OSError, EOFError, UnicodeDecodeError, ValueError, IndexError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+        # zlib.error: corrupt deflate data (a flipped bit inside the compressed stream)
         reject(f"{path}: not a readable segment file ({exc})")
     return header, rows
 
