@@ -8,6 +8,7 @@ from django.db import connection
 from ledger.services.merchants import merchant_create
 
 triggers = importlib.import_module("audit.migrations.0002_lanes_and_immutability_triggers")
+signed_record_triggers = importlib.import_module("audit.migrations.0007_checkpoint_triggers")
 
 
 @pytest.fixture
@@ -26,6 +27,20 @@ def triggers_dropped():
     finally:
         with connection.cursor() as cursor:
             for statement in triggers.MARIADB:
+                cursor.execute(statement)
+
+
+@contextlib.contextmanager
+def signed_record_triggers_dropped():
+    """A DBA dropping the triggers of checkpoints and retention records. Restored after."""
+    with connection.cursor() as cursor:
+        for statement in signed_record_triggers.DROP:
+            cursor.execute(statement)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for statement in signed_record_triggers.mariadb_statements():
                 cursor.execute(statement)
 
 

@@ -69,3 +69,30 @@ def test_recomputing_the_whole_chain_after_an_edit_is_caught_by_the_signed_check
     report = verify_all()
     [broken] = report.breaks
     assert (broken.lane, broken.break_kind) == (lane, "checkpoint_mismatch")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signed_checkpoints_cannot_be_deleted_or_changed_in_mariadb(merchant):
+    """Issue 15: ``DELETE FROM audit_auditcheckpoint`` had no trigger, so a DBA who re-hashed
+    an edited lane could delete the checkpoints that anchored it, and verification passed."""
+    from django.db import DatabaseError, connection
+
+    payment = pay(merchant, amount=9000)
+    refund_create(payment=payment, amount=100)
+    audit_checkpoint_create()
+    target = AuditEntry.objects.filter(object_id=str(payment.pk)).order_by("seq")[1]
+    recompute_chain_after_edit(target, {"amount": 1})  # entry triggers dropped, as a DBA would
+    with connection.cursor() as cursor:
+        with pytest.raises(DatabaseError, match="signed audit records are immutable"):
+            cursor.execute("DELETE FROM audit_auditcheckpoint")
+        with pytest.raises(DatabaseError, match="signed audit records are immutable"):
+            cursor.execute("UPDATE audit_auditcheckpoint SET tree_size = 0")
+        cursor.execute(
+            "SELECT event_object_table, event_manipulation FROM information_schema.triggers "
+            "WHERE trigger_schema = DATABASE() AND event_object_table = 'audit_retentionpurge'"
+        )
+        assert sorted(event for _, event in cursor.fetchall()) == ["DELETE", "UPDATE"]
+    assert AuditCheckpoint.objects.count() == 1
+    report = verify_all()
+    assert not report.ok
+    assert {b.break_kind for b in report.breaks} == {"checkpoint_mismatch"}
