@@ -28,7 +28,8 @@ class Action(models.TextChoices):
         "operator_action",
         "an operator asked for an action in the admin; `new_values` holds what was asked",
     )
-    PURGE = "purge", "archived audit segments past retention were purged, under a signed record"
+    PURGE = "purge", "archived audit segments past retention were purged"
+    MIGRATE = "migrate", "the lane trail was moved into the log (audit migration 0008)"
     LOGIN_FAILED = "login_failed", "an admin login failed or was refused while locked"
 
     @classmethod
@@ -74,6 +75,11 @@ AUDIT_EVENTS: dict[str, AuditEvent] = {
             "audit.retention_purged",
             Action.PURGE,
             "segments past `AUDIT_RETENTION` were purged (`audit/retention.py`)",
+        ),
+        AuditEvent(
+            "audit.lanes_migrated",
+            Action.MIGRATE,
+            "the lane-based trail was moved into the log; `new` records how it ended",
         ),
         AuditEvent(
             "audit.legal_hold_placed",

@@ -5,8 +5,8 @@ class AuditConfig(AppConfig):
     name = "audit"
 
     def ready(self) -> None:
-        # Imported when the apps are ready: receivers import models.
-        from audit.receivers import record_ledger_change
-        from ledger.signals import ledger_changed
+        # Imported when the apps are ready: the writer imports models.
+        from audit.services import write_entries
+        from payflow.platform import trail
 
-        ledger_changed.connect(record_ledger_change, dispatch_uid="audit.ledger_change")
+        trail.set_writer(write_entries)

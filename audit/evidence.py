@@ -1,75 +1,150 @@
-"""Evidence bundles from the database (format ``payflow-evidence/1``, see
-``tools/verify_evidence.py``): a lane range, the signed checkpoints up to the one covering
-it, and an inclusion proof for every entry. An auditor checks a bundle offline with only
-the public key."""
+"""Evidence bundles (``payflow-audit-bundle/2``, ``docs/audit-formats.md`` §5).
+
+An auditor asks for the entries of one object, of one merchant, or of a time range; the
+bundle holds each entry's canonical bytes with an inclusion proof to one signed checkpoint
+(with its witness cosignatures), and — given a checkpoint the auditor already trusts — the
+consistency proof from it. ``tools/verify_evidence.py`` checks a bundle offline with the
+log's public key alone.
+"""
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
 from typing import Any
 
-from django.utils import timezone
+from django.conf import settings
+from django.db.models import Q
 
-from audit import signing
-from audit.merkle import MerkleTree
-from audit.models import AuditCheckpoint
-from audit.segments import SegmentProblem, lane_hashes, lane_rows
+from audit import tlog
+from audit.logviews import _nodes, note_with_cosignatures
+from audit.models import AuditEntry, Checkpoint, LogLeaf
+from payflow.platform import trail
+
+FORMAT = "payflow-audit-bundle/2"
+MAX_ENTRIES = 10_000
 
 
 class NothingToExport(ValueError):
-    """The range is empty, or no signed checkpoint covers it yet."""
+    """The selection holds no entry sealed by a checkpoint yet (or is not a valid one)."""
 
 
-def _tree(body: dict[str, Any]) -> MerkleTree:
-    leaves: list[bytes] = []
-    for covered in body["tree"]["ranges"]:
-        rows = lane_hashes(covered["lane"], covered["first_seq"] - 1, covered["last_seq"])
-        leaves.extend(bytes.fromhex(digest) for _, digest in rows)
-    return MerkleTree(leaves)
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
-def _covers(body: dict[str, Any], lane: int, seq: int) -> bool:
-    return any(
-        r["lane"] == lane and r["first_seq"] <= seq <= r["last_seq"] for r in body["tree"]["ranges"]
+def select_entries(
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    merchant_id: str | None = None,
+    since: datetime.datetime | None = None,
+    until: datetime.datetime | None = None,
+) -> Any:
+    """The entries an export covers: one object's, a merchant's (the merchant itself and
+    every entry whose values name it), or a time range's; combinable."""
+    query = AuditEntry.objects.all()
+    if object_type and object_id:
+        query = query.filter(object_type=object_type, object_id=object_id)
+    if merchant_id:
+        needle = json.dumps(str(merchant_id))
+        query = query.filter(
+            Q(object_type="ledger.merchant", object_id=str(merchant_id))
+            | Q(body__contains=f'"merchant":{needle}')
+        )
+    if since:
+        query = query.filter(created_at__gte=since)
+    if until:
+        query = query.filter(created_at__lt=until)
+    return query
+
+
+def evidence_export(
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    merchant_id: str | None = None,
+    since: datetime.datetime | None = None,
+    until: datetime.datetime | None = None,
+    trusted_size: int | None = None,
+    trusted_root: bytes | None = None,
+) -> dict[str, Any]:
+    """The bundle for a selection (at most ``MAX_ENTRIES`` entries, oldest first), proved
+    against the latest checkpoint. ``NothingToExport`` when nothing is sealed yet."""
+    checkpoint = Checkpoint.objects.order_by("-size").first()
+    if checkpoint is None:
+        raise NothingToExport("the log has no signed checkpoint yet")
+    size = checkpoint.size
+    rows = list(
+        select_entries(
+            object_type=object_type,
+            object_id=object_id,
+            merchant_id=merchant_id,
+            since=since,
+            until=until,
+        )
+        .order_by("id")
+        .values_list("id", "prev_hash", "hash", "body", "object_type", "object_id")[
+            : MAX_ENTRIES + 1
+        ]
     )
-
-
-def evidence_export(*, lane: int, first_seq: int, last_seq: int) -> dict[str, Any]:
-    """The bundle for lane rows ``first_seq..last_seq`` (capped at the last signed head),
-    archived rows read from their segment files. ``NothingToExport`` also when a segment
-    file needed cannot be trusted (verification names the problem)."""
-    try:
-        return _export(lane=lane, first_seq=first_seq, last_seq=last_seq)
-    except SegmentProblem as problem:
-        raise NothingToExport(f"cannot export: {problem.kind}: {problem}") from problem
-
-
-def _export(*, lane: int, first_seq: int, last_seq: int) -> dict[str, Any]:
-    checkpoints = list(AuditCheckpoint.objects.order_by("number"))
-    if not checkpoints:
-        raise NothingToExport("no signed checkpoint yet: wait for the next one (every 5 minutes)")
-    heads = {h["lane"]: h["seq"] for h in checkpoints[-1].signed["body"]["lanes"]}
-    last_seq = min(last_seq, heads.get(lane, 0))
-    rows = list(lane_rows(lane, max(first_seq, 1) - 1, last_seq))
-    if not rows:
-        raise NothingToExport(f"lane {lane} has no signed rows in {first_seq}..{last_seq}")
-    # Consecutive checkpoints from the first up to the last one that covers a row.
-    needed = [c for c in checkpoints if any(_covers(c.signed["body"], lane, r.seq) for r in rows)]
-    included = [c for c in checkpoints if c.number <= needed[-1].number]
-    entries = [
-        {
-            "lane": r.lane,
-            "seq": r.seq,
-            "prev_hash": r.prev_hash,
-            "hash": r.hash,
-            "canonical": r.canonical,
+    if len(rows) > MAX_ENTRIES:
+        raise NothingToExport(
+            f"more than {MAX_ENTRIES} entries: narrow the selection (a shorter time range)"
+        )
+    leaves = dict(
+        LogLeaf.objects.filter(entry_id__in=[row[0] for row in rows], index__lt=size).values_list(
+            "entry_id", "index"
+        )
+    )
+    sealed = sorted((leaves[row[0]], row) for row in rows if row[0] in leaves)
+    if not sealed:
+        raise NothingToExport("no entry of this selection is sealed by a checkpoint yet")
+    entries = []
+    for index, (_, prev_hash, digest, body, _, _) in sealed:
+        body = bytes(body)
+        entries.append(
+            {
+                "index": index,
+                "prev_hash": prev_hash,
+                "hash": digest,
+                "body": _b64(body),
+                "entry": json.loads(body),
+                "inclusion": [_b64(node) for node in tlog.inclusion_proof(index, size, _nodes)],
+            }
+        )
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "origin": settings.AUDIT_LOG_ORIGIN,
+        "checkpoint": note_with_cosignatures(checkpoint),
+        "tree_size": size,
+        "entries": entries,
+    }
+    if object_type and object_id and not (merchant_id or since or until):
+        first = AuditEntry.objects.filter(object_type=object_type, object_id=object_id)
+        if first.filter(prev_hash=tlog_genesis()).exists() and len(sealed) == len(rows):
+            bundle["complete_objects"] = [[object_type, object_id]]
+    if trusted_size is not None and trusted_root is not None:
+        if not 0 < trusted_size <= size:
+            raise NothingToExport(f"the trusted checkpoint's size must be 1..{size}")
+        bundle["consistency"] = {
+            "from_size": trusted_size,
+            "from_root": _b64(trusted_root),
+            "proof": [_b64(node) for node in tlog.consistency_proof(trusted_size, size, _nodes)],
         }
-        for r in rows
-    ]
-    return signing.evidence_bundle(
-        checkpoints=[c.signed for c in included],
-        entry_ranges=[(lane, rows[0].seq, rows[-1].seq)],
-        entries=entries,
-        trees={c.number: _tree(c.signed["body"]) for c in needed},
-        description=f"lane {lane}, seq {rows[0].seq}..{rows[-1].seq}",
-        exported_at=timezone.now(),
-    )
+    return bundle
+
+
+def tlog_genesis() -> str:
+    return trail.GENESIS_HASH
+
+
+def trusted_checkpoint(note_text: str) -> tuple[int, bytes]:
+    """The (size, root) of a checkpoint note the auditor trusts, checked with the log's
+    public key; ``NothingToExport`` with the reason otherwise."""
+    try:
+        signed = tlog.verify_note(note_text, tlog.Verifier(settings.AUDIT_PUBLIC_KEY))
+    except tlog.NoteError as exc:
+        raise NothingToExport(f"the trusted checkpoint does not verify: {exc}") from None
+    return signed.size, signed.root

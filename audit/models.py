@@ -1,14 +1,15 @@
-"""The audit trail: hash-chained, append-only rows in L lanes."""
+"""The audit trail: entries chained per object, sequenced into one Merkle log (DESIGN.md §6)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import models
 
 from payflow.platform.guards import UnsanctionedWrite
 
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = "0" * 64  # prev_hash of an object's first entry
 
 
 class AuditQuerySet(models.QuerySet):
@@ -29,45 +30,46 @@ class AuditQuerySet(models.QuerySet):
 
 
 class AuditEntry(models.Model):
-    """One recorded change. ``hash`` = SHA-256(tag ‖ prev_hash ‖ canonical encoding)
-    (see ``audit.chain``); ``seq`` is contiguous from 1 within the lane."""
+    """One recorded change of one object (``docs/audit-formats.md`` §1).
+
+    ``body`` holds the entry's canonical bytes, the source of truth;
+    ``hash = SHA-256("payflow-audit-entry/2" ‖ 0x00 ‖ prev_hash ‖ body)`` and ``prev_hash``
+    is the hash of the object's previous entry (``GENESIS_HASH`` for its first). The other
+    columns repeat what queries need; verification checks them against the body. The
+    unique (object, prev_hash) makes a fork of one object's chain impossible. Entries are
+    appended to the log (``LogLeaf``) by the sequencer after they commit."""
 
     id = models.BigAutoField(primary_key=True)
-    lane = models.PositiveSmallIntegerField()
-    seq = models.PositiveBigIntegerField()
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
-    encoding_version = models.PositiveSmallIntegerField(default=1)
+    hash = models.CharField(max_length=64, unique=True)
+    encoding_version = models.PositiveSmallIntegerField(default=2)
+    body = models.BinaryField()
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     action = models.CharField(max_length=16)
     event_type = models.CharField(max_length=64)
-    old_values = models.JSONField(null=True, blank=True)
-    new_values = models.JSONField(null=True, blank=True)
     actor_type = models.CharField(max_length=16)
     actor_id = models.CharField(max_length=64)
-    actor_label = models.CharField(max_length=200, blank=True, default="")
-    ip = models.CharField(max_length=45, blank=True, default="")
-    user_agent = models.CharField(max_length=300, blank=True, default="")
     request_id = models.CharField(max_length=64, blank=True, default="")
-    task_id = models.CharField(max_length=64, blank=True, default="")
-    reason = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField()
 
     objects = AuditQuerySet.as_manager()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["lane", "seq"], name="audit_lane_seq_unique"),
+            models.UniqueConstraint(
+                fields=["object_type", "object_id", "prev_hash"], name="audit_object_chain"
+            ),
         ]
         indexes = [
-            models.Index(fields=["object_type", "object_id", "lane", "seq"], name="audit_object"),
-            models.Index(fields=["created_at"], name="audit_created"),
+            models.Index(fields=["created_at"], name="audit_entry_created"),
+            models.Index(fields=["actor_id"], name="audit_entry_actor"),
+            models.Index(fields=["event_type", "created_at"], name="audit_entry_event"),
         ]
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"lane {self.lane} #{self.seq} {self.event_type}"
+        return f"{self.event_type} on {self.object_type} {self.object_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -77,40 +79,104 @@ class AuditEntry(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise UnsanctionedWrite("audit rows are immutable: delete() refused")
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The entry as recorded: its canonical bytes parsed (``docs/audit-formats.md``)."""
+        return json.loads(bytes(self.body))
 
-class LaneHead(models.Model):
-    """The last (seq, hash) of a lane, locked (SELECT … FOR UPDATE) and advanced in the
-    same transaction as the entry, so a lane never forks."""
 
-    lane = models.PositiveSmallIntegerField(primary_key=True)
-    seq = models.PositiveBigIntegerField(default=0)
-    hash = models.CharField(max_length=64, default=GENESIS_HASH)
+class LogLeaf(models.Model):
+    """Leaf ``index`` of the log's Merkle tree is the entry ``entry_id`` (append-only:
+    written by the sequencer alone, under its lease; triggers refuse UPDATE and DELETE).
+    The entry may since have been archived and deleted: the leaf stays."""
+
+    index = models.PositiveBigIntegerField(primary_key=True)
+    entry_id = models.PositiveBigIntegerField(unique=True)
 
     def __str__(self) -> str:
-        return f"lane {self.lane} at {self.seq}"
+        return f"leaf {self.index} = entry {self.entry_id}"
+
+
+class LogNode(models.Model):
+    """A perfect subtree of the log: ``key = (level << 56) | index`` is the hash of leaves
+    ``[index·2^level, (index+1)·2^level)`` (level 0: the leaf hashes). Only complete
+    subtrees are stored, so a node never changes; any proof needs O(log n) of them
+    (``audit.tlog``). Append-only like the leaves; kept after retention purges."""
+
+    key = models.PositiveBigIntegerField(primary_key=True)
+    hash = models.BinaryField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"node {self.key >> 56}/{self.key & ((1 << 56) - 1)}"
+
+
+class Checkpoint(models.Model):
+    """A signed checkpoint of the log (C2SP tlog-checkpoint in a signed note,
+    ``docs/audit-formats.md`` §3), written by the sequencer; append-only."""
+
+    size = models.PositiveBigIntegerField(primary_key=True)
+    root = models.CharField(max_length=64)
+    note = models.TextField()
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"checkpoint at {self.size}"
+
+
+class Cosignature(models.Model):
+    """A witness's cosignature (``cosignature/v1``) of a checkpoint: the signature line as
+    the witness sent it, verified with that witness's configured key before it is stored."""
+
+    id = models.BigAutoField(primary_key=True)
+    checkpoint = models.ForeignKey(
+        Checkpoint, on_delete=models.PROTECT, related_name="cosignatures"
+    )
+    witness = models.CharField(max_length=200)
+    line = models.TextField()
+    signed_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "witness"], name="cosignature_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.witness} on {self.checkpoint_id}"
+
+
+class LogPublication(models.Model):
+    """How far the sequencer has published the log to Kafka: ``entries`` leaves to
+    ``audit.events`` and the checkpoint of size ``checkpoint_size`` to ``audit.checkpoints``
+    (a mutable progress row, not evidence: a crash republishes, consumers dedupe by index)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    entries = models.PositiveBigIntegerField(default=0)
+    checkpoint_size = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.entries} entries"
 
 
 class ArchiveSegment(models.Model):
-    """One segment file holding lane rows ``first_seq..last_seq`` (``audit.segments``).
+    """One segment file holding the log's leaves ``first_index..last_index``
+    (``audit.segments``, ``docs/audit-formats.md`` §7).
 
     Life: recorded (``verified_at`` NULL: the file may not be written yet) → verified (the
-    file was read back and every row checked; from now on the DELETE trigger admits the
-    covered rows) → live rows deleted (``rows_deleted_at``) → purged at the end of
+    file was read back and every entry checked; from now on the DELETE trigger admits the
+    covered entries) → live entries deleted (``rows_deleted_at``) → purged at the end of
     retention (``purged_at``; the file is removed afterwards, ``file_removed_at``)."""
 
     PENDING, VERIFIED, ARCHIVED, PURGED = "pending", "verified", "archived", "purged"
 
     id = models.BigAutoField(primary_key=True)
-    lane = models.PositiveSmallIntegerField()
-    first_seq = models.PositiveBigIntegerField()
-    last_seq = models.PositiveBigIntegerField()
-    first_prev_hash = models.CharField(max_length=64)
-    last_hash = models.CharField(max_length=64)
+    first_index = models.PositiveBigIntegerField(unique=True)
+    last_index = models.PositiveBigIntegerField()
     row_count = models.PositiveIntegerField()
     file_digest = models.CharField(max_length=64)
     file_size = models.PositiveBigIntegerField(default=0)
     storage_path = models.CharField(max_length=500)
-    format_version = models.PositiveSmallIntegerField(default=1)
+    format_version = models.PositiveSmallIntegerField(default=2)
     first_created_at = models.DateTimeField(null=True, blank=True)
     last_created_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -128,15 +194,15 @@ class ArchiveSegment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["lane", "first_seq"], name="segment_lane_first_unique"),
             models.CheckConstraint(
-                condition=models.Q(last_seq__gte=models.F("first_seq")), name="segment_range_order"
+                condition=models.Q(last_index__gte=models.F("first_index")),
+                name="segment_index_order",
             ),
         ]
-        indexes = [models.Index(fields=["lane", "first_seq", "last_seq"], name="segment_range")]
+        indexes = [models.Index(fields=["first_index", "last_index"], name="segment_indexes")]
 
     def __str__(self) -> str:
-        return f"lane {self.lane} {self.first_seq}..{self.last_seq}"
+        return f"log {self.first_index}..{self.last_index}"
 
     @property
     def status(self) -> str:
@@ -160,17 +226,17 @@ class ArchiveLease(models.Model):
 
 
 class RetentionPurge(models.Model):
-    """A signed record of segments removed at the end of retention (format
-    ``payflow-audit-retention/1``, signed like a checkpoint): per lane, the seq and hash the
-    chain now starts from, and every removed segment's range, digest and row count. The
-    chain verifies from these boundaries; the purge itself is an audit row."""
+    """Segments removed at the end of retention: the log's leaves ``first_index..
+    last_index`` are gone, their tree nodes stay (so later entries still prove). The purge
+    is itself an audit entry (``audit.retention_purged``), sealed by the next checkpoint."""
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField()
-    key_id = models.CharField(max_length=64)
-    signed = models.JSONField()
+    first_index = models.PositiveBigIntegerField()
+    last_index = models.PositiveBigIntegerField()
     segment_count = models.PositiveIntegerField()
     row_count = models.PositiveBigIntegerField()
+    detail = models.JSONField(default=list)
 
     def __str__(self) -> str:
         return f"retention purge {self.id} ({self.segment_count} segments)"
@@ -196,39 +262,23 @@ class LegalHold(models.Model):
         return f"hold on {self.object_type} {self.object_id}"
 
 
-class AuditCheckpoint(models.Model):
-    """A signed checkpoint (``audit.signing`` format ``payflow-audit-checkpoint/1``): every
-    lane's head and a Merkle root over the entries since the previous checkpoint, signed
-    with Ed25519. The private key is never in the database; auditors verify with the
-    public key. ``number`` is unique, so two concurrent runs cannot both write one."""
-
-    number = models.PositiveIntegerField(primary_key=True)
-    created_at = models.DateTimeField()
-    key_id = models.CharField(max_length=64)
-    digest = models.CharField(max_length=64, unique=True)
-    signed = models.JSONField()
-    tree_size = models.PositiveIntegerField()
-
-    def __str__(self) -> str:
-        return f"checkpoint {self.number} ({self.tree_size} entries)"
-
-
 class VerificationRun(models.Model):
     """One verification of the trail, started by an auditor or by beat, with its progress
-    (updated lane by lane by the worker) and its result (the first break per lane)."""
+    (``done`` of ``total`` log entries, updated by the worker as it goes) and its result
+    (the breaks, each naming its kind and object)."""
 
     QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
     id = models.BigAutoField(primary_key=True)
     started_by = models.CharField(max_length=200)
     status = models.CharField(max_length=16, default=QUEUED)
-    lanes_total = models.PositiveIntegerField(default=0)
-    lanes_done = models.PositiveIntegerField(default=0)
+    total = models.PositiveBigIntegerField(default=0)
+    done = models.PositiveBigIntegerField(default=0)
     rows = models.PositiveBigIntegerField(default=0)
     ok = models.BooleanField(null=True)
     incremental = models.BooleanField(default=False)
-    # The checkpoint whose heads this run verified up to (a later incremental run starts there).
-    checkpoint_number = models.PositiveIntegerField(null=True, blank=True)
+    # The checkpoint size this run verified up to (a later incremental run starts there).
+    checkpoint_size = models.PositiveBigIntegerField(null=True, blank=True)
     breaks = models.JSONField(default=list)
     error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -239,4 +289,4 @@ class VerificationRun(models.Model):
 
     @property
     def percent(self) -> int:
-        return int(100 * self.lanes_done / self.lanes_total) if self.lanes_total else 0
+        return int(100 * self.done / self.total) if self.total else 0

@@ -1,21 +1,20 @@
-"""Retention: archive segments older than ``AUDIT_RETENTION`` are purged, with a signed record.
+"""Retention: archive segments older than ``AUDIT_RETENTION`` are purged, in the log itself.
 
-Per lane, a prefix of fully archived segments whose newest row is older than the retention
-boundary is purged. Each candidate file is read and checked first; a segment holding a row
-under legal hold stops its lane there (a lane is one chain: what follows a held segment
-stays too), as does a file that does not check (it is reported, never silently dropped).
+A prefix of the log's archived segments whose newest entry is older than the retention
+boundary is purged. Each candidate file is read and checked first; a segment holding an entry
+under legal hold stops the purge there (the purged part of the log is a prefix: what follows
+a held segment stays too), as does a file that does not check (reported, never dropped).
 
-In one transaction the purge writes a ``RetentionPurge`` record signed with the audit key
-(format ``payflow-audit-retention/1``: per lane the seq and hash the chain now starts from;
-every removed segment's range, hashes, digest and row count), marks the segments purged and
-appends an audit row naming the purge (``audit.retention_purged``, actor: the task or the
-command). After the commit the files are removed from storage; a crash in between leaves
-files that the next run removes. Verification starts each lane at its signed boundary.
+In one transaction the purge writes a ``RetentionPurge`` record (the index range and every
+removed segment's range, digest and entry count), marks the segments purged and appends an
+audit entry naming the purge (``audit.retention_purged``, actor: the task or the command),
+which the next checkpoint seals. After the commit the files are removed from storage; a crash
+in between leaves files that the next run removes. The tree's nodes stay, so verification
+resumes after the purged prefix and proofs of every later entry still verify.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,23 +23,14 @@ from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
-from audit import signing
 from audit.actions import Action
 from audit.leases import leased
 from audit.models import ArchiveSegment, LegalHold, RetentionPurge
-from audit.segments import (
-    ChainRow,
-    SegmentProblem,
-    previous_segment_hash,
-    read_segment,
-    rows_problem,
-    storage,
-)
+from audit.report import LogEntry
+from audit.segments import SegmentProblem, read_segment, storage
 from audit.services import audit_record
-from payflow.platform import context, db
+from payflow.platform import context, db, trail
 
-FORMAT = "payflow-audit-retention/1"
-DOMAIN = b"payflow-retention\x00"
 MERCHANT = "ledger.merchant"
 
 logger = logging.getLogger(__name__)
@@ -48,25 +38,6 @@ logger = logging.getLogger(__name__)
 
 class ConcurrentPurge(RuntimeError):
     """Another purge marked some of these segments first: this one rolls back."""
-
-
-class RetentionRecordInvalid(Exception):
-    """A retention record whose signature does not verify: the chain's start is unproven."""
-
-
-def retention_boundaries() -> dict[int, tuple[int, str]]:
-    """Per lane, the (seq, hash) the chain starts after, from the signed purge records."""
-    public_key = signing.public_key_from_seed(settings.AUDIT_SIGNING_KEY)
-    boundaries: dict[int, tuple[int, str]] = {}
-    for record in RetentionPurge.objects.order_by("id").iterator():
-        if not signing.verify_statement(DOMAIN, record.signed, public_key):
-            raise RetentionRecordInvalid(
-                f"retention record {record.id} is not signed by the audit key"
-            )
-        for lane in record.signed["body"]["lanes"]:
-            start = (lane["seq"], lane["hash"])
-            boundaries[lane["lane"]] = max(boundaries.get(lane["lane"], start), start)
-    return boundaries
 
 
 # --- legal holds ------------------------------------------------------------------------
@@ -77,14 +48,14 @@ class Holds:
     merchants: set[str] = field(default_factory=set)
     objects: set[tuple[str, str]] = field(default_factory=set)
 
-    def covers(self, row: ChainRow) -> bool:
-        fields = json.loads(row.canonical)
+    def covers(self, entry: LogEntry) -> bool:
+        fields = json.loads(entry.body)
         key = (fields.get("object_type"), fields.get("object_id"))
         if key in self.objects or (key[0] == MERCHANT and key[1] in self.merchants):
             return True
         return any(
             isinstance(values, dict) and values.get("merchant") in self.merchants
-            for values in (fields.get("new_values"), fields.get("old_values"))
+            for values in (fields.get("new"), fields.get("old"))
         )
 
 
@@ -123,7 +94,7 @@ class PurgeReport:
 
 
 def audit_retention_purge(*, now=None) -> PurgeReport:
-    """Purge the segments past retention (before ``now``), leaving a signed record.
+    """Purge the segments past retention (before ``now``), recorded in the log.
 
     Idempotent and safe to run twice at once (a lease; the segments are marked purged by a
     conditional UPDATE in the record's transaction)."""
@@ -144,56 +115,41 @@ def audit_retention_purge(*, now=None) -> PurgeReport:
 
 def _candidates(boundary, holds: Holds, report: PurgeReport) -> list[ArchiveSegment]:
     chosen = []
-    for lane in range(settings.AUDIT_LANES):
-        segments = ArchiveSegment.objects.filter(lane=lane, purged_at__isnull=True)
-        for segment in segments.order_by("first_seq"):
-            if segment.rows_deleted_at is None or not segment.last_created_at:
-                break
-            if segment.last_created_at >= boundary:
-                break
-            try:
-                rows = read_segment(segment)
-            except SegmentProblem as unreadable:
-                report.problems.append(str(unreadable))
-                break
-            broken = rows_problem(segment, rows, previous_hash=previous_segment_hash(segment))
-            if broken:
-                report.problems.append(f"segment {segment}: {broken}")
-                break
-            if any(holds.covers(row) for row in rows):
-                report.held.append(str(segment))
-                break
-            chosen.append(segment)
+    for segment in ArchiveSegment.objects.filter(purged_at__isnull=True).order_by("first_index"):
+        if segment.rows_deleted_at is None or not segment.last_created_at:
+            break
+        if segment.last_created_at >= boundary:
+            break
+        try:
+            entries = read_segment(segment)
+        except SegmentProblem as unreadable:
+            report.problems.append(str(unreadable))
+            break
+        broken = next(
+            (e.index for e in entries if trail.entry_hash(e.prev_hash, e.body) != e.hash), None
+        )
+        if broken is not None:
+            report.problems.append(f"segment {segment}: index {broken} does not match its hash")
+            break
+        if any(holds.covers(entry) for entry in entries):
+            report.held.append(str(segment))
+            break
+        chosen.append(segment)
     for problem in report.problems:
-        logger.error("retention purge skipped a lane: %s", problem)
+        logger.error("retention purge stopped: %s", problem)
     return chosen
 
 
 @db.atomic
 def _record_purge(segments: list[ArchiveSegment], now) -> RetentionPurge:
-    lanes: dict[int, ArchiveSegment] = {}
-    for segment in segments:
-        lanes[segment.lane] = segment  # in first_seq order: the last one is the boundary
-    body = {
-        "format": FORMAT,
-        "created_at": signing.format_timestamp(now),
-        "key_id": settings.AUDIT_SIGNING_KEY_ID,
-        "retention_seconds": int(settings.AUDIT_RETENTION.total_seconds()),
-        "lanes": [
-            {"lane": lane, "seq": s.last_seq, "hash": s.last_hash}
-            for lane, s in sorted(lanes.items())
-        ],
-        "segments": [_described(segment) for segment in segments],
-    }
-    signed = signing.sign_statement(
-        DOMAIN, body, settings.AUDIT_SIGNING_KEY, settings.AUDIT_SIGNING_KEY_ID
-    )
+    described = [_described(segment) for segment in segments]
     purge = RetentionPurge.objects.create(
         created_at=now,
-        key_id=settings.AUDIT_SIGNING_KEY_ID,
-        signed=signed,
+        first_index=segments[0].first_index,
+        last_index=segments[-1].last_index,
         segment_count=len(segments),
         row_count=sum(segment.row_count for segment in segments),
+        detail=described,
     )
     marked = ArchiveSegment.objects.filter(
         pk__in=[segment.pk for segment in segments], purged_at__isnull=True
@@ -207,10 +163,11 @@ def _record_purge(segments: list[ArchiveSegment], now) -> RetentionPurge:
         event_type="audit.retention_purged",
         old_values=None,
         new_values={
-            "segments": purge.segment_count,
+            "first_index": purge.first_index,
+            "last_index": purge.last_index,
+            "segments": described,
             "rows": purge.row_count,
-            "lanes": body["lanes"],
-            "record_digest": hashlib.sha256(signing.canonical_json(body)).hexdigest(),
+            "retention_seconds": int(settings.AUDIT_RETENTION.total_seconds()),
         },
     )
     return purge
@@ -218,11 +175,8 @@ def _record_purge(segments: list[ArchiveSegment], now) -> RetentionPurge:
 
 def _described(segment: ArchiveSegment) -> dict:
     return {
-        "lane": segment.lane,
-        "first_seq": segment.first_seq,
-        "last_seq": segment.last_seq,
-        "first_prev_hash": segment.first_prev_hash,
-        "last_hash": segment.last_hash,
+        "first_index": segment.first_index,
+        "last_index": segment.last_index,
         "row_count": segment.row_count,
         "file_digest": segment.file_digest,
         "storage_path": segment.storage_path,

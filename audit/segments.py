@@ -1,48 +1,39 @@
-"""Archive segment files, and reading a lane as one chain across segments and live rows.
+"""Archive segment files, and reading the log as one sequence across segments and live rows.
 
-Segment file, format ``payflow-audit-segment/1``: gzip (header mtime 0, so the same rows
-always give the same bytes) of UTF-8 JSON lines, each line one JSON object with keys sorted:
+Segment file, format ``payflow-audit-segment/2`` (``docs/audit-formats.md`` §7): gzip (header
+mtime 0, so the same entries always give the same bytes) of UTF-8 JSON lines with keys sorted
+and no whitespace. Line 1 is the header ``{"count", "first_index", "format", "last_index"}``;
+then one line per leaf, ``{"body": "<b64 canonical bytes>", "hash", "index", "prev_hash"}``,
+for every index ``first_index..last_index`` in order. The file's SHA-256 is recorded
+(``ArchiveSegment.file_digest``) before the file is written and checked on every read.
 
-- line 1, the header: ``{"first_prev_hash", "first_seq", "format", "last_hash", "last_seq",
-  "lane", "row_count"}`` (numbers as JSON integers);
-- then one line per row, in seq order: ``{"canonical": "<the row's canonical encoding, as a
-  JSON string>", "hash": "<64 hex>", "prev_hash": "<64 hex>", "seq": <int>}``.
-
-A row checks when ``hash = SHA-256(b"payflow-audit-entry/1\\x00" ‖ prev_hash ‖ canonical)``
-(``audit.chain``), its canonical ``lane``/``seq`` are the header's lane and the line's seq,
-seqs are contiguous from ``first_seq`` and each ``prev_hash`` is the previous row's hash. The
-file's SHA-256 is recorded in the database (``ArchiveSegment.file_digest``) when the segment
-is recorded, before the file is written, and checked on every read.
-
-Problems with a segment file are named:
-
-- ``segment_missing``: the file is not in the archive storage;
-- ``segment_altered``: its digest differs and its rows do not check (a byte flipped,
-  truncated, unreadable);
-- ``segment_replaced``: its digest differs but its rows check: a re-computed file;
-- ``segment_mismatch``: the file checks but disagrees with its database record (range,
-  first prev_hash, last hash or row count).
+A file that cannot be trusted is ``segment_missing`` (not in storage) or ``segment_altered``
+(digest, gzip, JSON, range or count wrong): ``SegmentProblem``, never another exception.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import gzip
 import hashlib
 import io
 import json
 import zlib
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
+from django.db import connection
+from django.db.models import Max
 
-from audit.chain import CANONICAL_FIELDS, canonical_bytes, entry_hash
-from audit.models import GENESIS_HASH, ArchiveSegment, AuditEntry
+from audit.models import ArchiveSegment
+from audit.report import LogEntry
+from payflow.platform import trail
 
-FORMAT = "payflow-audit-segment/1"
-LIVE_CHUNK = 2000
+FORMAT = "payflow-audit-segment/2"
 
 
 def storage() -> Storage:
@@ -50,84 +41,28 @@ def storage() -> Storage:
     return storages["audit_archive"]
 
 
-def segment_path(lane: int, first_seq: int, last_seq: int) -> str:
-    return f"lane-{lane:03d}/{first_seq:012d}-{last_seq:012d}.jsonl.gz"
-
-
-class ChainRow:
-    """One row of a lane, from a segment file or the live table (``fields``: the row's
-    canonical fields as read from the database). The canonical encoding of a live row is
-    computed when first asked for."""
-
-    __slots__ = ("_canonical", "fields", "hash", "lane", "prev_hash", "seq")
-
-    def __init__(
-        self,
-        lane: int,
-        seq: int,
-        prev_hash: str,
-        hash: str,
-        canonical: bytes | None = None,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
-        self.lane, self.seq, self.prev_hash, self.hash = lane, seq, prev_hash, hash
-        self._canonical, self.fields = canonical, fields
-
-    @property
-    def created_at(self) -> Any:
-        """When a live row was written (rows from a segment file carry only their bytes)."""
-        if self.fields is None:
-            raise ValueError("a row read from a segment file has no fields")
-        return self.fields["created_at"]
-
-    @property
-    def canonical(self) -> bytes:
-        if self._canonical is None:
-            if self.fields is None:
-                raise ValueError("a row read from a segment file has its bytes already")
-            self._canonical = canonical_bytes(self.fields)
-        return self._canonical
-
-    def hash_ok(self) -> bool:
-        return entry_hash(self.prev_hash, self.canonical) == self.hash
-
-    def written_seq(self) -> int | None:
-        """If the row's contents hash correctly at another seq than where it stands now, it
-        was moved there (rows inserted before it, or swapped), not edited."""
-        if self.fields is None:
-            try:
-                written = int(json.loads(self.canonical)["seq"])
-            except (ValueError, KeyError, TypeError):
-                return None
-            return written if written != self.seq and self.hash_ok() else None
-        fields = dict(self.fields)
-        for delta in (-1, 1, -2, 2, -3, 3):
-            if self.seq + delta >= 1:
-                fields["seq"] = self.seq + delta
-                if entry_hash(self.prev_hash, canonical_bytes(fields)) == self.hash:
-                    return self.seq + delta
-        return None
+def segment_path(first_index: int, last_index: int) -> str:
+    return f"log/{first_index:015d}-{last_index:015d}.jsonl.gz"
 
 
 class SegmentProblem(Exception):
-    """A segment file that cannot be trusted; ``kind`` is one of the module's names."""
+    """A segment file that cannot be trusted; ``kind`` is ``segment_missing`` or
+    ``segment_altered``."""
 
     def __init__(self, segment: ArchiveSegment, kind: str, detail: str) -> None:
         super().__init__(f"segment {segment} ({segment.storage_path}): {kind}: {detail}")
         self.segment, self.kind, self.detail = segment, kind, detail
 
 
-# --- writing ----------------------------------------------------------------------------
+def _line(value: dict) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 @dataclass
 class SegmentFile:
-    lane: int
-    first_seq: int
-    last_seq: int
-    first_prev_hash: str
-    last_hash: str
-    row_count: int
+    first_index: int
+    last_index: int
+    count: int
     data: bytes
 
     @property
@@ -135,47 +70,36 @@ class SegmentFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _line(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def build_segment(lane: int, rows: list[ChainRow]) -> SegmentFile:
-    """The file for consecutive rows of one lane (deterministic: same rows, same bytes)."""
-    header = {
-        "format": FORMAT,
-        "lane": lane,
-        "first_seq": rows[0].seq,
-        "last_seq": rows[-1].seq,
-        "first_prev_hash": rows[0].prev_hash,
-        "last_hash": rows[-1].hash,
-        "row_count": len(rows),
-    }
-    body = io.BytesIO()
-    with gzip.GzipFile(fileobj=body, mode="wb", mtime=0, compresslevel=6) as out:
-        out.write(_line(header) + b"\n")
-        for row in rows:
-            line = {
-                "seq": row.seq,
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-                "canonical": row.canonical.decode(),
-            }
-            out.write(_line(line) + b"\n")
-    return SegmentFile(
-        lane=lane,
-        first_seq=rows[0].seq,
-        last_seq=rows[-1].seq,
-        first_prev_hash=rows[0].prev_hash,
-        last_hash=rows[-1].hash,
-        row_count=len(rows),
-        data=body.getvalue(),
-    )
+def build_segment(entries: list[LogEntry]) -> SegmentFile:
+    """The file for contiguous leaves ``entries`` (in index order)."""
+    first, last = entries[0].index, entries[-1].index
+    if [entry.index for entry in entries] != list(range(first, last + 1)):
+        raise ValueError("a segment holds a contiguous range of the log")
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as out:
+        out.write(
+            _line(
+                {"count": len(entries), "first_index": first, "format": FORMAT, "last_index": last}
+            )
+        )
+        for entry in entries:
+            out.write(
+                _line(
+                    {
+                        "body": base64.b64encode(entry.body).decode(),
+                        "hash": entry.hash,
+                        "index": entry.index,
+                        "prev_hash": entry.prev_hash,
+                    }
+                )
+            )
+    return SegmentFile(first, last, len(entries), buffer.getvalue())
 
 
 def write_segment_file(segment: ArchiveSegment, data: bytes) -> None:
     """Put the file in storage unless an identical one is there already (a rerun after a
-    crash). A different file under the name (a partial write) is replaced. Called outside
-    any database transaction: object storage is a network call."""
+    crash); a different file under the name (a partial write) is replaced. Outside any
+    database transaction: object storage is a network call."""
     store = storage()
     if store.exists(segment.storage_path):
         with store.open(segment.storage_path, "rb") as existing:
@@ -187,209 +111,168 @@ def write_segment_file(segment: ArchiveSegment, data: bytes) -> None:
         raise OSError(f"the storage saved {segment.storage_path} as {saved}")
 
 
-# --- reading ----------------------------------------------------------------------------
-
-
-def _parse(data: bytes) -> tuple[dict[str, Any], list[ChainRow]]:
-    """Header and rows of a file, or ValueError when it is not a readable segment."""
+def parse_segment(data: bytes, first_index: int, last_index: int) -> list[LogEntry]:
+    """The entries of a segment file holding exactly ``first_index..last_index``, or
+    ``ValueError`` saying why not (any corruption: gzip, JSON, types, range)."""
     try:
-        lines = gzip.decompress(data).split(b"\n")
-    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data
-        raise ValueError(f"not a readable gzip file ({exc})") from exc
-    if lines and lines[-1] == b"":
-        lines.pop()
+        text = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"not a readable gzip file ({exc})") from None
+    lines = text.split(b"\n")
+    if not lines or lines[-1] != b"":
+        raise ValueError("the file does not end with a complete line")
+    lines.pop()
     try:
         header = json.loads(lines[0])
-        if header.get("format") != FORMAT:
-            raise ValueError(f"not a {FORMAT} file")
-        lane = int(header["lane"])
-        rows = []
-        for raw in lines[1:]:
+        if header != {
+            "count": last_index - first_index + 1,
+            "first_index": first_index,
+            "format": FORMAT,
+            "last_index": last_index,
+        }:
+            raise ValueError("the header is not this segment's")
+        entries = []
+        for expected, raw in zip(range(first_index, last_index + 1), lines[1:], strict=True):
             line = json.loads(raw)
-            rows.append(
-                ChainRow(
-                    lane=lane,
-                    seq=int(line["seq"]),
-                    prev_hash=str(line["prev_hash"]),
-                    hash=str(line["hash"]),
-                    canonical=str(line["canonical"]).encode(),
+            if line["index"] != expected or not isinstance(line["hash"], str):
+                raise ValueError(f"line for index {expected} is not in place")
+            if not isinstance(line["prev_hash"], str) or len(line["prev_hash"]) != 64:
+                raise ValueError(f"index {expected}: bad prev_hash")
+            entries.append(
+                LogEntry(
+                    index=expected,
+                    prev_hash=line["prev_hash"],
+                    hash=line["hash"],
+                    body=base64.b64decode(line["body"], validate=True),
                 )
             )
-    except (IndexError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"malformed segment line ({exc})") from exc
-    return header, rows
+    except (
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+        UnicodeDecodeError,
+        binascii.Error,
+    ) as exc:
+        raise ValueError(f"malformed segment ({exc})") from None
+    return entries
 
 
-def chain_problem(rows: Iterable[ChainRow], first_seq: int, first_prev: str) -> str:
-    """The first reason these rows are not a chain from (first_seq, first_prev), or ''."""
-    seq, prev = first_seq, first_prev
-    for row in rows:
-        if row.seq != seq:
-            return f"expected seq {seq}, found {row.seq}"
-        if not row.hash_ok():
-            return f"seq {row.seq}: the row does not match its hash"
-        if row.prev_hash != prev:
-            return f"seq {row.seq}: prev_hash does not link to the previous row"
-        seq, prev = seq + 1, row.hash
-    return ""
-
-
-def read_segment(segment: ArchiveSegment) -> list[ChainRow]:
-    """The rows of a segment's file, after checking the file against its record. Raises
-    ``SegmentProblem`` naming what is wrong. Row-level checks (hash, links, anchors) are
-    the caller's: verification names those breaks like breaks of live rows."""
-    store = storage()
+def read_segment(segment: ArchiveSegment) -> list[LogEntry]:
+    """The entries of a segment's file, after checking it against its record; raises
+    ``SegmentProblem``. Entry-level checks are verification's, like for live rows."""
     try:
-        with store.open(segment.storage_path, "rb") as handle:
+        with storage().open(segment.storage_path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         raise SegmentProblem(segment, "segment_missing", "the file is not in the archive") from None
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        header, rows = _parse(data)
-        problem = chain_problem(rows, int(header["first_seq"]), str(header["first_prev_hash"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        header, rows, problem = {}, [], str(exc)
     if digest != segment.file_digest:
-        if rows and not problem:
-            raise SegmentProblem(
-                segment,
-                "segment_replaced",
-                f"digest {digest[:16]}… is not the recorded {segment.file_digest[:16]}…, "
-                "yet its rows chain: a re-computed file",
-            )
         raise SegmentProblem(
             segment,
             "segment_altered",
-            f"digest {digest[:16]}… is not the recorded {segment.file_digest[:16]}…"
-            + (f" ({problem})" if problem else ""),
+            f"digest {digest[:16]}… is not the recorded {segment.file_digest[:16]}…",
         )
-    recorded = {
-        "lane": segment.lane,
-        "first_seq": segment.first_seq,
-        "last_seq": segment.last_seq,
-        "first_prev_hash": segment.first_prev_hash,
-        "last_hash": segment.last_hash,
-        "row_count": segment.row_count,
-    }
-    for key, value in recorded.items():
-        if header.get(key) != value:
-            raise SegmentProblem(
-                segment, "segment_mismatch", f"{key} is {header.get(key)!r}, recorded {value!r}"
-            )
-    if len(rows) != segment.row_count:
-        raise SegmentProblem(
-            segment, "segment_mismatch", f"{len(rows)} rows, recorded {segment.row_count}"
-        )
-    return rows
-
-
-def check_segment(segment: ArchiveSegment, *, previous_hash: str | None = None) -> str:
-    """Check one segment on its own: the file against its record, every row hash and link,
-    and (if given) the link to the previous segment's last hash. '' when it holds, else the
-    problem, starting with its kind."""
     try:
-        rows = read_segment(segment)
+        return parse_segment(data, segment.first_index, segment.last_index)
+    except ValueError as exc:
+        raise SegmentProblem(segment, "segment_altered", str(exc)) from None
+
+
+def check_segment(segment: ArchiveSegment) -> str:
+    """'' when the segment's file checks (record, digest, format, every entry's hash),
+    else the problem, starting with its kind."""
+    try:
+        entries = read_segment(segment)
     except SegmentProblem as problem:
         return f"{problem.kind}: {problem.detail}"
-    return rows_problem(segment, rows, previous_hash=previous_hash)
-
-
-def rows_problem(
-    segment: ArchiveSegment, rows: list[ChainRow], *, previous_hash: str | None = None
-) -> str:
-    """The chain checks of ``check_segment`` on rows already read from the file."""
-    start = segment.first_prev_hash if previous_hash is None else previous_hash
-    problem = chain_problem(rows, segment.first_seq, start)
-    if problem:
-        return f"chain: {problem}"
-    for row in rows:
-        written = json.loads(row.canonical)
-        if (written.get("lane"), written.get("seq")) != (str(segment.lane), str(row.seq)):
-            return (
-                f"chain: seq {row.seq} was written as lane {written.get('lane')} "
-                f"seq {written.get('seq')}"
-            )
+    for entry in entries:
+        if trail.entry_hash(entry.prev_hash, entry.body) != entry.hash:
+            return f"segment_altered: index {entry.index} does not match its hash"
     return ""
 
 
-def previous_segment_hash(segment: ArchiveSegment) -> str:
-    """The hash the segment's first row must link to: the previous segment's last hash, or
-    the genesis for a lane's first row (after a retention purge the earlier segment is
-    still recorded, as purged)."""
-    if segment.first_seq == 1:
-        return GENESIS_HASH
-    before = ArchiveSegment.objects.filter(lane=segment.lane, last_seq=segment.first_seq - 1)
-    previous = before.values_list("last_hash", flat=True).first()
-    return previous if previous is not None else segment.first_prev_hash
+def purged_before() -> int:
+    """The first index not removed by retention (0 when nothing was purged)."""
+    top = ArchiveSegment.objects.filter(purged_at__isnull=False).aggregate(top=Max("last_index"))
+    return 0 if top["top"] is None else top["top"] + 1
 
 
-# --- one chain per lane -----------------------------------------------------------------
-
-
-def readable_segments(lane: int, after_seq: int = 0) -> list[ArchiveSegment]:
-    """The lane's verified, unpurged segments that hold rows after ``after_seq``."""
-    return list(
-        ArchiveSegment.objects.filter(
-            lane=lane, verified_at__isnull=False, purged_at__isnull=True, last_seq__gt=after_seq
-        ).order_by("first_seq")
+def live_entries(start: int, upto: int, *, times: bool = True) -> Iterator[LogEntry]:
+    """The live entries of leaves ``start..upto-1`` (those not archived), in index order,
+    with their indexed columns (``created_at`` formatted as in the body), in one query;
+    ``times=False`` leaves ``created_at`` unset (verification only needs the columns)."""
+    mysql = connection.vendor == "mysql"
+    created = (
+        "DATE_FORMAT(e.created_at, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f+00:00')"
+        if mysql
+        else "e.created_at"
     )
+    # No input in the text: fixed column expressions; the range is bound.
+    sql = (
+        "SELECT l.`index`, e.prev_hash, e.hash, e.body, e.object_type, e.object_id, e.action,"  # noqa: S608
+        f" e.event_type, e.request_id, e.actor_type, e.actor_id, {created},"
+        f" {'e.created_at' if times or not mysql else 'NULL'}"
+        " FROM audit_logleaf l JOIN audit_auditentry e ON e.id = l.entry_id"
+        " WHERE l.`index` >= %s AND l.`index` < %s ORDER BY l.`index`"
+    )
+    if not mysql:
+        sql = sql.replace("`", '"')
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [start, upto])
+        rows = cursor.fetchall()
+    utc = datetime.UTC
+    for row in rows:
+        when = row[12]
+        if isinstance(when, str):  # SQLite hands back text
+            when = datetime.datetime.fromisoformat(when)
+        if when is not None:
+            when = when.replace(tzinfo=utc)
+        yield LogEntry(
+            index=row[0],
+            prev_hash=row[1],
+            hash=row[2],
+            body=bytes(row[3]),
+            columns=(*row[4:11], row[11] if mysql else trail.format_time(when)),
+            created_at=when,
+        )
 
 
-def _archived(
-    lane: int, after_seq: int, upto_seq: int | None, pick: Callable[[ChainRow], Any]
-) -> Generator[Any, None, int | None]:
-    """``pick(row)`` for the lane's archived rows in range; returns the seq the archive ends
-    at, or None when ``upto_seq`` was reached inside it (nothing live to read then)."""
-    archived_upto = after_seq
-    for segment in readable_segments(lane, after_seq):
-        if upto_seq is not None and segment.first_seq > upto_seq:
-            return None
-        for row in read_segment(segment):
-            if row.seq > after_seq and (upto_seq is None or row.seq <= upto_seq):
-                yield pick(row)
-        archived_upto = max(archived_upto, segment.last_seq)
-    return archived_upto
+class UnreadableSegments(list):
+    """The problems of segments ``log_entries`` could not read (verification reports them)."""
 
 
-def lane_rows(lane: int, after_seq: int = 0, upto_seq: int | None = None) -> Iterator[ChainRow]:
-    """The lane's rows after ``after_seq`` (up to ``upto_seq``) in seq order: from verified
-    segment files first, then from the live table. Raises ``SegmentProblem`` when a file
-    needed cannot be trusted. A gap (rows neither archived nor live) shows as a jump in seq,
-    which verification reports as ``row_missing``."""
-    archived_upto = yield from _archived(lane, after_seq, upto_seq, lambda row: row)
-    if archived_upto is not None:
-        yield from live_rows(lane, archived_upto, upto_seq)
+def log_entries(
+    start: int, upto: int, problems: list[SegmentProblem] | None = None
+) -> Iterator[LogEntry]:
+    """Leaves ``start..upto-1`` as one sequence: live entries, and the archived ones from
+    their segment files. An unreadable segment is added to ``problems`` (its entries are
+    then missing, which verification reports too).
 
-
-def live_rows(lane: int, after_seq: int, upto_seq: int | None = None) -> Iterator[ChainRow]:
-    """Live rows of a lane after ``after_seq``, read in chunks (memory stays bounded) as
-    tuples of the canonical fields and the two hashes, not model instances (verification
-    reads every row: building a model per row was an eighth of its time)."""
-    columns = (*CANONICAL_FIELDS, "prev_hash", "hash")
-    width = len(CANONICAL_FIELDS)
-    while True:
-        query = AuditEntry.objects.filter(lane=lane, seq__gt=after_seq)
-        if upto_seq is not None:
-            query = query.filter(seq__lte=upto_seq)
-        chunk = list(query.order_by("seq").values_list(*columns)[:LIVE_CHUNK])
-        for values in chunk:
-            fields = dict(zip(CANONICAL_FIELDS, values[:width], strict=True))
-            yield ChainRow(lane, fields["seq"], values[width], values[width + 1], fields=fields)
-        if len(chunk) < LIVE_CHUNK:
-            return
-        after_seq = chunk[-1][CANONICAL_FIELDS.index("seq")]
-
-
-def lane_hashes(
-    lane: int, after_seq: int = 0, upto_seq: int | None = None
-) -> Iterator[tuple[int, str]]:
-    """(seq, hash) of the lane's rows after ``after_seq``, like ``lane_rows`` but reading
-    only those two columns of live rows (Merkle leaves of checkpoints and proofs)."""
-    archived_upto = yield from _archived(lane, after_seq, upto_seq, lambda r: (r.seq, r.hash))
-    if archived_upto is None:
-        return
-    query = AuditEntry.objects.filter(lane=lane, seq__gt=archived_upto)
-    if upto_seq is not None:
-        query = query.filter(seq__lte=upto_seq)
-    yield from query.order_by("seq").values_list("seq", "hash").iterator(chunk_size=5000)
+    A verified segment whose live entries are being deleted (an archiver at work, or one
+    killed half-way) counts too: the entries already deleted are read from its file, so the
+    log is whole at every moment (the DELETE trigger admits only entries a verified segment
+    covers)."""
+    seen: set[int] = set()
+    for entry in live_entries(start, upto, times=False):
+        seen.add(entry.index)
+        yield entry
+    segments = ArchiveSegment.objects.filter(
+        verified_at__isnull=False,
+        purged_at__isnull=True,
+        first_index__lt=upto,
+        last_index__gte=start,
+    ).order_by("first_index")
+    for segment in segments:
+        covered = range(max(start, segment.first_index), min(upto, segment.last_index + 1))
+        if segment.rows_deleted_at is None and all(index in seen for index in covered):
+            continue  # nothing of it deleted yet: its live entries are the log
+        try:
+            entries = read_segment(segment)
+        except SegmentProblem as problem:
+            if problems is not None:
+                problems.append(problem)
+            continue
+        for entry in entries:
+            if start <= entry.index < upto and entry.index not in seen:
+                yield entry

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
 from audit.archive import audit_archive
-from audit.checkpoints import audit_checkpoint_create
 from audit.models import VerificationRun
 from audit.retention import audit_retention_purge
 from audit.runs import verification_execute
@@ -16,28 +14,19 @@ from audit.runs import verification_execute
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="audit.checkpoint")
-def checkpoint() -> dict:
-    """Sign a checkpoint of every lane (beat, every 5 minutes)."""
-    written = audit_checkpoint_create()
-    return {"number": written.number if written else None}
-
-
 @shared_task(name="audit.verify")
 def verify(incremental: bool = False) -> dict:
     """Verify the trail, recorded as a run (beat: incremental hourly, in full nightly)."""
-    run = VerificationRun.objects.create(
-        started_by="beat", lanes_total=settings.AUDIT_LANES, incremental=incremental
-    )
+    run = VerificationRun.objects.create(started_by="beat", incremental=incremental)
     run = verification_execute(run_id=run.id)
     for broken in run.breaks:
-        logger.error("audit chain broken: %s", broken)
+        logger.error("audit log broken: %s", broken)
     return {"ok": run.ok, "rows": run.rows, "breaks": run.breaks}
 
 
 @shared_task(name="audit.verification_run")
 def verification_run(run_id: int) -> dict:
-    """Run a verification an auditor started, storing progress after every lane."""
+    """Run a verification an auditor started, storing progress as it goes."""
     run = verification_execute(run_id=run_id)
     return {"run": run.id, "ok": run.ok, "rows": run.rows}
 
@@ -50,5 +39,5 @@ def archive() -> dict:
 
 @shared_task(name="audit.retention_purge")
 def retention_purge() -> dict:
-    """Purge segments older than AUDIT_RETENTION, leaving a signed record (beat, daily)."""
+    """Purge segments older than AUDIT_RETENTION, recorded in the log (beat, daily)."""
     return audit_retention_purge().as_dict()

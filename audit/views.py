@@ -15,23 +15,23 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from audit import signing
 from audit.archive import segment_check
-from audit.chain import lane_for, recompute_hash
-from audit.evidence import NothingToExport, evidence_export
+from audit.evidence import NothingToExport, evidence_export, trusted_checkpoint
+from audit.logviews import note_with_cosignatures
 from audit.models import (
     ArchiveSegment,
-    AuditCheckpoint,
     AuditEntry,
-    LaneHead,
+    Checkpoint,
     LegalHold,
+    LogLeaf,
     RetentionPurge,
     VerificationRun,
 )
 from audit.runs import verification_start
-from audit.segments import SegmentProblem, previous_segment_hash, read_segment, readable_segments
+from audit.segments import SegmentProblem, read_segment
+from audit.sequencer import log_size
 from audit.tasks import verification_run
-from payflow.platform import context
+from payflow.platform import context, trail
 
 AUDITOR_GROUP = "auditor"
 
@@ -56,11 +56,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "audit/dashboard.html",
         {
-            "lanes": LaneHead.objects.order_by("lane"),
+            "log_size": log_size(),
             "entries": AuditEntry.objects.count(),
             "last_run": VerificationRun.objects.order_by("-id").first(),
-            "last_checkpoint": AuditCheckpoint.objects.order_by("-number").first(),
-            "segments": ArchiveSegment.objects.order_by("lane", "first_seq")[:500],
+            "last_checkpoint": Checkpoint.objects.order_by("-size").first(),
+            "segments": ArchiveSegment.objects.order_by("first_index")[:500],
             "segment_count": ArchiveSegment.objects.count(),
             "purges": RetentionPurge.objects.order_by("-id")[:20],
             "holds": LegalHold.objects.filter(released_at__isnull=True).order_by("id"),
@@ -85,14 +85,21 @@ def segment_check_view(request: HttpRequest, segment_id: int) -> HttpResponse:
 @require_GET
 @auditor_required
 def retention_record(request: HttpRequest, purge_id: int) -> HttpResponse:
+    """A retention purge's record (the removed index range and segments); the purge itself
+    is an entry of the log, sealed by its checkpoints."""
     purge = get_object_or_404(RetentionPurge, pk=purge_id)
-    return _signed_download(purge.signed, f"retention-{purge.id}.json")
-
-
-def _signed_download(signed: dict, filename: str) -> HttpResponse:
-    """A signed statement (checkpoint, retention record) as a JSON file to download."""
-    response = JsonResponse(signed, json_dumps_params={"indent": 2})
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response = JsonResponse(
+        {
+            "id": purge.id,
+            "created_at": purge.created_at.isoformat(),
+            "first_index": purge.first_index,
+            "last_index": purge.last_index,
+            "segments": purge.detail,
+            "rows": purge.row_count,
+        },
+        json_dumps_params={"indent": 2},
+    )
+    response["Content-Disposition"] = f'attachment; filename="retention-{purge.id}.json"'
     return response
 
 
@@ -116,65 +123,70 @@ def verification(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 @auditor_required
 def record(request: HttpRequest, object_type: str, object_id: str) -> HttpResponse:
-    """Every audit row of one object with its hash links checked; ``?archived=1`` also reads
-    the lane's archive segment files for the object's archived rows."""
+    """Every entry of one object, oldest first, each checked: its bytes hash to its hash,
+    it links to the previous entry, and its leaf in the log; ``?archived=1`` also reads the
+    archive segment files for the object's archived entries."""
     rows = list(
-        AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("seq")
+        AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("id")
     )
-    for row in rows:
-        row.hash_ok = recompute_hash(row) == row.hash
-        row.link_ok = _links_to_previous(row)
-    lane = lane_for(object_type, object_id)
-    segments = readable_segments(lane)
+    leaves = dict(
+        LogLeaf.objects.filter(entry_id__in=[row.id for row in rows]).values_list(
+            "entry_id", "index"
+        )
+    )
+    shown = [_shown(row.body, row.prev_hash, row.hash, leaves.get(row.id)) for row in rows]
     archived, archive_error = [], ""
     if request.GET.get("archived") == "1":
         try:
-            archived = _archived_rows(segments, object_type, object_id)
+            archived = _archived_rows(object_type, object_id)
         except SegmentProblem as problem:
             archive_error = f"{problem.kind}: {problem}"
+    ordered = sorted(archived + shown, key=lambda row: (row.index is None, row.index or 0))
+    previous = trail.GENESIS_HASH
+    for row in ordered:
+        row.link_ok = row.prev_hash == previous if not row.archived_before else None
+        previous = row.hash
     return render(
         request,
         "audit/record.html",
         {
-            "rows": archived + rows,
+            "rows": ordered,
             "object_type": object_type,
             "object_id": object_id,
-            "lane": lane,
-            "segments": len(segments),
+            "segments": ArchiveSegment.objects.filter(rows_deleted_at__isnull=False).count(),
             "archive_error": archive_error,
             "showing_archived": request.GET.get("archived") == "1",
         },
     )
 
 
-def _archived_rows(segments, object_type: str, object_id: str) -> list[SimpleNamespace]:
+def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived=False):
+    body = bytes(body)
+    fields = json.loads(body)
+    return SimpleNamespace(
+        **fields,
+        created=parse_datetime(fields["created_at"]),
+        prev_hash=prev_hash,
+        hash=digest,
+        index=index,
+        hash_ok=trail.entry_hash(prev_hash, body) == digest,
+        archived=archived,
+        archived_before=False,
+    )
+
+
+def _archived_rows(object_type: str, object_id: str) -> list[SimpleNamespace]:
     found = []
-    for segment in segments:
-        previous = previous_segment_hash(segment)
-        for row in read_segment(segment):
-            fields = json.loads(row.canonical)
+    for segment in ArchiveSegment.objects.filter(
+        rows_deleted_at__isnull=False, purged_at__isnull=True
+    ).order_by("first_index"):
+        for entry in read_segment(segment):
+            fields = json.loads(entry.body)
             if (fields["object_type"], fields["object_id"]) == (object_type, object_id):
-                fields.update(
-                    lane=row.lane,
-                    seq=row.seq,
-                    prev_hash=row.prev_hash,
-                    hash=row.hash,
-                    created_at=parse_datetime(fields["created_at"]),
-                    hash_ok=row.hash_ok(),
-                    link_ok=row.prev_hash == previous,
-                    archived=True,
+                found.append(
+                    _shown(entry.body, entry.prev_hash, entry.hash, entry.index, archived=True)
                 )
-                found.append(SimpleNamespace(**fields))
-            previous = row.hash
     return found
-
-
-def _links_to_previous(row: AuditEntry) -> bool | None:
-    """Does prev_hash name the previous row of the lane? None if that row is archived."""
-    if row.seq == 1:
-        return row.prev_hash == "0" * 64
-    previous = AuditEntry.objects.filter(lane=row.lane, seq=row.seq - 1).first()
-    return None if previous is None else previous.hash == row.prev_hash
 
 
 @require_GET
@@ -183,45 +195,82 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "audit/checkpoints.html",
-        {"checkpoints": AuditCheckpoint.objects.order_by("-number")[:500]},
+        {
+            "checkpoints": Checkpoint.objects.order_by("-size").prefetch_related("cosignatures")[
+                :500
+            ],
+            "public_key": settings.AUDIT_PUBLIC_KEY,
+        },
     )
 
 
 @require_GET
 @auditor_required
-def checkpoint_download(request: HttpRequest, number: int) -> HttpResponse:
-    checkpoint = get_object_or_404(AuditCheckpoint, pk=number)
-    return _signed_download(checkpoint.signed, f"checkpoint-{number}.json")
+def checkpoint_download(request: HttpRequest, size: int) -> HttpResponse:
+    checkpoint = get_object_or_404(Checkpoint, pk=size)
+    response = HttpResponse(note_with_cosignatures(checkpoint), content_type="text/plain")
+    response["Content-Disposition"] = f'attachment; filename="checkpoint-{size}.txt"'
+    return response
 
 
 @require_GET
 @auditor_required
 def public_key(request: HttpRequest) -> HttpResponse:
-    pem = signing.public_key_pem(signing.public_key_from_seed(settings.AUDIT_SIGNING_KEY))
-    response = HttpResponse(pem, content_type="application/x-pem-file")
-    response["Content-Disposition"] = 'attachment; filename="audit-public-key.pem"'
+    """The log's verifier key (signed-note format), for the offline verifier and witnesses."""
+    response = HttpResponse(settings.AUDIT_PUBLIC_KEY + "\n", content_type="text/plain")
+    response["Content-Disposition"] = 'attachment; filename="audit-log.vkey"'
     return response
 
 
 @require_GET
 @auditor_required
 def export(request: HttpRequest) -> HttpResponse:
+    """An evidence bundle for one object (``object_type`` and ``object_id``), a merchant
+    (``merchant``) or a time range (``since``/``until``, ISO 8601), optionally with a
+    consistency proof from a checkpoint the auditor trusts (``trusted``: its note)."""
+    wanted = {
+        key: request.GET.get(key, "").strip()
+        for key in ("object_type", "object_id", "merchant", "since", "until", "trusted")
+    }
+    # A note ends with its newline (which strip() removed); a browser sends a textarea's
+    # line breaks as CRLF.
+    if wanted["trusted"]:
+        wanted["trusted"] = wanted["trusted"].replace("\r\n", "\n") + "\n"
+    if not any(wanted[key] for key in ("object_id", "merchant", "since", "until")):
+        return render(request, "audit/export.html", {"wanted": wanted})
     try:
-        lane = int(request.GET["lane"])
-        first, last = int(request.GET.get("first_seq", 1)), int(request.GET["last_seq"])
-    except (KeyError, ValueError):
-        return render(request, "audit/export.html", {"lanes": range(settings.AUDIT_LANES)})
-    try:
-        bundle = evidence_export(lane=lane, first_seq=first, last_seq=last)
+        if bool(wanted["object_type"]) != bool(wanted["object_id"]):
+            raise NothingToExport("give both the object's type and its id")
+        since = _moment(wanted["since"], "since")
+        until = _moment(wanted["until"], "until")
+        trusted = trusted_checkpoint(wanted["trusted"]) if wanted["trusted"] else (None, None)
+        bundle = evidence_export(
+            object_type=wanted["object_type"] or None,
+            object_id=wanted["object_id"] or None,
+            merchant_id=wanted["merchant"] or None,
+            since=since,
+            until=until,
+            trusted_size=trusted[0],
+            trusted_root=trusted[1],
+        )
     except NothingToExport as exc:
         return render(
-            request,
-            "audit/export.html",
-            {"lanes": range(settings.AUDIT_LANES), "error": str(exc)},
-            status=409,
+            request, "audit/export.html", {"wanted": wanted, "error": str(exc)}, status=409
         )
     response = HttpResponse(json.dumps(bundle, indent=1), content_type="application/json")
     response["Content-Disposition"] = (
-        f'attachment; filename="evidence-lane{lane}-{first}-{last}.json"'
+        f'attachment; filename="evidence-{bundle["tree_size"]}-{len(bundle["entries"])}.json"'
     )
     return response
+
+
+def _moment(text: str, name: str):
+    if not text:
+        return None
+    try:
+        moment = parse_datetime(text)
+    except ValueError:  # well formed but not a time (month 13)
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise NothingToExport(f"{name} must be an ISO 8601 time with its UTC offset")
+    return moment

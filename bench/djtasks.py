@@ -248,114 +248,122 @@ def relay_lag(args: dict) -> dict:
 
 
 def audit_seed(args: dict) -> dict:
-    """``rows`` valid, chained audit rows spread over every lane (payment-shaped values),
-    inserted in bulk, and lane heads that agree with them."""
-    from audit.chain import canonical_bytes, entry_hash
-    from audit.models import GENESIS_HASH
+    """``rows`` valid audit entries (payment-shaped values, four changes per payment, each
+    payment its own chain) inserted in bulk as the recorder writes them, then sequenced into
+    the log and sealed by a signed checkpoint by the real sequencer (its key from
+    ``AUDIT_SIGNING_KEY``, as in production)."""
+    from audit.models import AuditEntry, LogLeaf
+    from audit.sequencer import Sequencer, signing_key_from_environment
+    from payflow.platform import trail
 
-    rows, lanes = int(args["rows"]), settings.AUDIT_LANES
-    heads = {lane: (0, GENESIS_HASH) for lane in range(lanes)}
+    rows, per_object = int(args["rows"]), 4
     base = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-    columns = ("lane", "seq", "prev_hash", "hash", "encoding_version", "object_type",
-               "object_id", "action", "event_type", "old_values", "new_values", "actor_type",
-               "actor_id", "actor_label", "ip", "user_agent", "request_id", "task_id",
-               "reason", "created_at")
-    sql = (f"INSERT INTO audit_auditentry ({', '.join(columns)}) VALUES "
-           f"({', '.join(['%s'] * len(columns))})")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM audit_auditentry")
-        if cursor.fetchone()[0]:
-            raise RuntimeError("audit seeding needs an empty audit table")
-    batch = []
+    if AuditEntry.objects.exists() or LogLeaf.objects.exists():
+        raise RuntimeError("audit seeding needs an empty audit log (entries and leaves)")
+    signer = signing_key_from_environment()
+    batch: list[AuditEntry] = []
+    prev = trail.GENESIS_HASH
     for number in range(rows):
-        lane = number % lanes
-        seq, prev = heads[lane]
-        seq += 1
+        position = number % per_object
+        if position == 0:
+            prev = trail.GENESIS_HASH
         created = base + datetime.timedelta(microseconds=number * 1000)
-        object_id = f"0190{number:028x}"
-        new_values = {"id": object_id, "status": "captured", "amount": 1999 + number % 100,
-                      "currency": "EUR", "version": 3, "captured_amount": 1999}
-        fields = {
-            "action": "update", "actor_id": "0190aaaabbbbccccddddeeeeffff0000",
-            "actor_label": "bench (Bench Shop)", "actor_type": "api_key",
+        object_id = f"0190{number // per_object:028x}"
+        version = position + 1
+        body = trail.encode_body({
+            "action": "insert" if position == 0 else "update",
+            "actor": {"id": "0190aaaabbbbccccddddeeeeffff0000", "label": "bench (Bench Shop)",
+                      "type": "api_key"},
             "created_at": created, "event_type": "payment.captured", "ip": "127.0.0.1",
-            "lane": lane, "new_values": new_values, "object_id": object_id,
-            "object_type": "transaction", "old_values": {"status": "authorized", "version": 2},
-            "reason": "", "request_id": f"{number:032x}", "task_id": "",
-            "user_agent": "bench/1", "seq": seq,
-        }
-        digest = entry_hash(prev, canonical_bytes(fields))
-        heads[lane] = (seq, digest)
-        batch.append((lane, seq, prev, digest, 1, "transaction", object_id, "update",
-                      "payment.captured", json.dumps(fields["old_values"]),
-                      json.dumps(new_values), "api_key", fields["actor_id"],
-                      fields["actor_label"], "127.0.0.1", "bench/1", fields["request_id"], "",
-                      "", created.replace(tzinfo=None)))
+            "new": {"id": object_id, "status": "captured", "amount": 1999 + number % 100,
+                    "currency": "EUR", "version": version, "captured_amount": 1999},
+            "object_id": object_id, "object_type": "bench.payment",
+            "old": None if position == 0 else {"status": "authorized", "version": version - 1},
+            "reason": "", "request_id": f"{number:032x}", "task_id": "", "user_agent": "bench/1",
+        })  # fmt: skip
+        digest = trail.entry_hash(prev, body)
+        batch.append(AuditEntry(
+            prev_hash=prev, hash=digest, body=body, object_type="bench.payment",
+            object_id=object_id, action="insert" if position == 0 else "update",
+            event_type="payment.captured", actor_type="api_key",
+            actor_id="0190aaaabbbbccccddddeeeeffff0000", request_id=f"{number:032x}",
+            created_at=created,
+        ))  # fmt: skip
+        prev = digest
         if len(batch) >= 5000:
-            _insert_many(sql, batch)
+            AuditEntry.objects.bulk_create(batch)
             batch = []
     if batch:
-        _insert_many(sql, batch)
-    with connection.cursor() as cursor:
-        for lane, (seq, digest) in heads.items():
-            cursor.execute(
-                "INSERT INTO audit_lanehead (lane, seq, hash) VALUES (%s, %s, %s) "
-                "ON DUPLICATE KEY UPDATE seq=VALUES(seq), hash=VALUES(hash)",
-                [lane, seq, digest],
-            )
-    return {"rows": rows}
-
-
-def _insert_many(sql: str, batch: list) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, batch)
+        AuditEntry.objects.bulk_create(batch)
+    sequencer = Sequencer(signer=signer, interval=0.0, publish=False, settle_seconds=0.0)
+    if not sequencer.claim():
+        raise RuntimeError("another audit sequencer holds the lease")
+    started = time.perf_counter()
+    sequencer.load()
+    while sequencer.step().appended:
+        pass
+    sequencer.step()  # seals what the last append left unsealed
+    sequence_seconds = time.perf_counter() - started
+    sequencer.release()
+    return {
+        "rows": rows,
+        "sequence_seconds": sequence_seconds,
+        "sequenced_per_second": rows / sequence_seconds,
+    }
 
 
 def audit_verify(args: dict) -> dict:
-    """The real verifier (every lane, every hash recomputed, rows read from the database),
-    then raw SHA-256 over the same bytes in memory; repeated alternately."""
-    from audit.chain import DOMAIN_TAG, canonical_bytes, row_fields
+    """The real verifier over the log (every entry's hash recomputed from its stored body,
+    every chain link, every leaf, the tree against the signed checkpoint; entries read from
+    the database), then raw SHA-256 over the same bytes in memory; repeated alternately.
+    Reconciliation is left out: the seeded entries are of no ledger row."""
     from audit.models import AuditEntry
-    from audit.verify import verify_all
+    from audit.verify import verify_log
+    from payflow.platform import trail
 
     messages = [
-        DOMAIN_TAG + bytes.fromhex(entry.prev_hash) + canonical_bytes(row_fields(entry))
-        for entry in AuditEntry.objects.order_by("lane", "seq").iterator(chunk_size=5000)
+        trail.DOMAIN_TAG + bytes.fromhex(prev_hash) + bytes(body)
+        for prev_hash, body in AuditEntry.objects.order_by("id")
+        .values_list("prev_hash", "body")
+        .iterator(chunk_size=5000)
     ]
     runs = []
     for _ in range(int(args.get("repeats", 3))):
         started = time.perf_counter()
-        report = verify_all(anchors={})
+        report = verify_log(reconcile=False)
         verify_seconds = time.perf_counter() - started
         if not report.ok:
-            raise RuntimeError(f"verification found breaks: {report.breaks[:1]}")
+            raise RuntimeError(f"verification found breaks: {report.as_dict()['breaks'][:1]}")
         started = time.perf_counter()
         for message in messages:
             hashlib.sha256(message).hexdigest()
         raw_seconds = time.perf_counter() - started
-        runs.append({"rows": report.rows, "verify_seconds": verify_seconds,
-                     "verify_rows_per_second": report.rows / verify_seconds,
-                     "raw_seconds": raw_seconds,
-                     "raw_rows_per_second": len(messages) / raw_seconds,
-                     "bytes": sum(len(m) for m in messages)})
+        runs.append(
+            {
+                "rows": report.entries,
+                "verify_seconds": verify_seconds,
+                "verify_rows_per_second": report.entries / verify_seconds,
+                "raw_seconds": raw_seconds,
+                "raw_rows_per_second": len(messages) / raw_seconds,
+                "bytes": sum(len(m) for m in messages),
+            }
+        )
     return {"runs": runs}
 
 
 def audit_archive(args: dict) -> dict:
-    """The real archiver over the seeded rows (after a signed checkpoint covers them, as it
-    requires), with the clock moved past AUDIT_ARCHIVE_AFTER: segment files written to a
-    local directory, read back, verified, live rows deleted. Then the full verification
-    again, now reading the segment files."""
+    """The real archiver over the seeded entries (sealed by the checkpoint the sequencer
+    signed, as it requires), with the clock moved past AUDIT_ARCHIVE_AFTER: segment files
+    written to a local directory, read back, verified, live entries deleted. Then the log
+    verification again, now reading the segment files."""
     import datetime
     import tempfile
 
-    from django.conf import settings
     from django.core.files.storage import storages
     from django.utils import timezone
 
     from audit.archive import audit_archive as archive
-    from audit.checkpoints import audit_checkpoint_create
-    from audit.verify import verify_all
+    from audit.verify import verify_log
     from payflow.platform import context
 
     directory = tempfile.mkdtemp(prefix="payflow-bench-archive-")
@@ -369,27 +377,28 @@ def audit_archive(args: dict) -> dict:
     storages.__dict__.pop("backends", None)  # re-read STORAGES
     storages._storages = {}
     with context.replaced(context.AuditContext(**context.system_actor("bench"))):
-        audit_checkpoint_create()
         started = time.perf_counter()
         report = archive(now=timezone.now() + datetime.timedelta(days=3650))
         archive_seconds = time.perf_counter() - started
-    if report.refused or report.skipped:
+    if report.refused or report.skipped or not report.rows:
         raise RuntimeError(f"archive refused: {report.as_dict()}")
     started = time.perf_counter()
-    verified = verify_all(anchors={})
+    verified = verify_log(reconcile=False)
     verify_seconds = time.perf_counter() - started
     if not verified.ok:
-        raise RuntimeError(f"verification across segments found breaks: {verified.breaks[:1]}")
+        raise RuntimeError(
+            f"verification across segments found breaks: {verified.as_dict()['breaks'][:1]}"
+        )
     return {
         "measured": True,
         "rows": report.rows,
         "segments": report.segments,
         "archive_seconds": archive_seconds,
         "archive_rows_per_second": report.rows / archive_seconds,
-        "verify_archived_rows_per_second": verified.rows / verify_seconds,
+        "verify_archived_rows_per_second": verified.entries / verify_seconds,
         "note": f"{report.rows / archive_seconds:,.0f} rows/s ({report.rows} rows, "
         f"{report.segments} segments, written, read back, verified, deleted); verification "
-        f"then reads them from the files at {verified.rows / verify_seconds:,.0f} rows/s",
+        f"then reads them from the files at {verified.entries / verify_seconds:,.0f} rows/s",
     }
 
 

@@ -35,10 +35,9 @@ from django_guid import utils as guid_utils  # noqa: E402
 from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter  # noqa: E402
 from stdnum import luhn as stdnum_luhn  # noqa: E402
 
-from audit import chain  # noqa: E402
 from ledger.currencies import EXPONENTS  # noqa: E402
 from payflow.logging import JsonFormatter, LogContextFilter, redact_pans  # noqa: E402
-from payflow.platform import context, db  # noqa: E402
+from payflow.platform import context, db, trail  # noqa: E402
 from payflow.platform.cardnumbers import luhn_valid  # noqa: E402
 
 NUMBER = 1_000_000
@@ -187,28 +186,37 @@ show(
 # --- canonical JSON -------------------------------------------------------------------
 fields = {
     "action": "update",
-    "actor_id": "k1",
-    "actor_label": "Checkout key – Zürich",
-    "actor_type": "api_key",
+    "actor": {"id": "k1", "label": "Checkout key – Zürich", "type": "api_key"},
     "created_at": datetime.datetime(2026, 11, 21, 19, 41, 24, 180214, tzinfo=datetime.UTC),
     "event_type": "payment.captured",
     "ip": "192.0.2.7",
-    "lane": 3,
-    "new_values": {
+    "new": {
         "status": "captured",
         "captured_amount": 1050,
         "currency": "EUR",
         "metadata": {"order": "A-17", "note": "ß→✓ 🎉", "tags": ["a", "b"]},
     },
     "object_id": "0190f5a2-7c1e-7b3a-9d2e-5f4a3b2c1d0e",
-    "object_type": "payment",
-    "old_values": {"status": "authorized", "captured_amount": 0, "refunded": False, "x": None},
+    "object_type": "ledger.transaction",
+    "old": {"status": "authorized", "captured_amount": 0, "refunded": False, "x": None},
     "reason": "",
     "request_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-    "seq": 123456,
     "task_id": "",
     "user_agent": "Mozilla/5.0",
 }
+
+
+def canonical_body(fields):
+    """The entry's members as ``payflow.platform.trail.encode_body`` encodes them (integers
+    as strings, the time formatted, ``v`` added), before any JSON encoding."""
+    return {
+        **{name: fields[name] for name in fields if name not in {"actor", "new", "old"}},
+        "actor": {key: str(value) for key, value in fields["actor"].items()},
+        "created_at": trail.format_time(fields["created_at"]),
+        "new": trail.canonical_values(fields["new"]),
+        "old": trail.canonical_values(fields["old"]),
+        "v": str(trail.ENCODING_VERSION),
+    }
 
 
 def utf16_ordered(value):
@@ -224,31 +232,21 @@ def utf16_ordered(value):
 
 
 def stdlib_jcs(fields):
-    body = {n: chain._canonical_value(fields[n]) for n in chain.CANONICAL_FIELDS}
+    body = canonical_body(fields)
     return json.dumps(utf16_ordered(body), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-body = {name: chain._canonical_value(fields[name]) for name in chain.CANONICAL_FIELDS}
-print("\nrfc8785 bytes == v1 bytes:", rfc8785.dumps(body) == chain.canonical_bytes(fields))
-print("jcs bytes == v1 bytes:    ", jcs.canonicalize(body) == chain.canonical_bytes(fields))
+body = canonical_body(fields)
+print("\nrfc8785 bytes == v2 bytes:", rfc8785.dumps(body) == trail.encode_body(fields))
+print("jcs bytes == v2 bytes:    ", jcs.canonicalize(body) == trail.encode_body(fields))
 print("stdlib + UTF-16 key order == rfc8785:", stdlib_jcs(fields) == rfc8785.dumps(body))
 show(
-    "canonical encoding of one audit row",
+    "canonical encoding of one audit entry",
     [
-        ("audit.chain.canonical_bytes (v1, json.dumps)", lambda: chain.canonical_bytes(fields)),
-        (
-            "v1 values + rfc8785.dumps 0.1.4",
-            lambda: rfc8785.dumps(
-                {n: chain._canonical_value(fields[n]) for n in chain.CANONICAL_FIELDS}
-            ),
-        ),
-        (
-            "v1 values + jcs.canonicalize 0.2.1",
-            lambda: jcs.canonicalize(
-                {n: chain._canonical_value(fields[n]) for n in chain.CANONICAL_FIELDS}
-            ),
-        ),
-        ("v1 values + stdlib json, UTF-16 key order", lambda: stdlib_jcs(fields)),
+        ("payflow.platform.trail.encode_body (v2, json.dumps)", lambda: trail.encode_body(fields)),
+        ("v2 values + rfc8785.dumps 0.1.4", lambda: rfc8785.dumps(canonical_body(fields))),
+        ("v2 values + jcs.canonicalize 0.2.1", lambda: jcs.canonicalize(canonical_body(fields))),
+        ("v2 values + stdlib json, UTF-16 key order", lambda: stdlib_jcs(fields)),
     ],
     20_000,
 )
@@ -271,13 +269,13 @@ for name, make in (
     print(f"  {name:45s} {clock_drift_ms(make):10d}")
 
 
-def v1_style(body):
+def v2_style(body):
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def rfc8785_agreement(examples=20_000):
-    """Random v1-shaped bodies (str, bool, null, dict, list: v1 writes every number as a
-    string): how often RFC 8785 bytes differ from v1's, before and after ordering keys by
+    """Random v2-shaped bodies (str, bool, null, dict, list: v2 writes every number as a
+    string): how often RFC 8785 bytes differ from v2's, before and after ordering keys by
     UTF-16 code units (RFC 8785 section 3.2.3) instead of code points."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -300,7 +298,7 @@ def rfc8785_agreement(examples=20_000):
     def check(body):
         counts["examples"] += 1
         reference = rfc8785.dumps(body)
-        counts["differ"] += reference != v1_style(body)
+        counts["differ"] += reference != v2_style(body)
         reordered = json.dumps(utf16_ordered(body), separators=(",", ":"), ensure_ascii=False)
         counts["differ_after_utf16_key_order"] += reference != reordered.encode()
 
@@ -308,5 +306,5 @@ def rfc8785_agreement(examples=20_000):
     return counts
 
 
-print("\n## RFC 8785 (rfc8785 0.1.4) against v1's json.dumps on random v1-shaped bodies")
+print("\n## RFC 8785 (rfc8785 0.1.4) against v2's json.dumps on random v2-shaped bodies")
 print(" ", rfc8785_agreement())

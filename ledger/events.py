@@ -2,7 +2,7 @@
 publishes, listed once.
 
 A ledger service names the change it signals with a member of ``EventType``
-(``send_change(..., event_type=EventType.PAYMENT_CAPTURED)``); a member is its name as a
+(``insert_audited(..., event_type=EventType.PAYMENT_CAPTURED)``); a member is its name as a
 string, so the audit row, the outbox row and the Kafka envelope carry exactly that string.
 Each member also says which aggregate it is about, on which topic it is published (``None``:
 recorded in the audit trail only, reaching Kafka just inside ``audit.entry_recorded``) and
@@ -283,22 +283,23 @@ class EventType(StrEnum):
         None,
         "the acquirer refused the command",
     )
-    # the outbox's own events
+    # published by the audit sequencer (audit/sequencer.py), in log order, not by the outbox
     AUDIT_ENTRY_RECORDED = (
         "audit.entry_recorded",
-        "audit_lane",
+        "audit_log",
         Topic.AUDIT_EVENTS,
         "audit_entry.json",
-        "an audit row was written; `sequence` is its seq in the lane, the payload every field"
-        " its hash covers plus `prev_hash` and `hash`",
+        "an entry was sequenced into the audit log: `{index, prev_hash, hash, body, entry}`"
+        " (`body` the canonical bytes in base64, `docs/audit-formats.md`), keyed by the log's"
+        " origin, header `log_index`",
     )
     AUDIT_CHECKPOINT_SIGNED = (
         "audit.checkpoint_signed",
-        "audit_checkpoint",
+        "audit_log",
         Topic.AUDIT_CHECKPOINTS,
-        "checkpoint.json",
-        "a checkpoint was signed; the payload is the signed checkpoint (format in"
-        " `audit/signing.py`)",
+        None,
+        "a checkpoint was signed: the message is the signed note (C2SP tlog-checkpoint,"
+        " `docs/audit-formats.md` §3), header `tree_size`",
     )
 
     @classmethod

@@ -168,12 +168,18 @@ def _check_platform_accounts(report: InvariantReport) -> None:
         )
 
 
-def _check_accounts(report: InvariantReport) -> None:
-    sums = dict(
-        JournalLine.objects.values("account")
+def lines_totals() -> dict[int, int]:
+    """Every account's sum of signed journal lines (one grouped query)."""
+    return {
+        account: int(total)
+        for account, total in JournalLine.objects.values("account")
         .annotate(total=Sum("amount"))
         .values_list("account", "total")
-    )
+    }
+
+
+def _check_accounts(report: InvariantReport) -> None:
+    sums = lines_totals()
     for account in Account.objects.exclude(merchant=None):
         derived = -int(sums.get(account.pk, 0))
         if account.kind == AccountKind.MERCHANT_RECEIVABLE:

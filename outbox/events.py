@@ -15,7 +15,6 @@ from django.conf import settings
 from ledger.events import Topic
 from ledger.models import Transaction
 from payflow.platform import kafka
-from payflow.platform.guards import json_safe
 
 SCHEMA_VERSION = 1
 TOPIC_INITIATED = Topic.TRANSACTIONS_INITIATED
@@ -76,32 +75,3 @@ def kafka_headers(event) -> list[tuple[str, str | bytes | None]]:
 
 def full_topic(name: str) -> str:
     return kafka.topic(name)
-
-
-AUDIT_ENTRY_FIELDS = (
-    "lane",
-    "seq",
-    "prev_hash",
-    "hash",
-    "encoding_version",
-    "object_type",
-    "object_id",
-    "action",
-    "event_type",
-    "old_values",
-    "new_values",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "ip",
-    "user_agent",
-    "request_id",
-    "task_id",
-    "reason",
-    "created_at",
-)
-
-
-def audit_entry_payload(entry) -> dict[str, Any]:
-    """An audit row as published: every field its hash covers, plus its hash links."""
-    return {name: json_safe(getattr(entry, name)) for name in AUDIT_ENTRY_FIELDS}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ledger.events import EventType
 from ledger.models import Transaction
 from outbox import events
 from outbox.models import OutboxEvent
@@ -60,46 +59,3 @@ def nudge(partitions: list[int]) -> None:
         relay_partitions.apply_async(args=[partitions], ignore_result=True)
     except Exception as exc:  # the broker being down must never fail the committed request
         logger.warning("outbox nudge for partitions %s not sent: %s", partitions, exc)
-
-
-def record_audit_entry(sender: Any, entry: Any, **kwargs: Any) -> None:
-    """Receiver of ``audit_recorded``: mirror the audit row to ``audit.events``.
-
-    Keyed by lane, with the lane's seq as sequence, so a consumer can rebuild and re-verify
-    each lane's chain outside the database's reach."""
-    aggregate_id = f"lane-{entry.lane}"
-    _write(
-        aggregate_type="audit_lane",
-        aggregate_id=aggregate_id,
-        sequence=entry.seq,
-        event_type=EventType.AUDIT_ENTRY_RECORDED,
-        topic=events.TOPIC_AUDIT_EVENTS,
-        payload=events.audit_entry_payload(entry),
-    )
-
-
-def record_checkpoint(sender: Any, checkpoint: Any, **kwargs: Any) -> None:
-    """Receiver of ``checkpoint_signed``: publish the signed checkpoint."""
-    _write(
-        aggregate_type="audit_checkpoint",
-        aggregate_id="checkpoints",
-        sequence=checkpoint.number,
-        event_type=EventType.AUDIT_CHECKPOINT_SIGNED,
-        topic=events.TOPIC_AUDIT_CHECKPOINTS,
-        payload=checkpoint.signed,
-    )
-
-
-def _write(*, aggregate_type, aggregate_id, sequence, event_type, topic, payload) -> None:
-    event = OutboxEvent.objects.create(
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        sequence=sequence,
-        event_type=event_type,
-        schema_version=events.SCHEMA_VERSION,
-        topic=events.full_topic(topic),
-        key=aggregate_id,
-        payload=payload,
-        relay_partition=events.relay_partition(aggregate_id),
-    )
-    _nudge_after_commit(event.relay_partition)

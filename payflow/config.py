@@ -23,6 +23,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from audit import tlog
+
 SECRET_KEY_MIN_LENGTH = 50
 SECRET_KEY_MIN_UNIQUE_CHARS = 10
 KEY_BYTES = 32
@@ -36,8 +38,9 @@ class Secrets:
     secret_key: str
     vault_keys: dict[int, bytes]
     card_fingerprint_key: bytes
-    audit_signing_key: bytes
-    audit_signing_key_id: str
+    # The log's verifier key (public): the signer key is the sequencer's alone and is not
+    # in settings (``audit.sequencer.signing_key_from_environment``).
+    audit_public_key: str
 
 
 def _require(env: environ.Env, name: str) -> str:
@@ -113,14 +116,39 @@ def random_key(env: environ.Env, name: str, *, debug: bool) -> bytes:
     return key
 
 
+def audit_public_key(env: environ.Env) -> str:
+    """``AUDIT_PUBLIC_KEY``: the audit log's note verifier key, checked."""
+    text = _require(env, "AUDIT_PUBLIC_KEY").strip()
+    try:
+        tlog.Verifier(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"AUDIT_PUBLIC_KEY is not a note verifier key ({exc}); `manage.py audit_keygen` "
+            "prints a pair"
+        ) from None
+    return text
+
+
+def witness_keys(env: environ.Env) -> list[str]:
+    """``AUDIT_WITNESS_KEYS``: witnesses' cosignature verifier keys, comma-separated."""
+    keys = [text.strip() for text in env.str("AUDIT_WITNESS_KEYS", default="").split(",")]
+    for text in filter(None, keys):
+        try:
+            tlog.WitnessVerifier(text)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"AUDIT_WITNESS_KEYS holds a key that is not a witness verifier key ({exc})"
+            ) from None
+    return [text for text in keys if text]
+
+
 def load_secrets(env: environ.Env, *, debug: bool) -> Secrets:
     """Read and validate every secret; raise ``ImproperlyConfigured`` naming the culprit."""
     return Secrets(
         secret_key=secret_key(env, debug=debug),
         vault_keys=vault_keys(env, debug=debug),
         card_fingerprint_key=random_key(env, "CARD_FINGERPRINT_KEY", debug=debug),
-        audit_signing_key=random_key(env, "AUDIT_SIGNING_KEY", debug=debug),
-        audit_signing_key_id=env.str("AUDIT_SIGNING_KEY_ID", default="audit-1"),
+        audit_public_key=audit_public_key(env),
     )
 
 
@@ -249,8 +277,9 @@ def _b64_key() -> str:
     return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
-def development_env_text() -> str:
-    """The text of a development ``.env`` with freshly generated secrets."""
+def development_env_text(public_key: str) -> str:
+    """The text of a development ``.env`` with freshly generated secrets. The audit log's
+    signer key is not in it: only the sequencer reads that (its own file)."""
     return "\n".join(
         [
             "# Written by `python -m payflow.config` for local development. Not for production.",
@@ -258,18 +287,35 @@ def development_env_text() -> str:
             f"SECRET_KEY={secrets.token_urlsafe(64)}",
             f"VAULT_KEYS=1:{_b64_key()}",
             f"CARD_FINGERPRINT_KEY={_b64_key()}",
-            f"AUDIT_SIGNING_KEY={_b64_key()}",
-            "AUDIT_SIGNING_KEY_ID=dev-audit-1",
+            f"AUDIT_PUBLIC_KEY={public_key}",
             "",
         ]
     )
 
 
+DEV_LOG_ORIGIN = "payflow.localhost/audit"
+
+
 def write_development_env(path: Path) -> bool:
-    """Write a development ``.env`` at ``path`` unless one exists. Returns True if written."""
+    """Write a development ``.env`` at ``path`` unless one exists, and beside it the
+    sequencer's signer key (``audit-signing.key``, mode 0600), which ``make run`` gives to
+    the sequencer alone (``AUDIT_SIGNING_KEY_FILE``). Returns True if written."""
     if path.exists():
-        return False
-    path.write_text(development_env_text())
+        if "AUDIT_PUBLIC_KEY=" in path.read_text():
+            return False
+        # A development .env from before the transparency log: give it the log's key pair.
+        signer_text = tlog.generate_signer_key(DEV_LOG_ORIGIN)
+        key_path = path.parent / "audit-signing.key"
+        key_path.touch(mode=0o600)
+        key_path.write_text(signer_text + "\n")
+        with path.open("a") as env_file:
+            env_file.write(f"\nAUDIT_PUBLIC_KEY={tlog.Signer(signer_text).verifier_key()}\n")
+        return True
+    signer_text = tlog.generate_signer_key(DEV_LOG_ORIGIN)
+    key_path = path.parent / "audit-signing.key"
+    key_path.touch(mode=0o600)
+    key_path.write_text(signer_text + "\n")
+    path.write_text(development_env_text(tlog.Signer(signer_text).verifier_key()))
     path.chmod(0o600)
     return True
 

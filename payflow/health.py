@@ -22,6 +22,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from audit.sequencer import sequencer_lag_seconds
 from outbox.services import outbox_backlog
 from payflow.celery import app
 from payflow.platform import kafka
@@ -95,6 +96,16 @@ def outbox_check() -> dict[str, Any]:
     }
 
 
+def audit_sequencer_check() -> dict[str, Any]:
+    """Degraded when audit entries wait longer than ``AUDIT_SEQUENCER_MAX_LAG_SECONDS`` to
+    be sealed into the log (the sequencer is down or behind)."""
+    lag = sequencer_lag_seconds()
+    return {
+        "ok": lag <= settings.AUDIT_SEQUENCER_MAX_LAG_SECONDS,
+        "unsealed_age_seconds": round(lag, 3),
+    }
+
+
 def broker_check() -> dict[str, Any]:
     """The Celery broker accepts a connection within ``READYZ_BROKER_TIMEOUT`` seconds."""
     # The URL from the settings, as the app read it at start (and as a test can change it).
@@ -112,6 +123,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "kafka": _run_check("kafka", kafka_check),
         "outbox": _run_check("outbox", outbox_check),
         "celery_broker": _run_check("celery_broker", broker_check),
+        "audit_sequencer": _run_check("audit_sequencer", audit_sequencer_check),
     }
     if not checks["database"]["ok"]:
         status, code = "unavailable", 503

@@ -48,7 +48,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from audit.archive import archive_backlog
-from audit.models import AuditCheckpoint, VerificationRun
+from audit.models import Checkpoint, VerificationRun
+from audit.sequencer import sequencer_lag_seconds
 from ledger.models import Transaction, TransactionStatus, TransactionType
 from outbox.services import outbox_backlog
 from payflow.models import JobRun
@@ -159,11 +160,16 @@ def audit_metrics(now: datetime.datetime) -> Iterator[Metric]:
         "Seconds since the last verification finished (NaN if none).",
         value=_age(last.finished_at if last else None, now),
     )
-    checkpoint = AuditCheckpoint.objects.order_by("-number").only("created_at").first()
+    checkpoint = Checkpoint.objects.order_by("-size").only("created_at").first()
     yield GaugeMetricFamily(
         "payflow_audit_checkpoint_age_seconds",
         "Seconds since the last signed checkpoint (NaN if none).",
         value=_age(checkpoint.created_at if checkpoint else None, now),
+    )
+    yield GaugeMetricFamily(
+        "payflow_audit_sequencer_lag_seconds",
+        "How long the oldest audit entry not sealed by a checkpoint has waited (0: all sealed).",
+        value=sequencer_lag_seconds(now),
     )
     yield GaugeMetricFamily(
         "payflow_audit_archive_backlog_rows",

@@ -29,8 +29,7 @@ _secrets = config.load_secrets(env, debug=DEBUG)
 SECRET_KEY = _secrets.secret_key
 VAULT_KEYS = _secrets.vault_keys
 CARD_FINGERPRINT_KEY = _secrets.card_fingerprint_key
-AUDIT_SIGNING_KEY = _secrets.audit_signing_key
-AUDIT_SIGNING_KEY_ID = _secrets.audit_signing_key_id
+AUDIT_PUBLIC_KEY = _secrets.audit_public_key
 del _secrets
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -192,7 +191,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Delivery never depends on the on-commit nudge: this sweep publishes every partition.
     "outbox-relay-sweep": {"task": "outbox.relay_sweep", "schedule": 1.0},
     "outbox-purge": {"task": "outbox.purge", "schedule": crontab(hour=1, minute=30)},
-    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
     "audit-verify-incremental": {
         "task": "audit.verify",
         "schedule": 3600.0,
@@ -331,8 +329,18 @@ OUTBOX_DELIVERY_TIMEOUT_MS = env.int("OUTBOX_DELIVERY_TIMEOUT_MS", default=30000
 OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
 
 # --- audit ----------------------------------------------------------------------------
-# Lanes are fixed at install: an object's lane is crc32(type:id) % AUDIT_LANES.
-AUDIT_LANES = env.int("AUDIT_LANES", default=16)
+# The log (DESIGN.md section 6, docs/audit-formats.md): its origin is the name of its key.
+AUDIT_LOG_ORIGIN = AUDIT_PUBLIC_KEY.split("+", 1)[0]
+# The sequencer seals the log at least this often while it grows (seconds).
+AUDIT_CHECKPOINT_INTERVAL = env.float("AUDIT_CHECKPOINT_INTERVAL", default=1.0)
+# An entry id this much older than a higher one seen has committed or never will.
+AUDIT_SEQUENCER_SETTLE_SECONDS = env.float("AUDIT_SEQUENCER_SETTLE_SECONDS", default=10.0)
+AUDIT_SEQUENCER_LEASE_SECONDS = env.int("AUDIT_SEQUENCER_LEASE_SECONDS", default=15)
+# readyz and the metric call the sequencer behind when entries wait longer than this.
+AUDIT_SEQUENCER_MAX_LAG_SECONDS = env.float("AUDIT_SEQUENCER_MAX_LAG_SECONDS", default=5.0)
+# Witnesses whose cosignatures the log accepts, and how many evidence needs.
+AUDIT_WITNESS_KEYS = config.witness_keys(env)
+AUDIT_WITNESS_QUORUM = env.int("AUDIT_WITNESS_QUORUM", default=0)
 # Archiving (DESIGN.md section 6): rows older than AUDIT_ARCHIVE_AFTER go to segment files
 # in the "audit_archive" storage; segments older than AUDIT_RETENTION are purged.
 # Durations: a number of days, or with a unit: "365d", "12h", "7y" (a year is 365.25 days).

@@ -16,8 +16,13 @@ os.environ.setdefault(
     "1:3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=,2:mZ9k0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s8=",
 )
 os.environ.setdefault("CARD_FINGERPRINT_KEY", "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGw=")
-os.environ.setdefault("AUDIT_SIGNING_KEY", "u3Q7aXzJ0pL9mN2bV5cX8wE1rT4yU6iO3kH7gF9dS2a=")
-os.environ.setdefault("AUDIT_SIGNING_KEY_ID", "test-audit-1")
+# The audit log's test key pair. Only the public half is in the settings; tests that run a
+# sequencer give it the signer key themselves (tests.audit.logtools.TEST_SIGNER_KEY), as
+# production gives it to the sequencer process alone.
+os.environ.setdefault(
+    "AUDIT_PUBLIC_KEY", "payflow.test/audit+fe41b70c+AWIzc27ToPjqAbCsK3e9Qzis0hYhcuVSvVsg31wW9NxJ"
+)
+os.environ.pop("AUDIT_SIGNING_KEY", None)
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("PAYFLOW_VAR_DIR", "/tmp/payflow-test-var")

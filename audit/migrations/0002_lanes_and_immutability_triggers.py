@@ -56,8 +56,9 @@ def create_lanes(apps, schema_editor):
     lane_head = apps.get_model("audit", "LaneHead")
     db = schema_editor.connection.alias
     existing = set(lane_head.objects.using(db).values_list("lane", flat=True))
+    lanes = getattr(settings, "AUDIT_LANES", 16)  # the setting is gone since audit 0008
     lane_head.objects.using(db).bulk_create(
-        [lane_head(lane=lane) for lane in range(settings.AUDIT_LANES) if lane not in existing]
+        [lane_head(lane=lane) for lane in range(lanes) if lane not in existing]
     )
 
 

@@ -45,39 +45,14 @@ def fill_owner_and_merge_duplicates(apps, schema_editor):
 
 
 def _merge(apps, groups):
-    from ledger.signals import send_change
-    from payflow.platform import context, db
-
-    Account = apps.get_model("ledger", "Account")
-    JournalLine = apps.get_model("ledger", "JournalLine")
-
-    @db.atomic
-    def merge():
-        for kind, currency in groups:
-            accounts = list(
-                Account.objects.select_for_update()
-                .filter(merchant=None, kind=kind, currency=currency)
-                .order_by("id")
-            )
-            kept, merged = accounts[0], accounts[1:]
-            for account in merged:
-                lines = list(
-                    JournalLine.objects.filter(account=account)
-                    .order_by("id")
-                    .values_list("id", flat=True)
-                )
-                JournalLine.objects.filter(account=account).update(account=kept)
-                send_change(
-                    account,
-                    action="delete",
-                    event_type="account.merged",
-                    old_values={"id": account.pk, "kind": kind, "currency": currency},
-                    new_values={"merged_into": kept.pk, "moved_lines": lines},
-                )
-                Account.objects.filter(pk=account.pk).delete()
-
-    with context.replaced(context.AuditContext(**context.system_actor(MIGRATION_ACTOR))):
-        merge()
+    # The merge was recorded in the lane-based audit trail, which the transparency log
+    # (audit 0007) replaced; its code is gone. Databases that had duplicates ran this
+    # migration with the release that had it.
+    raise RuntimeError(
+        f"duplicate platform accounts {groups} must be merged by this migration as PayFlow "
+        "commit 0233949 shipped it (its audit trail code is gone): migrate to ledger 0002 "
+        "with that release first, then upgrade"
+    )
 
 
 class Migration(migrations.Migration):

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel
 
 
 class CommandKind(models.TextChoices):
@@ -19,7 +19,7 @@ class CommandStatus(models.TextChoices):
     FAILED = "failed"  # the acquirer refused it
 
 
-class AcquirerCommand(GuardedModel):
+class AcquirerCommand(AuditedModel):
     """A call PayFlow owes the acquirer: the capture, void or refund of an authorization.
 
     Written ``pending`` in the same transaction as the booking it completes (a capture's
@@ -57,7 +57,6 @@ class AcquirerCommand(GuardedModel):
         "amount",
         "currency",
         "status",
-        "attempts",
         "result_code",
         "created_at",
         "completed_at",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel
 
 
 class ApiKeyMode(models.TextChoices):
@@ -11,7 +11,7 @@ class ApiKeyMode(models.TextChoices):
     LIVE = "live"
 
 
-class ApiKey(GuardedModel):
+class ApiKey(AuditedModel):
     """A merchant's secret API key, stored only as a SHA-256 hash.
 
     The key is ``sk_<mode>_<random>``; ``prefix`` (the first characters of the random

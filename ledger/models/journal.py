@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel, GuardedModel
 
 
 class AccountKind(models.TextChoices):
@@ -85,7 +85,7 @@ class Account(models.Model):
         return cls.PLATFORM if merchant_id is None else str(merchant_id)
 
 
-class JournalEntry(GuardedModel):
+class JournalEntry(AuditedModel):
     """One balanced posting: the sum of its lines is zero for each currency."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)

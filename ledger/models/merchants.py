@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel
 
 
 class MerchantStatus(models.TextChoices):
@@ -11,7 +11,7 @@ class MerchantStatus(models.TextChoices):
     SUSPENDED = "suspended"
 
 
-class Merchant(GuardedModel):
+class Merchant(AuditedModel):
     """The tenant: every transaction, token, account and key belongs to one merchant."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel
 
 
 class TransactionType(models.TextChoices):
@@ -30,7 +30,7 @@ class CaptureMethod(models.TextChoices):
     MANUAL = "manual"
 
 
-class Transaction(GuardedModel):
+class Transaction(AuditedModel):
     """One money movement: a payment, a refund, a chargeback or a payout.
 
     Every change after the insert is a compare-and-set on ``version`` made by

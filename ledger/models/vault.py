@@ -3,10 +3,10 @@ from __future__ import annotations
 from django.db import models
 
 from payflow.platform.db import uuid7
-from payflow.platform.guards import GuardedModel
+from payflow.platform.guards import AuditedModel
 
 
-class CardToken(GuardedModel):
+class CardToken(AuditedModel):
     """A tokenized card. The PAN (and holder name) exist only inside ``ciphertext``.
 
     ``ciphertext`` is AES-256-GCM under vault key ``key_version`` with a fresh ``nonce``
@@ -45,7 +45,7 @@ class CardToken(GuardedModel):
         return f"{self.brand} •••• {self.last4}"
 
 
-class VaultKey(GuardedModel):
+class VaultKey(AuditedModel):
     """A vault key version as first seen by the rotation check. Never the key itself.
 
     Keys live in the environment (``VAULT_KEYS``), which has no dates; this row records

@@ -43,7 +43,7 @@ from ledger.services.transitions import (
     transaction_compare_and_set,
     transaction_fresh,
 )
-from ledger.signals import send_change
+from ledger.signals import insert_audited
 from payflow.platform import db, faults
 from payflow.platform.guards import sanctioned_writes
 
@@ -57,22 +57,17 @@ def command_book(*, transaction_obj: Transaction, kind: str, amount: int) -> Acq
     ``acquirer_command.created``.
     """
     payment_id = transaction_obj.parent_id or transaction_obj.pk
-    command = AcquirerCommand.objects.create(
-        transaction=transaction_obj,
-        kind=kind,
-        authorization=str(payment_id),
-        amount=amount,
-        currency=transaction_obj.currency,
-        next_attempt_at=timezone.now(),
-    )
-    send_change(
-        command,
-        action="insert",
+    return insert_audited(
+        AcquirerCommand(
+            transaction=transaction_obj,
+            kind=kind,
+            authorization=str(payment_id),
+            amount=amount,
+            currency=transaction_obj.currency,
+            next_attempt_at=timezone.now(),
+        ),
         event_type=EventType.ACQUIRER_COMMAND_CREATED,
-        old_values=None,
-        new_values=command.snapshot(),
     )
-    return command
 
 
 def command_send_after(obj: Transaction, command: AcquirerCommand) -> Transaction:

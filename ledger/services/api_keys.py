@@ -15,7 +15,7 @@ from ledger.events import EventType
 from ledger.exceptions import InvalidRequest
 from ledger.models import ApiKey, ApiKeyMode, Merchant
 from ledger.services.transitions import row_compare_and_set
-from ledger.signals import send_change
+from ledger.signals import insert_audited
 from payflow.platform import db
 from payflow.platform.guards import sanctioned_writes
 
@@ -46,19 +46,15 @@ def api_key_create(*, merchant: Merchant, name: str = "", mode: str = ApiKeyMode
         raise InvalidRequest("mode must be test or live", param="mode")
     random_part = secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
     secret = f"sk_{mode}_{random_part}"
-    api_key = ApiKey.objects.create(
-        merchant=merchant,
-        name=name[:100],
-        mode=mode,
-        prefix=random_part[:PREFIX_LENGTH],
-        secret_hash=_hash(secret),
-    )
-    send_change(
-        api_key,
-        action="insert",
+    api_key = insert_audited(
+        ApiKey(
+            merchant=merchant,
+            name=name[:100],
+            mode=mode,
+            prefix=random_part[:PREFIX_LENGTH],
+            secret_hash=_hash(secret),
+        ),
         event_type=EventType.API_KEY_CREATED,
-        old_values=None,
-        new_values=api_key.snapshot(),
     )
     return IssuedKey(api_key=api_key, secret=secret)
 

@@ -13,7 +13,7 @@ from ledger.events import EventType
 from ledger.exceptions import InsufficientBalance
 from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant, Transaction
 from ledger.models.journal import TRACKED_KINDS
-from ledger.signals import send_change
+from ledger.signals import insert_audited
 from payflow.platform.guards import sanctioned_writes
 
 
@@ -118,12 +118,16 @@ def journal_post(
     for account, amount in sorted(lines, key=lambda line: line[0].pk):
         if account.kind in TRACKED_KINDS:
             _apply_to_tracked_balance(account, amount)
-    entry = JournalEntry.objects.create(
-        kind=kind,
-        merchant=merchant,
-        livemode=livemode,
-        transaction=transaction_obj,
-        description=description,
+    entry = insert_audited(
+        JournalEntry(
+            kind=kind,
+            merchant=merchant,
+            livemode=livemode,
+            transaction=transaction_obj,
+            description=description,
+        ),
+        event_type=EventType.JOURNAL_ENTRY_POSTED,
+        extra_values={"lines": journal_lines_values(lines)},
     )
     with sanctioned_writes():
         JournalLine.objects.bulk_create(
@@ -132,8 +136,13 @@ def journal_post(
                 for account, amount in lines
             ]
         )
-    values = entry.snapshot()
-    values["lines"] = [
+    return entry
+
+
+def journal_lines_values(lines: Sequence[tuple[Account, int]]) -> list[dict[str, Any]]:
+    """A journal entry's lines as its audit entry records them (reconciliation compares
+    the stored lines with these)."""
+    return [
         {
             "account": account.pk,
             "kind": account.kind,
@@ -142,14 +151,6 @@ def journal_post(
         }
         for account, amount in lines
     ]
-    send_change(
-        entry,
-        action="insert",
-        event_type=EventType.JOURNAL_ENTRY_POSTED,
-        old_values=None,
-        new_values=values,
-    )
-    return entry
 
 
 def merchant_account(

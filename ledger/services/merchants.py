@@ -7,7 +7,7 @@ from ledger.events import EventType
 from ledger.exceptions import InvalidRequest
 from ledger.models import Merchant, MerchantStatus
 from ledger.services.transitions import row_compare_and_set
-from ledger.signals import send_change
+from ledger.signals import insert_audited
 from payflow.platform import db
 
 
@@ -23,19 +23,14 @@ def merchant_create(
         raise InvalidRequest(
             "settlement_delay_days must be between 0 and 60", param="settlement_delay_days"
         )
-    merchant = Merchant.objects.create(
-        name=name[:200],
-        default_currency=normalize_currency(default_currency),
-        settlement_delay_days=settlement_delay_days,
-    )
-    send_change(
-        merchant,
-        action="insert",
+    return insert_audited(
+        Merchant(
+            name=name[:200],
+            default_currency=normalize_currency(default_currency),
+            settlement_delay_days=settlement_delay_days,
+        ),
         event_type=EventType.MERCHANT_CREATED,
-        old_values=None,
-        new_values=merchant.snapshot(),
     )
-    return merchant
 
 
 def _merchant_set_status(merchant: Merchant, status: str, event_type: EventType) -> Merchant:

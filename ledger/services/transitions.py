@@ -9,7 +9,7 @@ from django.db.models import F
 from ledger.events import EventType
 from ledger.exceptions import ConcurrentUpdate, NotFound
 from ledger.models import Transaction
-from ledger.signals import send_change
+from ledger.signals import changed_audited, insert_audited, update_entry
 from ledger.state import check_transition
 from payflow.platform.guards import sanctioned_writes
 
@@ -46,35 +46,42 @@ def check_expected_version(txn: Transaction, expected_version: int | None) -> No
 
 
 def row_compare_and_set(instance: Any, *, event_type: EventType, **changes: Any) -> Any:
-    """``UPDATE … SET …, version = version + 1 WHERE id = ? AND version = ?`` on any audited
-    row with a ``version``, then signal ``event_type`` with the old and new values.
+    """``UPDATE … SET …, version = version + 1, audit_hash = ? WHERE id = ? AND version = ?``
+    on any audited row with a ``version``, then signal ``event_type`` with the old and new
+    values.
 
-    Zero rows means someone else changed the row since it was read: ``ConcurrentUpdate``
-    with the current version, never an overwrite. Runs inside the caller's transaction.
+    The change's audit entry is computed first (its ``prev_hash`` is the row's
+    ``audit_hash`` as read), so the same statement that changes the row names its new
+    latest entry: auditing reads and locks nothing else. Zero rows means someone else
+    changed the row since it was read: ``ConcurrentUpdate`` with the current version,
+    never an overwrite (and nothing staged). Runs inside the caller's transaction.
     """
     model = type(instance)
     old_values = instance.snapshot()
+    before = {name: getattr(instance, name) for name in changes}
+    old_version = instance.version
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    instance.version = old_version + 1
+    new_values = instance.snapshot()
+    entry = update_entry(
+        instance, event_type=event_type, old_values=old_values, new_values=new_values
+    )
     with sanctioned_writes():
-        updated = model.objects.filter(pk=instance.pk, version=instance.version).update(
-            version=F("version") + 1, **changes
+        updated = model.objects.filter(pk=instance.pk, version=old_version).update(
+            version=F("version") + 1, audit_hash=entry.hash, **changes
         )
     if not updated:
+        for name, value in before.items():
+            setattr(instance, name, value)
+        instance.version = old_version
         current = model.objects.filter(pk=instance.pk).values_list("version", flat=True).first()
         kind = getattr(instance, "type", model._meta.model_name)
         raise ConcurrentUpdate(
             f"{kind} {instance.pk} changed since it was read (now version {current})",
             current_version=current,
         )
-    for name, value in changes.items():
-        setattr(instance, name, value)
-    instance.version += 1
-    send_change(
-        instance,
-        action="update",
-        event_type=event_type,
-        old_values=old_values,
-        new_values=instance.snapshot(),
-    )
+    changed_audited(instance, entry, old_values=old_values, new_values=new_values)
     return instance
 
 
@@ -96,12 +103,5 @@ def transaction_compare_and_set(
 
 def transaction_insert(**fields: Any) -> Transaction:
     """Insert a transaction and signal ``<type>.created``; inside the caller's transaction."""
-    txn = Transaction.objects.create(**fields)
-    send_change(
-        txn,
-        action="insert",
-        event_type=EventType.created(txn.type),
-        old_values=None,
-        new_values=txn.snapshot(),
-    )
-    return txn
+    txn = Transaction(**fields)
+    return insert_audited(txn, event_type=EventType.created(txn.type))

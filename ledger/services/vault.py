@@ -17,18 +17,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import Count, F
+from django.db.models import Count
 from django.utils import timezone
 
 from ledger import vault
 from ledger.cards import validate_card
 from ledger.events import EventType
-from ledger.exceptions import InvalidCard, MerchantInactive, VaultError
+from ledger.exceptions import ConcurrentUpdate, InvalidCard, MerchantInactive, VaultError
 from ledger.models import CardToken, Merchant, MerchantStatus
 from ledger.models.vault import VaultKey
-from ledger.signals import send_change
+from ledger.services.transitions import row_compare_and_set
+from ledger.signals import insert_audited
 from payflow.platform import db
-from payflow.platform.guards import sanctioned_writes
 
 logger = logging.getLogger(__name__)
 
@@ -81,27 +81,22 @@ def card_tokenize(
         raise MerchantInactive("this merchant is suspended and cannot tokenize cards")
     token_id = db.uuid7()
     sealed = vault.encrypt(token_id, {"pan": card.number, "name": name})
-    token = CardToken.objects.create(
-        id=token_id,
-        merchant=merchant,
-        livemode=livemode,
-        brand=card.brand,
-        last4=card.last4,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-        fingerprint=vault.fingerprint(merchant.pk, card.number),
-        key_version=sealed.key_version,
-        nonce=sealed.nonce,
-        ciphertext=sealed.ciphertext,
-    )
-    send_change(
-        token,
-        action="insert",
+    return insert_audited(
+        CardToken(
+            id=token_id,
+            merchant=merchant,
+            livemode=livemode,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            fingerprint=vault.fingerprint(merchant.pk, card.number),
+            key_version=sealed.key_version,
+            nonce=sealed.nonce,
+            ciphertext=sealed.ciphertext,
+        ),
         event_type=EventType.CARD_TOKEN_CREATED,
-        old_values=None,
-        new_values=token.snapshot(),
     )
-    return token
 
 
 # --- re-encryption (key rotation) -----------------------------------------------------
@@ -134,29 +129,18 @@ def _store_resealed(resealed: list[tuple[CardToken, vault.Sealed]]) -> int:
     stored = 0
     for token, sealed in resealed:
         # Compare-and-set on version: a token changed since it was read is skipped, never
-        # overwritten with what we sealed from its older state.
-        with sanctioned_writes():
-            updated = CardToken.objects.filter(pk=token.pk, version=token.version).update(
+        # overwritten with what we sealed from its older state. On a copy: this function
+        # may run again after a conflict, with the same inputs.
+        try:
+            row_compare_and_set(
+                copy.copy(token),
+                event_type=EventType.CARD_TOKEN_REENCRYPTED,
                 key_version=sealed.key_version,
                 nonce=sealed.nonce,
                 ciphertext=sealed.ciphertext,
-                version=F("version") + 1,
             )
-        if not updated:
+        except ConcurrentUpdate:
             continue
-        # A copy: this function may run again after a conflict, with the same inputs.
-        changed = copy.copy(token)
-        changed.key_version = sealed.key_version
-        changed.nonce = sealed.nonce
-        changed.ciphertext = sealed.ciphertext
-        changed.version = token.version + 1
-        send_change(
-            changed,
-            action="update",
-            event_type=EventType.CARD_TOKEN_REENCRYPTED,
-            old_values=token.snapshot(),
-            new_values=changed.snapshot(),
-        )
         stored += 1
     return stored
 
@@ -206,15 +190,10 @@ def rotation_days() -> int:
 
 @db.atomic
 def _vault_key_insert(version: int, key_check: str, now: datetime.datetime) -> VaultKey:
-    key = VaultKey.objects.create(version=version, key_check=key_check, first_seen_at=now)
-    send_change(
-        key,
-        action="insert",
+    return insert_audited(
+        VaultKey(version=version, key_check=key_check, first_seen_at=now),
         event_type=EventType.VAULT_KEY_REGISTERED,
-        old_values=None,
-        new_values=key.snapshot(),
     )
-    return key
 
 
 def vault_keys_register(*, now: datetime.datetime | None = None) -> list[int]:

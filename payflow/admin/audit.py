@@ -9,8 +9,9 @@ from django.http import HttpRequest
 
 from audit.models import (
     ArchiveSegment,
-    AuditCheckpoint,
     AuditEntry,
+    Checkpoint,
+    Cosignature,
     LegalHold,
     RetentionPurge,
     VerificationRun,
@@ -43,18 +44,16 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     checked through ``user.has_perm``, which these methods do not consult)."""
 
     list_display = (
-        "lane",
-        "seq",
+        "id",
         "created_at",
         "object_type",
         "object_id",
         "event_type",
         "actor_type",
-        "actor_label",
-        "reason",
+        "actor_id",
     )
     list_filter = ("actor_type", "action", "object_type")
-    search_fields = ("=object_id", "=request_id", "=actor_id", "actor_label")
+    search_fields = ("=object_id", "=request_id", "=actor_id")
     show_full_result_count = False
     actions = None
 
@@ -65,10 +64,15 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         return _field_names(AuditEntry)
 
 
-@admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(GenericReadOnlyAdmin):
+@admin.register(Checkpoint)
+class CheckpointAdmin(GenericReadOnlyAdmin):
     """Signed checkpoints: the auditors' material (operators hold no permission here)."""
 
+    actions = None
+
+
+@admin.register(Cosignature)
+class CosignatureAdmin(GenericReadOnlyAdmin):
     actions = None
 
 
@@ -84,7 +88,7 @@ class VerificationRunAdmin(GenericReadOnlyAdmin):
 
 @admin.register(RetentionPurge)
 class RetentionPurgeAdmin(GenericReadOnlyAdmin):
-    """Signed records of what the retention purge removed."""
+    """Records of what the retention purge removed (each also an entry of the log)."""
 
     actions = None
 

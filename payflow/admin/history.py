@@ -12,8 +12,8 @@ from outbox.models import OutboxEvent
 HISTORY_LIMIT = 200
 
 
-def _changes(entry: AuditEntry) -> str:
-    old, new = entry.old_values or {}, entry.new_values or {}
+def _changes(entry: AuditEntry, fields: dict[str, Any]) -> str:
+    old, new = fields["old"] or {}, fields["new"] or {}
     if entry.action == "insert":
         return "created"
     changed = [key for key in sorted(new) if old.get(key) != new.get(key) and key != "version"]
@@ -21,10 +21,13 @@ def _changes(entry: AuditEntry) -> str:
 
 
 def audit_history(object_type: str, object_id: Any) -> str:
-    """The object's audit rows, oldest first: when, what, who (and how), why."""
-    rows = AuditEntry.objects.filter(object_type=object_type, object_id=str(object_id)).order_by(
-        "seq"
-    )[:HISTORY_LIMIT]
+    """The object's audit entries, oldest first: when, what, who (and how), why."""
+    rows = [
+        (row, row.fields)
+        for row in AuditEntry.objects.filter(
+            object_type=object_type, object_id=str(object_id)
+        ).order_by("id")[:HISTORY_LIMIT]
+    ]
     body = format_html_join(
         "",
         "<tr class='audit-row'><td>{}</td><td>{}</td><td class='actor'>{} ({})</td>"
@@ -33,13 +36,13 @@ def audit_history(object_type: str, object_id: Any) -> str:
             (
                 row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 row.event_type,
-                row.actor_label or row.actor_id,
+                fields["actor"]["label"] or row.actor_id,
                 row.actor_type,
-                row.reason or "—",
-                _changes(row),
+                fields["reason"] or "—",
+                _changes(row, fields),
                 row.hash[:12],
             )
-            for row in rows
+            for row, fields in rows
         ),
     )
     if not body:

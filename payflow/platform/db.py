@@ -20,8 +20,8 @@ attempt rolls back, so they run once, for the attempt that committed.
 
 Work that must happen *inside* the transaction but *last* goes through ``before_commit``:
 the outermost ``atomic`` runs it after the function returns and before COMMIT. The audit
-trail uses it to write every audit row of the transaction in one go, taking the audit
-lane heads last and in order (the lock order below).
+trail uses it to insert every audit entry of the transaction in one multi-row INSERT
+(entries lock only themselves: no row is shared between objects).
 
 The lock order
 --------------
@@ -36,14 +36,14 @@ only queue):
    each by one ``UPDATE … WHERE balance >= amount``, *before* the journal lines that name
    them are inserted: the foreign-key check of a line insert takes a shared lock on the
    account row, and two shared locks both waiting to become exclusive deadlock.
-3. **Audit lane heads**, in ascending lane number, once, at the end of the transaction
-   (``before_commit``).
+Auditing takes no lock of its own: each audited row names its latest audit entry in the
+same compare-and-set that changes it (``payflow.platform.trail``).
 
 Inserted rows (journal entries and lines, outbox events, audit entries, acquirer
 commands) lock only themselves. Other accounts (platform, pending, receivable) are only
 ever share-locked by those foreign-key checks. Merchant rows are read without a lock
 (the insert of a transaction row share-locks its merchant); a merchant change locks its
-own row and the lane heads, nothing else. The idempotency record of an API request is
+own row, nothing else. The idempotency record of an API request is
 written either alone in its own transaction or, as the request's fence, by the first
 change of a money transaction; no transaction that locks it holds another row first
 except that money transaction's own, so it cannot close a cycle.

@@ -107,3 +107,14 @@ class GuardedModel(SnapshotMixin, models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         _refuse("delete()", type(self))
         return super().delete(*args, **kwargs)
+
+
+class AuditedModel(GuardedModel):
+    """A guarded model whose every change is an audit entry: ``audit_hash`` is the hash of
+    the row's latest entry, written by the same statement as the change
+    (``payflow.platform.trail``); reconciliation checks it against the log."""
+
+    audit_hash = models.CharField(max_length=64, default="", editable=False)
+
+    class Meta:
+        abstract = True

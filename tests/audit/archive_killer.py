@@ -2,9 +2,11 @@
 
     python -m tests.audit.archive_killer <step> <nth> <as-of ISO>
 
-``step`` is one of the archiver's points (``written``, ``verified``, ``deleted_batch``);
-the process kills itself, without any cleanup, the ``nth`` time it reaches it. Settings come
-from the environment (the test passes the test database and archive directory).
+``step`` is one of the archiver's points (``written``: a segment file is in storage, not yet
+read back; ``verified``: the segment is marked verified, no entry deleted; ``deleted_batch``:
+one batch of a segment's live entries is deleted); the process SIGKILLs itself, without any
+cleanup (the lease stays taken), the ``nth`` time it reaches it. Settings come from the
+environment (the test passes the test database, the archive directory and the sizes).
 """
 
 import os
@@ -33,6 +35,8 @@ def die_at(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+if target not in {"written", "verified", "deleted_batch"}:
+    sys.exit(f"unknown step {target!r}")
 archive._step = die_at
 with context.replaced(context.AuditContext(**context.system_actor("task:audit.archive"))):
     archive.audit_archive(now=as_of)

@@ -1,26 +1,19 @@
-"""Seeding many chained audit rows quickly, as the recorder would have written them.
+"""Seeding many audit entries quickly, as the recorder would have written them.
 
-``audit_record`` writes one row per ledger change, with its locks and outbox mirror; a
-test that needs 100,000 rows spread over two years writes them here instead: the same
-canonical encoding and hash, continuing each lane's head, in bulk INSERTs. The rows are
-real chain rows (verification cannot tell them apart); only the clock is chosen.
+A test that needs 100,000 entries spread over two years writes them here instead of through
+the services: the same canonical bytes and hashes, chained per object, in bulk INSERTs, then
+sequenced into the log like any other entries (``tests.audit.conftest.sequence``). They are
+real entries (verification cannot tell them apart); only the clock is chosen.
 """
 
 from __future__ import annotations
 
 import datetime
 
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
-from audit.chain import canonical_bytes, entry_hash
-from audit.models import LaneHead
-
-COLUMNS = (
-    "lane, seq, prev_hash, hash, encoding_version, object_type, object_id, action, event_type, "
-    "old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, request_id, "
-    "task_id, reason, created_at"
-)
+from audit.models import AuditEntry
+from payflow.platform import trail
 
 
 def seed_chain(
@@ -28,84 +21,58 @@ def seed_chain(
     *,
     start: datetime.datetime,
     end: datetime.datetime,
-    lanes: list[int] | None = None,
+    objects: int = 16,
     merchant: str = "seed-merchant",
-    object_type: str = "ledger.transaction",
+    object_type: str = "audit.seed",
 ) -> int:
-    """Append ``total`` rows, round-robin over ``lanes`` (default all), with created_at
-    rising evenly from ``start`` to ``end``. Returns the number written."""
-    import json
+    """Append ``total`` entries, round-robin over ``objects`` objects (each its own chain),
+    with created_at rising evenly from ``start`` to ``end``. Returns the number written."""
+    from audit.services import latest_hashes
 
-    lanes = lanes if lanes is not None else list(range(settings.AUDIT_LANES))
-    heads = {}
-    for lane in lanes:
-        head, _ = LaneHead.objects.get_or_create(lane=lane)
-        heads[lane] = (head.seq, head.hash)
+    keys = [(object_type, f"seed-{number}") for number in range(objects)]
+    tips = latest_hashes(keys)
     step = (end - start) / max(total - 1, 1)
-    batch: list[tuple] = []
-    with transaction.atomic(), connection.cursor() as cursor:
+    batch: list[AuditEntry] = []
+    with transaction.atomic():
         for index in range(total):
-            lane = lanes[index % len(lanes)]
-            seq, prev = heads[lane]
-            seq += 1
-            fields = {
-                "action": "update",
-                "actor_id": "seed",
-                "actor_label": "seed",
-                "actor_type": "system",
-                "created_at": start + step * index,
-                "event_type": "payment.captured",
-                "ip": "",
-                "lane": lane,
-                "new_values": {"merchant": merchant, "amount": 1000 + index, "status": "captured"},
-                "object_id": f"seed-{lane}-{seq}",
-                "object_type": object_type,
-                "old_values": {"status": "authorized"},
-                "reason": "",
-                "request_id": "",
-                "seq": seq,
-                "task_id": "",
-                "user_agent": "",
-            }
-            digest = entry_hash(prev, canonical_bytes(fields))
-            heads[lane] = (seq, digest)
+            key = keys[index % len(keys)]
+            prev = tips.get(key, trail.GENESIS_HASH)
+            created = start + step * index
+            body = trail.encode_body(
+                {
+                    "action": "update",
+                    "actor": {"id": "seed", "label": "seed", "type": "system"},
+                    "created_at": created,
+                    "event_type": "payment.captured",
+                    "ip": "",
+                    "new": {"merchant": merchant, "amount": 1000 + index, "status": "captured"},
+                    "object_id": key[1],
+                    "object_type": key[0],
+                    "old": {"merchant": merchant, "amount": 1000 + index, "status": "authorized"},
+                    "reason": "",
+                    "request_id": "",
+                    "task_id": "",
+                    "user_agent": "",
+                }
+            )
+            digest = trail.entry_hash(prev, body)
+            tips[key] = digest
             batch.append(
-                (
-                    lane,
-                    seq,
-                    prev,
-                    digest,
-                    1,
-                    fields["object_type"],
-                    fields["object_id"],
-                    fields["action"],
-                    fields["event_type"],
-                    json.dumps(fields["old_values"]),
-                    json.dumps(fields["new_values"]),
-                    "system",
-                    "seed",
-                    "seed",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    fields["created_at"].replace(tzinfo=None),
+                AuditEntry(
+                    prev_hash=prev,
+                    hash=digest,
+                    body=body,
+                    object_type=key[0],
+                    object_id=key[1],
+                    action="update",
+                    event_type="payment.captured",
+                    actor_type="system",
+                    actor_id="seed",
+                    created_at=created,
                 )
             )
             if len(batch) >= 5000:
-                _insert(cursor, batch)
-        _insert(cursor, batch)
-        for lane, (seq, digest) in heads.items():
-            cursor.execute(
-                "UPDATE audit_lanehead SET seq = %s, hash = %s WHERE lane = %s", [seq, digest, lane]
-            )
+                AuditEntry.objects.bulk_create(batch)
+                batch = []
+        AuditEntry.objects.bulk_create(batch)
     return total
-
-
-def _insert(cursor, batch: list[tuple]) -> None:
-    if batch:
-        marks = ", ".join(["%s"] * 20)
-        sql = f"INSERT INTO audit_auditentry ({COLUMNS}) VALUES ({marks})"  # noqa: S608 - constants
-        cursor.executemany(sql, batch)
-        batch.clear()

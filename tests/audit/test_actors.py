@@ -1,4 +1,7 @@
-"""The actor and request context reach the audit rows: API key, operator, Celery task."""
+"""The actor and request context reach the audit entries: API key, operator, Celery task.
+
+The entry's canonical bytes hold who, from where and why (``entry.fields``); the indexed
+columns repeat the actor and the request id for queries, and must agree with the bytes."""
 
 import pytest
 
@@ -23,12 +26,23 @@ def test_an_api_request_is_recorded_with_its_key_ip_user_agent_and_request_id(me
     )
     assert response.status_code == 201
     assert response["X-Request-ID"] == "req-12345678"
-    rows = AuditEntry.objects.filter(event_type__startswith="payment.")
-    assert rows.count() == 3
-    assert {(r.actor_type, r.actor_id) for r in rows} == {("api_key", str(issued.api_key.pk))}
-    assert {(r.ip, r.user_agent, r.request_id) for r in rows} == {
-        ("203.0.113.9", "shop-backend/2.1", "req-12345678")
+    rows = list(AuditEntry.objects.filter(event_type__startswith="payment."))
+    assert len(rows) == 3
+    key = str(issued.api_key.pk)
+    assert {(r.actor_type, r.actor_id, r.request_id) for r in rows} == {
+        ("api_key", key, "req-12345678")
     }
+    recorded = {
+        (
+            f["actor"]["type"],
+            f["actor"]["id"],
+            f["ip"],
+            f["user_agent"],
+            f["request_id"],
+        )
+        for f in (r.fields for r in rows)
+    }
+    assert recorded == {("api_key", key, "203.0.113.9", "shop-backend/2.1", "req-12345678")}
 
 
 def test_a_forwarded_for_address_is_trusted_only_behind_the_configured_proxies(
@@ -44,11 +58,10 @@ def test_a_forwarded_for_address_is_trusted_only_behind_the_configured_proxies(
     client.post("/v1/payments", body, content_type="application/json", **headers)
     settings.TRUSTED_PROXY_COUNT = 1
     client.post("/v1/payments", body, content_type="application/json", **headers)
-    ips = list(
-        AuditEntry.objects.filter(event_type="payment.created")
-        .order_by("id")
-        .values_list("ip", flat=True)
-    )
+    ips = [
+        row.fields["ip"]
+        for row in AuditEntry.objects.filter(event_type="payment.created").order_by("id")
+    ]
     assert ips == ["10.0.0.2", "198.51.100.7"]
 
 
@@ -56,7 +69,9 @@ def test_an_operator_reason_is_recorded(merchant):
     with context.bind(**context.system_actor("ops-console"), reason="fraud investigation #88"):
         merchant_suspend(merchant=merchant)
     row = AuditEntry.objects.get(event_type="merchant.suspended")
-    assert (row.actor_id, row.reason) == ("ops-console", "fraud investigation #88")
+    fields = row.fields
+    assert (row.actor_type, row.actor_id) == ("system", "ops-console")
+    assert (fields["actor"]["id"], fields["reason"]) == ("ops-console", "fraud investigation #88")
 
 
 @pytest.mark.celery_worker
@@ -75,7 +90,12 @@ def test_a_task_records_who_queued_it_and_its_own_task_id(celery_worker_process)
     # then the worker's change names the operator, the request and the task
     row = AuditEntry.objects.get(object_id=str(payment.pk), event_type="payment.settled")
     assert (row.actor_type, row.actor_id) == ("system", "night-operator")
-    assert (row.request_id, row.task_id) == ("req-abcdef12", result.id)
+    fields = row.fields
+    assert (row.request_id, fields["request_id"], fields["task_id"]) == (
+        "req-abcdef12",
+        "req-abcdef12",
+        result.id,
+    )
 
 
 @pytest.mark.celery_worker
@@ -91,3 +111,4 @@ def test_a_task_nobody_queued_acts_as_itself(celery_worker_process):
     assert result.get(timeout=60)["payments_settled"] == 1
     row = AuditEntry.objects.get(object_id=str(payment.pk), event_type="payment.settled")
     assert (row.actor_type, row.actor_id) == ("system", "task:ledger.settlement_run")
+    assert row.fields["task_id"] == result.id

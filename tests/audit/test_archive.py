@@ -1,25 +1,31 @@
-"""Archiving: segments written, read back, verified, then live rows deleted; one chain per
-lane across segments and live rows. The clock is moved by passing ``now``, never slept."""
+"""Archiving: a prefix of the log goes to segment files (written, read back, verified), then
+the live entries are deleted; verification reads segments and live entries as one log.
+The clock is moved by passing ``now``, never slept."""
 
+import base64
 import datetime
 import gzip
 import hashlib
 import json
 import threading
-from pathlib import Path
+import time
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from audit import merkle, tlog
 from audit.archive import audit_archive, segment_check
-from audit.checkpoints import audit_checkpoint_create
 from audit.evidence import evidence_export
-from audit.models import ArchiveSegment, AuditEntry
-from audit.segments import FORMAT, build_segment, segment_path
-from audit.verify import verify_all
-from payflow.platform import context
+from audit.models import ArchiveSegment, AuditEntry, Checkpoint, LogLeaf
+from audit.segments import FORMAT, build_segment, live_entries, segment_path
+from audit.verify import verify_log
+from payflow.platform import context, trail
 from tests.audit.chainseed import seed_chain
+from tests.audit.conftest import raw, sequence, test_sequencer, triggers_dropped
 from tests.ledger.conftest import pay
 from tests.waiting import join_all
 
@@ -42,15 +48,24 @@ def archive_dir(settings, tmp_path):
     return tmp_path / "archive"
 
 
-def old_and_recent(total_old, total_recent, lanes=None):
+def old_and_recent(total_old, total_recent, *, objects=16):
+    """``total_old`` entries 700 to 400 days old, then ``total_recent`` of the last 100 days,
+    all sequenced and sealed by a signed checkpoint. Returns the moment to archive at."""
     now = timezone.now()
-    seed_chain(total_old, start=now - 700 * DAY, end=now - 400 * DAY, lanes=lanes)
-    seed_chain(total_recent, start=now - 100 * DAY, end=now - DAY, lanes=lanes)
-    audit_checkpoint_create()
+    seed_chain(total_old, start=now - 700 * DAY, end=now - 400 * DAY, objects=objects)
+    if total_recent:
+        seed_chain(total_recent, start=now - 100 * DAY, end=now - DAY, objects=objects)
+    sequence()
     return now
 
 
-def test_100k_rows_archived_live_table_shrinks_and_the_chain_verifies_across(settings):
+def leaf_entries():
+    """The live entries in log order: [(index, entry)]."""
+    leaves = dict(LogLeaf.objects.values_list("entry_id", "index"))
+    return sorted((leaves[entry.id], entry) for entry in AuditEntry.objects.all())
+
+
+def test_100k_entries_archived_live_table_shrinks_and_the_log_verifies_across(settings):
     settings.AUDIT_SEGMENT_MAX_ROWS = 2000
     settings.AUDIT_ARCHIVE_DELETE_BATCH = 1000
     now = old_and_recent(90_000, 10_000)
@@ -60,79 +75,163 @@ def test_100k_rows_archived_live_table_shrinks_and_the_chain_verifies_across(set
     assert (report.rows, report.refused) == (90_000, {})
     assert AuditEntry.objects.count() == 10_000
     assert not AuditEntry.objects.filter(created_at__lt=now - settings.AUDIT_ARCHIVE_AFTER).exists()
-    segments = ArchiveSegment.objects.all()
+    segments = list(ArchiveSegment.objects.order_by("first_index"))
+    assert report.segments == len(segments) == 45
     assert sum(s.row_count for s in segments) == 90_000
     assert all(s.status == ArchiveSegment.ARCHIVED for s in segments)
     assert max(s.row_count for s in segments) <= 2000
-    verified = verify_all()
-    assert verified.ok, verified.breaks
-    assert verified.rows == 100_000
+    assert [(s.first_index, s.last_index) for s in segments] == [
+        (n * 2000, n * 2000 + 1999) for n in range(45)
+    ]
+    assert LogLeaf.objects.count() == 100_000  # the leaves stay
+    verified = verify_log()
+    assert verified.ok, verified.breaks[:5]
+    assert (verified.entries, verified.size, verified.checkpoint_size) == (100_000,) * 3
 
 
-def test_segment_files_are_canonical_json_lines_with_a_recorded_digest(archive_dir):
-    now = old_and_recent(40, 0, lanes=[3])
+def test_segment_files_are_the_documented_format_with_a_recorded_digest(archive_dir):
+    now = old_and_recent(40, 0, objects=4)
+    before = leaf_entries()
     audit_archive(now=now)
     segment = ArchiveSegment.objects.get()
     data = (archive_dir / segment.storage_path).read_bytes()
     assert (
         segment.storage_path
-        == segment_path(3, 1, 40)
-        == "lane-003/000000000001-000000000040.jsonl.gz"
+        == segment_path(0, 39)
+        == "log/000000000000000-000000000000039.jsonl.gz"
     )
+    assert (segment.first_index, segment.last_index, segment.row_count) == (0, 39, 40)
     assert hashlib.sha256(data).hexdigest() == segment.file_digest
-    lines = gzip.decompress(data).decode().splitlines()
-    header = json.loads(lines[0])
-    assert header == {
-        "format": FORMAT,
-        "lane": 3,
-        "first_seq": 1,
-        "last_seq": 40,
-        "first_prev_hash": "0" * 64,
-        "last_hash": segment.last_hash,
-        "row_count": 40,
-    }
-    first = json.loads(lines[1])
-    assert json.loads(first["canonical"])["seq"] == "1"
-    assert segment.first_created_at < segment.last_created_at < now - 365 * DAY
+    assert segment.file_size == len(data)
+    assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    text = gzip.decompress(data).decode()
+    assert text.endswith("\n")
+    lines = text.split("\n")[:-1]
+    assert lines[0] == (
+        '{"count":40,"first_index":0,"format":"payflow-audit-segment/2","last_index":39}'
+    )
+    assert json.loads(lines[0])["format"] == FORMAT
+    assert len(lines) == 41
+    for line, (index, entry) in zip(lines[1:], before, strict=True):
+        parsed = json.loads(line)
+        assert line == json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+        assert parsed == {
+            "body": base64.b64encode(bytes(entry.body)).decode(),
+            "hash": entry.hash,
+            "index": index,
+            "prev_hash": entry.prev_hash,
+        }
+    assert segment.first_created_at == before[0][1].created_at
+    assert segment.last_created_at == before[-1][1].created_at < now - 365 * DAY
 
 
-def test_real_ledger_activity_archived_with_the_clock_moved_then_new_rows_chain_on(merchant):
-    for amount in (1000, 2000, 3000):
-        pay(merchant, amount=amount)
-    audit_checkpoint_create()
+def test_segment_files_alone_rebuild_the_signed_tree(archive_dir):
+    """What an auditor holding only the files and the checkpoint notes can check: every
+    entry's hash, its object's chain, and the tree at each signed size (stdlib only)."""
+    now = timezone.now()
+    seed_chain(700, start=now - 700 * DAY, end=now - 600 * DAY)
+    sequence()  # signs size 700: inside the second file
+    seed_chain(300, start=now - 500 * DAY, end=now - 450 * DAY)
+    sequence()
+    assert audit_archive(now=now).segments == 2
+    assert AuditEntry.objects.count() == 0
+    files = sorted((archive_dir / "log").iterdir())
+    assert len(files) == 2
+    leaves, tips = [], {}
+    for path in files:
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        for line in lines[1:]:
+            item = json.loads(line)
+            body = base64.b64decode(item["body"])
+            digest = hashlib.sha256(
+                b"payflow-audit-entry/2\x00" + bytes.fromhex(item["prev_hash"]) + body
+            ).hexdigest()
+            assert digest == item["hash"]
+            fields = json.loads(body)
+            key = (fields["object_type"], fields["object_id"])
+            assert item["prev_hash"] == tips.get(key, "0" * 64)
+            tips[key] = item["hash"]
+            assert item["index"] == len(leaves)
+            leaves.append(bytes.fromhex(item["hash"]))
+    assert len(leaves) == 1000
+    verifier = tlog.Verifier(django_settings.AUDIT_PUBLIC_KEY)
+    checked = []
+    for checkpoint in Checkpoint.objects.order_by("size"):
+        signed = tlog.verify_note(checkpoint.note, verifier)
+        assert merkle.merkle_root(leaves[: signed.size]) == signed.root
+        checked.append(signed.size)
+    assert checked == [700, 1000]
+
+
+def test_real_ledger_activity_archived_with_the_clock_moved_then_new_entries_chain_on(merchant):
+    payments = [pay(merchant, amount=amount) for amount in (1000, 2000, 3000)]
+    sequence()
     later = timezone.now() + 400 * DAY
     archived = audit_archive(now=later).rows
-    assert archived > 0
+    assert archived == LogLeaf.objects.count() > 0
     assert AuditEntry.objects.count() == 0
+    assert verify_log().ok  # reconciliation finds every row's latest entry in the segments
 
-    pay(merchant, amount=4000)  # new rows link to the archived heads
-    audit_checkpoint_create()
-    verified = verify_all()
+    from ledger.services.refunds import refund_create
+
+    refund_create(payment=payments[0], amount=100)  # links to its archived entries
+    pay(merchant, amount=4000)
+    sequence()
+    first_live = AuditEntry.objects.filter(object_id=str(payments[0].pk)).order_by("id").first()
+    assert first_live.prev_hash != trail.GENESIS_HASH  # its previous entry is archived
+    verified = verify_log()
     assert verified.ok, verified.breaks
-    assert verified.rows == archived + AuditEntry.objects.count()
+    assert verified.entries == archived + AuditEntry.objects.count()
+    assert verified.rows_reconciled > 0
 
 
-def test_only_rows_a_signed_checkpoint_covers_are_archived():
+def test_only_entries_a_signed_checkpoint_covers_are_archived():
     now = timezone.now()
-    seed_chain(30, start=now - 500 * DAY, end=now - 450 * DAY, lanes=[1])
-    assert audit_archive(now=now).rows == 0  # no checkpoint yet
-    audit_checkpoint_create()
-    seed_chain(30, start=now - 440 * DAY, end=now - 420 * DAY, lanes=[1])
-    assert audit_archive(now=now).rows == 30
-    audit_checkpoint_create()
+    seed_chain(30, start=now - 500 * DAY, end=now - 450 * DAY)
+    assert audit_archive(now=now).rows == 0  # not in the log yet
+    sequencer = test_sequencer(interval=3600.0)
+    assert sequencer.claim()
+    sequencer.load()
+    sequencer.last_checkpoint_at = time.monotonic()  # appends, does not sign yet
+    assert sequencer.step().appended == 30
+    sequencer.release()
+    assert (LogLeaf.objects.count(), Checkpoint.objects.count()) == (30, 0)
+    assert audit_archive(now=now).rows == 0  # leaves, but no checkpoint seals them
+    sequence()
+    seed_chain(30, start=now - 440 * DAY, end=now - 420 * DAY)
+    assert audit_archive(now=now).rows == 30  # the later 30 are not sequenced yet
+    sequence()
     assert audit_archive(now=now).rows == 30
     assert AuditEntry.objects.count() == 0
+    assert [(s.first_index, s.last_index) for s in ArchiveSegment.objects.order_by("id")] == [
+        (0, 29),
+        (30, 59),
+    ]
+
+
+def test_archiving_stops_at_the_first_recent_entry(settings):
+    now = timezone.now()
+    seed_chain(100, start=now - 700 * DAY, end=now - 600 * DAY)
+    seed_chain(10, start=now - 10 * DAY, end=now - DAY)
+    seed_chain(100, start=now - 700 * DAY, end=now - 600 * DAY)  # old, but after recent ones
+    sequence()
+    report = audit_archive(now=now)
+    assert (report.rows, report.segments) == (100, 1)
+    assert ArchiveSegment.objects.get().last_index == 99
+    assert AuditEntry.objects.count() == 110
+    assert verify_log().ok
 
 
 def test_a_second_run_archives_nothing_twice():
     now = old_and_recent(1200, 50)
     first, second = audit_archive(now=now), audit_archive(now=now)
-    assert first.rows == 1200
-    assert (second.rows, second.segments) == (0, 0)
+    assert (first.rows, first.segments) == (1200, 3)
+    assert (second.rows, second.segments, second.resumed) == (0, 0, 0)
     assert ArchiveSegment.objects.count() == first.segments
+    assert AuditEntry.objects.count() == 50
 
 
-def test_two_archivers_at_once_archive_each_row_once():
+def test_two_archivers_at_once_archive_each_entry_once():
     now = old_and_recent(3000, 0)
     reports = []
 
@@ -146,135 +245,128 @@ def test_two_archivers_at_once_archive_each_row_once():
         thread.start()
     join_all(threads, 300, "archive runs")
     assert sum(report.rows for report in reports) == 3000
-    assert sum(s.row_count for s in ArchiveSegment.objects.all()) == 3000
-    assert verify_all().ok
+    segments = list(ArchiveSegment.objects.order_by("first_index"))
+    assert sum(s.row_count for s in segments) == 3000
+    assert [s.first_index for s in segments] == list(range(0, 3000, 500))
+    assert AuditEntry.objects.count() == 0
+    assert verify_log().ok
 
 
-def test_a_lane_whose_rows_do_not_chain_is_refused_not_archived(monkeypatch):
-    from tests.audit.conftest import raw, triggers_dropped
-
-    now = old_and_recent(100, 0, lanes=[2, 5])
+def test_an_entry_that_does_not_match_its_hash_is_refused_not_archived(capsys):
+    now = old_and_recent(100, 0)
+    index, target = leaf_entries()[10]
+    body = bytes(target.body).replace(b'"reason":""', b'"reason":"edited"')
+    assert body != bytes(target.body)
     with triggers_dropped():
-        raw("UPDATE audit_auditentry SET reason = 'edited' WHERE lane = 2 AND seq = 10")
+        raw("UPDATE audit_auditentry SET body = %s WHERE id = %s", [body, target.id])
     report = audit_archive(now=now)
-    assert 2 in report.refused
-    assert "seq 10" in report.refused[2]
-    assert AuditEntry.objects.filter(lane=2).count() == 50  # nothing of lane 2 deleted
-    assert not ArchiveSegment.objects.filter(lane=2).exists()
-    assert AuditEntry.objects.filter(lane=5).count() == 0
+    assert report.rows == 0
+    assert "index 10 does not match its hash" in report.refused["log"]
+    assert AuditEntry.objects.count() == 100  # nothing deleted: neither before nor after it
+    assert not ArchiveSegment.objects.exists()
+    with pytest.raises(CommandError, match="refused"):
+        call_command("audit_archive", "--as-of", now.isoformat())
+    assert "refused: the entry at index 10" in capsys.readouterr().err
+    assert not ArchiveSegment.objects.exists()
+    assert index == 10
 
 
-def test_raw_delete_of_rows_not_covered_by_a_verified_segment_fails():
-    now = old_and_recent(60, 10, lanes=[4])
+def test_a_leaf_without_its_entry_is_refused():
+    now = old_and_recent(50, 0)
+    _, target = leaf_entries()[5]
+    with triggers_dropped():
+        raw("DELETE FROM audit_auditentry WHERE id = %s", [target.id])
+    report = audit_archive(now=now)
+    assert report.rows == 0
+    assert "leaf 5 has no live entry" in report.refused["log"]
+    assert AuditEntry.objects.count() == 49
+    assert not ArchiveSegment.objects.exists()
+
+
+def test_raw_delete_of_entries_not_covered_by_a_verified_segment_fails():
+    now = old_and_recent(60, 10)
+    first_id = LogLeaf.objects.get(index=0).entry_id
     with connection.cursor() as cursor, pytest.raises(DatabaseError, match="verified archive"):
-        cursor.execute("DELETE FROM audit_auditentry WHERE lane = 4 AND seq = 1")
+        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [first_id])
     # A recorded but unverified segment does not open the door either.
-    from audit.segments import live_rows
-
-    built = build_segment(4, list(live_rows(4, 0, 10)))
+    built = build_segment(list(live_entries(0, 10)))
     ArchiveSegment.objects.create(
-        lane=4,
-        first_seq=1,
-        last_seq=10,
-        first_prev_hash=built.first_prev_hash,
-        last_hash=built.last_hash,
+        first_index=0,
+        last_index=9,
         row_count=10,
         file_digest=built.digest,
-        storage_path=segment_path(4, 1, 10),
+        storage_path=segment_path(0, 9),
     )
     with connection.cursor() as cursor, pytest.raises(DatabaseError, match="verified archive"):
-        cursor.execute("DELETE FROM audit_auditentry WHERE lane = 4 AND seq = 1")
-    # Rows outside an archived, verified range stay protected after an archive run.
+        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [first_id])
+    # Entries outside a verified segment stay protected after an archive run.
     ArchiveSegment.objects.all().delete()
-    audit_archive(now=now)
+    assert audit_archive(now=now).rows == 60
     with connection.cursor() as cursor, pytest.raises(DatabaseError, match="verified archive"):
-        cursor.execute("DELETE FROM audit_auditentry WHERE lane = 4")
-    assert AuditEntry.objects.filter(lane=4).count() == 10
+        cursor.execute("DELETE FROM audit_auditentry")
+    assert AuditEntry.objects.count() == 10
 
 
-def test_evidence_for_archived_rows_is_built_from_segment_files_and_verifies_offline(tmp_path):
-    from audit import signing
-    from tests.audit.test_offline_verifier import run_verifier
+def verify_bundle(bundle):
+    """docs/audit-formats.md §5 steps 1-3, with the log's public key; the failures found."""
+    signed = tlog.verify_note(bundle["checkpoint"], tlog.Verifier(django_settings.AUDIT_PUBLIC_KEY))
+    assert (signed.origin, signed.size) == (bundle["origin"], bundle["tree_size"])
+    failures, tips = [], {}
+    complete = {tuple(key) for key in bundle.get("complete_objects", [])}
+    for item in bundle["entries"]:
+        body = base64.b64decode(item["body"])
+        fields = json.loads(body)
+        key = (fields["object_type"], fields["object_id"])
+        if trail.entry_hash(item["prev_hash"], body) != item["hash"]:
+            failures.append(("hash_mismatch", item["index"]))
+        if trail.encode_body({k: v for k, v in fields.items() if k != "v"}) != body:
+            failures.append(("not_canonical", item["index"]))
+        proof = [base64.b64decode(node) for node in item["inclusion"]]
+        if not merkle.verify_inclusion(
+            bytes.fromhex(item["hash"]), item["index"], signed.size, proof, signed.root
+        ):
+            failures.append(("bad_inclusion", item["index"]))
+        if key in complete and item["prev_hash"] != tips.get(key, trail.GENESIS_HASH):
+            failures.append(("chain_broken", item["index"]))
+        tips[key] = item["hash"]
+    return failures
 
-    now = old_and_recent(80, 20, lanes=[6])
+
+def test_evidence_for_live_entries_still_proves_after_the_log_prefix_was_archived():
+    now = old_and_recent(80, 20, objects=1)
     audit_archive(now=now)
-    assert AuditEntry.objects.filter(lane=6).count() == 20
-    bundle = evidence_export(lane=6, first_seq=70, last_seq=100)  # archived and live
-    assert [e["seq"] for e in bundle["entries"]] == list(range(70, 101))
-    from django.conf import settings
+    assert AuditEntry.objects.count() == 20
+    bundle = evidence_export(object_type="audit.seed", object_id="seed-0")
+    assert [e["index"] for e in bundle["entries"]] == list(range(80, 100))
+    assert bundle["entries"][0]["prev_hash"] != trail.GENESIS_HASH
+    assert verify_bundle(bundle) == []  # the stored nodes of the archived prefix stay
 
-    key = signing.public_key_from_seed(settings.AUDIT_SIGNING_KEY).hex()
-    result = run_verifier(tmp_path, bundle, key)
-    assert result.returncode == 0, result.stderr
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG audit/evidence.py evidence_export: selects live AuditEntry rows only, so an "
+    "object's archived entries are silently left out of its evidence bundle",
+)
+def test_evidence_for_archived_entries_is_built_from_segment_files_and_verifies():
+    now = old_and_recent(80, 20, objects=1)
+    audit_archive(now=now)
+    bundle = evidence_export(object_type="audit.seed", object_id="seed-0")
+    assert [e["index"] for e in bundle["entries"]] == list(range(100))
+    assert bundle["complete_objects"] == [["audit.seed", "seed-0"]]
+    assert verify_bundle(bundle) == []
 
 
 def test_an_auditor_can_check_one_segment_on_demand(archive_dir):
-    now = old_and_recent(30, 0, lanes=[7])
+    now = old_and_recent(30, 0)
     audit_archive(now=now)
     segment = ArchiveSegment.objects.get()
     checked = segment_check(segment.id)
-    assert (checked.check_ok, checked.check_detail) == (True, "30 rows check")
+    assert (checked.check_ok, checked.check_detail) == (True, "30 entries check")
+    assert checked.checked_at is not None
     (archive_dir / segment.storage_path).unlink()
     checked = segment_check(segment.id)
     assert checked.check_ok is False
     assert checked.check_detail.startswith("segment_missing")
-
-
-def test_the_offline_verifier_checks_segment_files_against_signed_checkpoints(
-    archive_dir, tmp_path
-):
-    import subprocess
-    import sys
-
-    from django.conf import settings
-
-    from audit import signing
-    from audit.models import AuditCheckpoint
-    from tests.audit.test_offline_verifier import VERIFIER
-
-    now = timezone.now()
-    seed_chain(700, start=now - 700 * DAY, end=now - 600 * DAY, lanes=[2])
-    audit_checkpoint_create()  # its head (seq 700) falls inside the second file
-    seed_chain(300, start=now - 500 * DAY, end=now - 450 * DAY, lanes=[2])
-    audit_checkpoint_create()
-    audit_archive(now=now)
-    files = sorted(str(p) for p in (archive_dir / "lane-002").iterdir())
-    assert len(files) == 2
-    checkpoints = []
-    for checkpoint in AuditCheckpoint.objects.order_by("number"):
-        path = tmp_path / f"checkpoint-{checkpoint.number}.json"
-        path.write_text(json.dumps(checkpoint.signed))
-        checkpoints += ["--checkpoint", str(path)]
-    key = signing.public_key_from_seed(settings.AUDIT_SIGNING_KEY).hex()
-
-    def offline(*paths):
-        return subprocess.run(
-            [
-                sys.executable,
-                "-I",
-                str(VERIFIER),
-                "--segments",
-                *paths,
-                "--public-key",
-                key,
-                *checkpoints,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            check=False,
-        )
-
-    result = offline(*files)
-    assert result.returncode == 0, result.stderr
-    assert "lane 2: seq 1..1000 in 2 file(s)" in result.stdout
-    assert "2 entr(ies) match a signed checkpoint head" in result.stdout
-    assert offline(files[1]).returncode == 1  # the lane's start is missing
-    data = bytearray(Path(files[1]).read_bytes())
-    data[-12] ^= 0x01
-    Path(files[1]).chmod(0o640)
-    Path(files[1]).write_bytes(bytes(data))
-    rejected = offline(*files)
-    assert rejected.returncode == 1
-    assert "not a readable segment file" in rejected.stderr
+    ArchiveSegment.objects.filter(pk=segment.pk).update(verified_at=None)
+    checked = segment_check(segment.id)
+    assert (checked.check_ok, checked.check_detail.startswith("not verified yet")) == (None, True)

@@ -33,7 +33,7 @@ CLUSTERCHECK = DOCKER_DIR / "galera" / "clustercheck.sh"
 HAPROXY_CFG = DOCKER_DIR / "haproxy" / "haproxy.cfg"
 
 GALERA_NODES = ("galera1", "galera2", "galera3")
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "beat", "sequencer")
 ONE_SHOT_SERVICES = ("migrate",)
 EXPECTED_SERVICES = (*GALERA_NODES, "haproxy", "kafka", "redis", *ONE_SHOT_SERVICES, *APP_SERVICES)
 LONG_RUNNING_SERVICES = tuple(s for s in EXPECTED_SERVICES if s not in ONE_SHOT_SERVICES)
@@ -42,17 +42,21 @@ APP_SECRETS = (
     "SECRET_KEY",
     "VAULT_KEYS",
     "CARD_FINGERPRINT_KEY",
-    "AUDIT_SIGNING_KEY",
-    "AUDIT_SIGNING_KEY_ID",
+    "AUDIT_PUBLIC_KEY",
 )
-SECRET_VARIABLES = (*APP_SECRETS, "PAYFLOW_DB_PASSWORD", "MARIADB_ROOT_PASSWORD")
+SECRET_VARIABLES = (
+    *APP_SECRETS,
+    "PAYFLOW_DB_PASSWORD",
+    "MARIADB_ROOT_PASSWORD",
+    "AUDIT_SIGNING_KEY_FILE",
+)
 # Well-formed but worthless values: `docker compose config` only needs them to be set.
 DUMMY_SECRETS = {
     "SECRET_KEY": "x" * 64,
     "VAULT_KEYS": "1:" + "A" * 43 + "=",
     "CARD_FINGERPRINT_KEY": "B" * 43 + "=",
-    "AUDIT_SIGNING_KEY": "C" * 43 + "=",
-    "AUDIT_SIGNING_KEY_ID": "test-audit-1",
+    "AUDIT_PUBLIC_KEY": "payflow.test/audit+fe41b70c+AWIzc27ToPjqAbCsK3e9Qzis0hYhcuVSvVsg31wW9NxJ",
+    "AUDIT_SIGNING_KEY_FILE": "/dev/null",
     "PAYFLOW_DB_PASSWORD": "test-db-password",
     "MARIADB_ROOT_PASSWORD": "test-root-password",
 }
@@ -260,7 +264,21 @@ def test_app_services_share_one_configuration_through_a_yaml_anchor():
 
     assert re.search(r"^x-app[\w-]*: &app\b", text, re.MULTILINE)
     for name in (*ONE_SHOT_SERVICES, *APP_SERVICES):
-        assert service(name)["environment"] == service("web")["environment"]
+        environment = dict(service(name)["environment"])
+        if name == "sequencer":  # the same, plus where its signing key is
+            assert environment.pop("AUDIT_SIGNING_KEY_FILE") == "/run/secrets/audit_signing_key"
+        assert environment == service("web")["environment"]
+
+
+def test_only_the_sequencer_is_given_the_audit_signing_key():
+    for name in (*ONE_SHOT_SERVICES, *APP_SERVICES):
+        environment = service(name)["environment"]
+        assert "AUDIT_SIGNING_KEY" not in environment, name
+        has_secret = "audit_signing_key" in service(name).get("secrets", [])
+        assert has_secret == (name == "sequencer"), name
+    assert compose()["secrets"]["audit_signing_key"]["file"].startswith(
+        "${AUDIT_SIGNING_KEY_FILE:?"
+    )
 
 
 def test_app_services_reach_the_stack_through_the_environment():

@@ -11,7 +11,8 @@ client retries until it gets an answer. For every case:
 - exactly one money movement at the acquirer (the simulator's own book) and in the
   journal;
 - the object ends in a final state, every change has its one audit row and its one
-  outbox event (sequences 1..version), ``audit_verify`` and the ledger invariants pass.
+  outbox event (sequences 1..version), its entries chain to the row's ``audit_hash``, the
+  audit log verifies and reconciles once sequenced, and the ledger invariants pass.
 
 Reproduced before the fix: a worker killed during an 8 s acquirer call left the payment
 ``initiated`` forever, the retry got 409 until the claim expired and then created and
@@ -33,7 +34,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from audit.verify import verify_all
+from audit.verify import verify_log
 from ledger import ids
 from ledger.models import (
     AcquirerCommand,
@@ -48,6 +49,8 @@ from ledger.services.settlement import settlement_run
 from outbox.models import OutboxEvent
 from payflow.celery import app
 from payflow.models import IdempotencyRecord
+from payflow.platform import trail
+from tests.audit.conftest import sequence
 from tests.faults.conftest import RESULTS, TIMINGS, web_env
 from tests.infra.gunicorn import Gunicorn
 from tests.ledger.conftest import pay
@@ -165,10 +168,23 @@ def _the_object(flow: str, context: dict, public_id: str) -> Transaction:
     return obj
 
 
+def _chain(object_type: str, object_id: str) -> list[AuditEntry]:
+    """The object's entries, checked to form one chain from genesis."""
+    entries = list(
+        AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("id")
+    )
+    prev = trail.GENESIS_HASH
+    for entry in entries:
+        assert entry.prev_hash == prev, f"{object_type} {object_id}: chain broken at {entry.id}"
+        prev = entry.hash
+    return entries
+
+
 def _check_every_change_recorded_once(merchant) -> None:
     for txn in Transaction.objects.filter(merchant=merchant):
-        audit = AuditEntry.objects.filter(object_type="ledger.transaction", object_id=str(txn.pk))
-        assert audit.count() == txn.version, f"{txn}: {audit.count()} audit rows"
+        audit = _chain("ledger.transaction", str(txn.pk))
+        assert len(audit) == txn.version, f"{txn}: {len(audit)} audit entries"
+        assert txn.audit_hash == audit[-1].hash, f"{txn}: audit_hash is not its latest entry"
         sequences = list(
             OutboxEvent.objects.filter(aggregate_id=str(txn.pk))
             .order_by("sequence")
@@ -176,8 +192,9 @@ def _check_every_change_recorded_once(merchant) -> None:
         )
         assert sequences == list(range(1, txn.version + 1)), f"{txn}: events {sequences}"
     for command in AcquirerCommand.objects.filter(transaction__merchant=merchant):
-        audit = AuditEntry.objects.filter(object_id=str(command.pk))
-        assert audit.count() == command.version, f"{command}: {audit.count()} audit rows"
+        audit = _chain("ledger.acquirercommand", str(command.pk))
+        assert len(audit) == command.version, f"{command}: {len(audit)} audit entries"
+        assert command.audit_hash == audit[-1].hash, f"{command}: audit_hash is not its latest"
         assert command.status == "succeeded"
 
 
@@ -209,7 +226,9 @@ def _check_one_effect(flow: str, context: dict, status: int, body: dict, expecte
     assert kinds == ([expected.journal] if expected.journal else [])
     row["journal"] = f"1 {expected.journal}" if expected.journal else "none"
     _check_every_change_recorded_once(context["merchant"])
-    assert verify_all().ok
+    sequence()  # the sequencer appends what the killed and the retried requests committed
+    verification = verify_log()
+    assert verification.ok, verification.as_dict()
     report = ledger_check_invariants()
     assert report.ok, report.problems
     row["verdict"] = "all pass"

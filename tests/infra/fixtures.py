@@ -263,7 +263,14 @@ def truncate_audit_tables_when_flushing():
     from django.db.backends.mysql.operations import DatabaseOperations
 
     original = DatabaseOperations.sql_flush
-    audit_tables = {"audit_auditentry", "audit_auditcheckpoint", "audit_retentionpurge"}
+    audit_tables = {
+        "audit_auditentry",
+        "audit_logleaf",
+        "audit_lognode",
+        "audit_checkpoint",
+        "audit_cosignature",
+        "audit_retentionpurge",
+    }
 
     def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
         audited = [table for table in tables if table in audit_tables]

@@ -3,10 +3,13 @@
 import pytest
 from django.contrib.auth.models import Group
 
+from audit.models import AuditEntry
+from ledger.events import EventType
 from ledger.models import JournalLine, Merchant, Transaction
 from ledger.services.merchants import merchant_create
-from ledger.signals import SignalOutsideTransaction, ledger_changed, send_change
-from payflow.platform import db
+from ledger.services.transitions import row_compare_and_set
+from ledger.signals import SignalOutsideTransaction, insert_audited, ledger_changed
+from payflow.platform import context, db
 from payflow.platform.guards import UnsanctionedWrite
 from tests.ledger.conftest import pay
 
@@ -68,9 +71,30 @@ def test_a_receiver_that_fails_aborts_the_change():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_signal_sent_outside_a_transaction_is_refused(merchant):
-    with pytest.raises(SignalOutsideTransaction):
-        send_change(merchant, action="update", event_type="x", old_values={}, new_values={})
+def test_an_audited_write_outside_a_transaction_is_refused_and_writes_nothing(merchant, recorded):
+    # given: no transaction open (its entry would be staged for a COMMIT that never comes)
+    entries = AuditEntry.objects.count()
+    latest = merchant.audit_hash
+    with context.replaced(context.AuditContext(**context.system_actor("test:outside"))):
+        # when: an insert and a compare-and-set are attempted outside any transaction
+        with pytest.raises(SignalOutsideTransaction, match="inside a transaction"):
+            insert_audited(Merchant(name="Outside"), event_type=EventType.MERCHANT_CREATED)
+        with pytest.raises(SignalOutsideTransaction, match="inside a transaction"):
+            row_compare_and_set(
+                Merchant.objects.get(pk=merchant.pk),
+                event_type=EventType.MERCHANT_SUSPENDED,
+                status="suspended",
+            )
+    # then: no row, no change, no entry, no signal
+    assert not Merchant.objects.filter(name="Outside").exists()
+    stored = Merchant.objects.get(pk=merchant.pk)
+    assert (stored.status, stored.version, stored.audit_hash) == (
+        merchant.status,
+        merchant.version,
+        latest,
+    )
+    assert AuditEntry.objects.count() == entries
+    assert recorded == []
 
 
 @pytest.mark.django_db

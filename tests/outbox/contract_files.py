@@ -47,9 +47,12 @@ def published_aggregates() -> list[str]:
 
 def rendered_schemas() -> dict[Path, str]:
     audit_entry = _schema("audit_entry.json")
-    audit_entry["properties"]["action"]["enum"] = [action.value for action in Action]
+    entry = audit_entry["properties"]["entry"]["properties"]
+    entry["action"]["enum"] = [action.value for action in Action]
     envelope = _schema("envelope.json")
-    envelope["properties"]["aggregate"]["properties"]["type"]["enum"] = published_aggregates()
+    envelope["properties"]["aggregate"]["properties"]["type"]["enum"] = [
+        aggregate for aggregate in published_aggregates() if aggregate != "audit_log"
+    ]
     return {
         SCHEMAS / "audit_entry.json": _dumped(audit_entry),
         SCHEMAS / "envelope.json": _dumped(envelope),
@@ -63,6 +66,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def _schema_link(event: EventType) -> str:
+    if event.schema is None:
+        return "the signed note (text)"
     return f"[{event.schema}](../outbox/schemas/{event.schema})"
 
 

@@ -1,44 +1,60 @@
-"""Audit rows and checkpoints reach Kafka, where a consumer can re-verify them."""
+"""The sequencer publishes the log to Kafka in log order; a consumer re-verifies it there
+with the public key alone (issue 15: ``audit.events`` from the log, not the outbox)."""
+
+import base64
+import json
 
 import pytest
 from django.conf import settings
-from django.utils.dateparse import parse_datetime
 
-from audit import signing
-from audit.chain import canonical_bytes, entry_hash
-from audit.checkpoints import audit_checkpoint_create
-from audit.models import AuditEntry
+from audit import merkle, tlog
+from audit.models import AuditEntry, LogPublication
+from ledger.services.refunds import refund_create
+from payflow.platform import kafka, trail
+from tests.audit.conftest import sequence, test_sequencer
 from tests.ledger.conftest import pay
-from tests.outbox.conftest import envelopes
-from tests.waiting import drain_outbox
 
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
 
-def test_audit_rows_and_a_checkpoint_reach_kafka_and_reverify_there(broker, merchant):
-    # (broker first: it sets the per-test topic prefix the merchant's events are written with)
-    pay(merchant, amount=1234)
-    audit_checkpoint_create()
-    drain_outbox(60)
+def consumed(broker, topic, expected):
+    return broker.consume([kafka.topic(topic)], expected=expected, timeout=20)
 
+
+def test_the_log_reaches_kafka_in_order_and_reverifies_there(broker, merchant):
+    # (broker first: it sets the per-test topic prefix)
+    payment = pay(merchant, amount=1234)
+    refund_create(payment=payment, amount=34)
+    sequence(publish=True)
     total = AuditEntry.objects.count()
-    rows, _ = envelopes(broker, ["audit.events"], expected=total)
-    [checkpoint], _ = envelopes(broker, ["audit.checkpoints"], expected=1)
-    assert len(rows) == total
-    # a consumer rebuilds every lane from the messages and recomputes each hash link
-    lanes: dict[int, list[dict]] = {}
-    for envelope in rows:
-        lanes.setdefault(envelope["payload"]["lane"], []).append(envelope["payload"])
-    for lane_rows in lanes.values():
-        previous = "0" * 64
-        for row in sorted(lane_rows, key=lambda r: r["seq"]):
-            assert row["prev_hash"] == previous
-            fields = dict(row)
-            fields["created_at"] = parse_datetime(row["created_at"])
-            assert entry_hash(previous, canonical_bytes(fields)) == row["hash"]
-            previous = row["hash"]
-    # and checks the signed checkpoint with the public key only
-    public_key = signing.public_key_from_seed(settings.AUDIT_SIGNING_KEY)
-    assert signing.verify_checkpoint(checkpoint["payload"], public_key)
-    heads = {h["lane"]: h["hash"] for h in checkpoint["payload"]["body"]["lanes"] if h["seq"]}
-    assert heads == {lane: max(r, key=lambda x: x["seq"])["hash"] for lane, r in lanes.items()}
+    messages = consumed(broker, "audit.events", total)
+    values = [json.loads(message.value()) for message in messages]
+    assert [value["index"] for value in values] == list(range(total))
+    assert {message.key() for message in messages} == {b"payflow.test/audit"}
+    # a consumer re-checks every entry, every object's chain and the signed root
+    tips = {}
+    for value in values:
+        body = base64.b64decode(value["body"])
+        assert json.loads(body) == value["entry"]
+        assert trail.entry_hash(value["prev_hash"], body) == value["hash"]
+        key = (value["entry"]["object_type"], value["entry"]["object_id"])
+        assert value["prev_hash"] == tips.get(key, trail.GENESIS_HASH)
+        tips[key] = value["hash"]
+    [note] = consumed(broker, "audit.checkpoints", 1)
+    signed = tlog.verify_note(note.value().decode(), tlog.Verifier(settings.AUDIT_PUBLIC_KEY))
+    assert signed.size == total
+    assert signed.root == merkle.merkle_root(bytes.fromhex(v["hash"]) for v in values)
+
+
+def test_publishing_resumes_from_the_last_published_index(broker, merchant):
+    pay(merchant)
+    sequence(publish=True)
+    first = AuditEntry.objects.count()
+    assert LogPublication.objects.get().entries == first
+    pay(merchant, amount=999)
+    sequence(publish=True)
+    total = AuditEntry.objects.count()
+    values = [json.loads(m.value()) for m in consumed(broker, "audit.events", total)]
+    assert [value["index"] for value in values] == list(range(total))  # no repeat, no gap
+    assert LogPublication.objects.get().entries == total
+    assert test_sequencer  # (the fixture module's helper, for readers)

@@ -1,12 +1,16 @@
-"""Every event the ledger emits validates against the published JSON schemas."""
+"""Every event the ledger emits validates against the published JSON schemas: the outbox's
+envelopes, and the audit sequencer's ``audit.events`` messages."""
 
 import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from jsonschema import Draft202012Validator
 
-from audit.checkpoints import audit_checkpoint_create
+from audit import tlog
+from audit.models import AuditEntry, Checkpoint
+from audit.sequencer import log_size, published_messages
 from ledger.events import EventType
 from ledger.services.payments import payment_cancel
 from ledger.services.payouts import payout_create
@@ -14,6 +18,7 @@ from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
 from outbox import events
 from outbox.models import OutboxEvent
+from tests.audit.conftest import sequence
 from tests.ledger.conftest import pay
 
 SCHEMAS = Path(events.__file__).parent / "schemas"
@@ -54,20 +59,32 @@ def emit_every_kind_of_event(merchant):
 
 def test_every_emitted_event_validates_against_its_schema(merchant):
     emit_every_kind_of_event(merchant)
-    audit_checkpoint_create()
+    sequence()
     emitted = list(OutboxEvent.objects.order_by("id"))
     kinds = {event.aggregate_type for event in emitted}
-    assert {"payment", "refund", "chargeback", "payout", "audit_lane", "audit_checkpoint"} <= kinds
+    # the outbox carries the transactions only: the audit log is the sequencer's to publish
+    assert kinds == {"payment", "refund", "chargeback", "payout"}
     for event in emitted:
         envelope = json.loads(json.dumps(events.envelope(event)))
         assert envelope_errors(envelope) == [], event.event_type
+    # audit.events: one message per leaf, each valid against audit_entry.json
+    messages = [json.loads(value) for _, value in published_messages(0, log_size())]
+    assert [message["index"] for message in messages] == list(range(AuditEntry.objects.count()))
+    validator = _validator(EventType.AUDIT_ENTRY_RECORDED.schema)
+    for message in messages:
+        errors = sorted(error.message for error in validator.iter_errors(message))
+        assert errors == [], message["entry"]["event_type"]
+    # audit.checkpoints: the signed note of the whole log, verifying with the public key
+    note = Checkpoint.objects.get(size=len(messages)).note
+    assert tlog.verify_note(note, tlog.Verifier(settings.AUDIT_PUBLIC_KEY)).size == len(messages)
 
 
 def test_every_emitted_event_type_is_documented(merchant):
     emit_every_kind_of_event(merchant)
-    audit_checkpoint_create()
     documented = DOCUMENTED.read_text()
-    for event_type in set(OutboxEvent.objects.values_list("event_type", flat=True)):
+    published = set(OutboxEvent.objects.values_list("event_type", flat=True))
+    recorded = set(AuditEntry.objects.values_list("event_type", flat=True))
+    for event_type in published | recorded | {str(topic) for topic in events.ALL_TOPICS}:
         assert f"`{event_type}`" in documented, event_type
 
 

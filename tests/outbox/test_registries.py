@@ -2,12 +2,14 @@
 
 The real services produce every event type and every audit action listed (operator actions,
 the retention purge and failed logins included); each one validates against its published
-schema; nothing is emitted or recorded that the registries do not list; and the schemas and
-docs/events.md say what the registries say.
+schema (an outbox envelope, or the sequencer's ``audit.events`` message); nothing is emitted
+or recorded that the registries do not list; and the schemas and docs/events.md say what
+the registries say.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import inspect
 import json
@@ -17,13 +19,13 @@ import pytest
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
+from audit import tlog
 from audit.actions import AUDIT_EVENTS, OPERATOR_ACTIONS, Action, UnknownAction
 from audit.archive import audit_archive
-from audit.checkpoints import audit_checkpoint_create
-from audit.models import AuditEntry
+from audit.models import AuditEntry, Checkpoint
 from audit.retention import audit_retention_purge, legal_hold_place, legal_hold_release
+from audit.sequencer import log_size, published_messages
 from audit.services import audit_record
-from audit.signals import audit_recorded
 from ledger.events import EventType, Topic
 from ledger.models import Transaction
 from ledger.services.api_keys import api_key_create, api_key_revoke
@@ -39,17 +41,25 @@ from ledger.signals import ledger_changed
 from outbox import events
 from outbox.models import EventStatus, OutboxEvent
 from payflow import login_guard, operations
-from payflow.platform import db
+from payflow.platform import db, trail
 from tests.audit.chainseed import seed_chain
+from tests.audit.conftest import sequence
 from tests.ledger.conftest import pay
 from tests.outbox import contract_files
 from tests.outbox.test_contract import emit_every_kind_of_event
 
 SCHEMAS = Path(events.__file__).parent / "schemas"
-LEDGER_MIGRATIONS = Path(Transaction._meta.app_config.path) / "migrations"
+ROOT = Path(__file__).resolve().parents[2]
+SEEDED = "audit.seed"  # tests.audit.chainseed's entries: written by no service
 
-#: Listed, but no service can be driven to emit it: only a migration does.
-NOT_DRIVEN = {EventType.ACCOUNT_MERGED: "0002_account_owner.py"}
+#: Listed, but nothing running today records them: the lane-era ledger 0002 merged
+#: duplicate platform accounts as ``account.merged`` rows with action ``delete`` (it
+#: refuses now), and audit 0008 closes a migrated lane trail with ``audit.lanes_migrated``
+#: (action ``migrate``). A log migrated from the lanes holds such entries, so they stay
+#: listed and ``audit.events`` consumers must accept them.
+NOT_DRIVEN = {EventType.ACCOUNT_MERGED: "ledger/migrations/0002_account_owner.py"}
+NOT_DRIVEN_AUDIT = {"audit.lanes_migrated": "audit/migrations/0008_transparency_log.py"}
+NOT_DRIVEN_ACTIONS = {Action.DELETE, Action.MIGRATE}
 DECLINED = "4000000000000002"
 REFUND_REFUSED = "4000000000005126"
 NEW_VAULT_KEY = bytes(range(100, 132))
@@ -66,24 +76,21 @@ def schema_errors(schema: str, document: dict) -> list[str]:
 
 @pytest.fixture
 def emitted():
-    """Every ledger change signalled and every audit row recorded while the test runs."""
-    seen: dict[str, list] = {"changes": [], "entries": []}
+    """Every ledger change signalled while the test runs (the audit entries are read from
+    their rows afterwards: ``AuditEntry`` is the only record of them)."""
+    seen: dict[str, list] = {"changes": []}
 
     def on_change(sender, instance, action, event_type, new_values, **kwargs):
         seen["changes"].append((sender, action, str(event_type), new_values))
 
-    def on_entry(sender, entry, **kwargs):
-        seen["entries"].append(entry)
-
     ledger_changed.connect(on_change, dispatch_uid="test-registries-changes")
-    audit_recorded.connect(on_entry, dispatch_uid="test-registries-entries")
     yield seen
     ledger_changed.disconnect(dispatch_uid="test-registries-changes")
-    audit_recorded.disconnect(dispatch_uid="test-registries-entries")
 
 
 def purge_old_archived_rows(settings, tmp_path):
-    """A lane with rows past retention, archived, then purged (``audit.retention_purged``)."""
+    """Entries past retention, first in the log, archived, then purged
+    (``audit.retention_purged``)."""
     settings.STORAGES = {
         **settings.STORAGES,
         "audit_archive": {
@@ -94,10 +101,10 @@ def purge_old_archived_rows(settings, tmp_path):
     settings.AUDIT_SEGMENT_MAX_ROWS = 10
     now = timezone.now()
     year = datetime.timedelta(days=365)
-    seed_chain(20, start=now - 9 * year, end=now - 8 * year, lanes=[0])
-    seed_chain(5, start=now - datetime.timedelta(days=2), end=now, lanes=[0])
-    audit_checkpoint_create()
-    audit_archive(now=now, lanes=[0])
+    seed_chain(20, start=now - 9 * year, end=now - 8 * year, objects=4, object_type=SEEDED)
+    seed_chain(5, start=now - datetime.timedelta(days=2), end=now, objects=4, object_type=SEEDED)
+    sequence()
+    assert audit_archive(now=now).segments == 2
     assert audit_retention_purge(now=now).segments == 2
 
 
@@ -115,7 +122,6 @@ def drive_the_ledger(merchant, settings):
     settings.VAULT_KEYS = {**settings.VAULT_KEYS, max(settings.VAULT_KEYS) + 1: NEW_VAULT_KEY}
     assert vault_keys_register()
     assert vault_reencrypt_batch().reencrypted >= 1
-    audit_checkpoint_create()
 
 
 def operator_drivers(merchant) -> dict:
@@ -201,17 +207,23 @@ def drive_the_audit_itself(merchant):
 def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schema(
     emitted, settings, tmp_path
 ):
-    # given a clean slate, when every service that writes a listed event or row runs (the
-    # purge first: it archives a lane's oldest rows, which must come before any real one)
+    # given a clean slate, when every service that writes a listed event or entry runs (the
+    # purge first: it archives the log's oldest entries, which must come before any real one)
     first_event = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    first_entry = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     purge_old_archived_rows(settings, tmp_path)
     merchant = merchant_create(name="Registry Shop", default_currency="EUR")
     drive_the_audit_itself(merchant)
     drive_the_ledger(merchant, settings)
     drive_the_operators(merchant)
+    sequence()  # every entry into the log, as the sequencer publishes it to audit.events
     outbox = OutboxEvent.objects.order_by("id")
     if first_event is not None:
         outbox = outbox.filter(id__gt=first_event)
+    entries = list(
+        AuditEntry.objects.filter(id__gt=first_entry).exclude(object_type=SEEDED).order_by("id")
+    )
+    messages = [json.loads(value) for _, value in published_messages(0, log_size())]
 
     # then every ledger change names a listed event type, and a transaction's on its topic
     for sender, action, event_type, new_values in emitted["changes"]:
@@ -222,16 +234,27 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
             assert listed.schema == "transaction.json", event_type
         else:
             assert listed.topic is None, event_type
-    # every audit row has a listed action and event type, and validates as mirrored
-    for entry in emitted["entries"]:
+    # every audit entry has a listed action and event type
+    for entry in entries:
         assert entry.action in Action.values, entry.event_type
         own = AUDIT_EVENTS.get(entry.event_type)
         if own is not None:
             assert entry.action == own.action, entry.event_type
         else:
             EventType(entry.event_type)  # ValueError if it is not listed
-        payload = json.loads(json.dumps(events.audit_entry_payload(entry)))
-        assert schema_errors("audit_entry.json", payload) == [], entry.event_type
+    # every live entry reaches audit.events, and each message validates as published
+    assert EventType.AUDIT_ENTRY_RECORDED.schema == "audit_entry.json"
+    assert {message["hash"] for message in messages} == set(
+        AuditEntry.objects.values_list("hash", flat=True)
+    )
+    by_hash = {entry.hash: entry for entry in entries}
+    for message in messages:
+        assert schema_errors("audit_entry.json", message) == [], message["entry"]["event_type"]
+        body = base64.b64decode(message["body"])
+        assert json.loads(body) == message["entry"]
+        assert trail.entry_hash(message["prev_hash"], body) == message["hash"]
+        if message["hash"] in by_hash:
+            assert message["entry"] == by_hash[message["hash"]].fields
     # every outbox event: the envelope, and the payload against its event type's schema
     for event in outbox:
         listed = EventType(event.event_type)
@@ -241,39 +264,93 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
         assert event.topic == events.full_topic(listed.topic), event.event_type
         assert event.aggregate_type == listed.aggregate, event.event_type
 
-    # and each registry is covered: every listed name was produced by a real service
+    # and each registry is covered: every listed name was produced by a real service (the
+    # two audit.* event types by the sequencer, above)
     produced = {str(event_type) for _, _, event_type, _ in emitted["changes"]}
     produced |= set(outbox.values_list("event_type", flat=True))
+    produced |= {EventType.AUDIT_ENTRY_RECORDED} if messages else set()
+    latest = Checkpoint.objects.order_by("-size").first()
+    signed = tlog.verify_note(latest.note, tlog.Verifier(settings.AUDIT_PUBLIC_KEY))
+    if signed.size == log_size():
+        produced.add(EventType.AUDIT_CHECKPOINT_SIGNED)
     assert sorted(set(EventType) - set(NOT_DRIVEN) - produced) == []
-    recorded = {entry.event_type for entry in emitted["entries"]}
-    assert sorted(set(AUDIT_EVENTS) - recorded) == []
-    assert {entry.action for entry in emitted["entries"]} >= set(Action) - {Action.DELETE}
-    assert sum(entry.event_type.startswith("operator.") for entry in emitted["entries"]) == 12
+    recorded = {entry.event_type for entry in entries}
+    assert sorted(set(AUDIT_EVENTS) - set(NOT_DRIVEN_AUDIT) - recorded) == []
+    assert {entry.action for entry in entries} >= set(Action) - NOT_DRIVEN_ACTIONS
+    assert sum(entry.event_type.startswith("operator.") for entry in entries) == 12
 
 
-def test_what_no_service_emits_is_still_where_the_registry_says():
-    for event_type, migration in NOT_DRIVEN.items():
-        assert f'"{event_type}"' in (LEDGER_MIGRATIONS / migration).read_text()
-        assert EventType(event_type).topic is None
-    # the merged duplicate's row is a delete: the one action no service records
-    assert '"delete"' in (LEDGER_MIGRATIONS / NOT_DRIVEN[EventType.ACCOUNT_MERGED]).read_text()
+def test_what_nothing_records_any_more_is_still_listed_and_accepted_on_audit_events():
+    # where it came from: the lane-era merge (ledger 0002 now refuses and names the release
+    # that merged), and audit 0008's closing entry
+    merge = (ROOT / NOT_DRIVEN[EventType.ACCOUNT_MERGED]).read_text()
+    assert "0233949" in merge
+    assert "account.merged" in merge
+    assert EventType.ACCOUNT_MERGED.topic is None
+    for event_type, migration in NOT_DRIVEN_AUDIT.items():
+        source = (ROOT / migration).read_text()
+        assert f'"{event_type}"' in source
+        assert f'"{AUDIT_EVENTS[event_type].action.value}"' in source
+    # a migrated log holds such entries: audit.events consumers must accept them
+    for event_type, action, old, new in [
+        (
+            "account.merged",
+            Action.DELETE,
+            {"id": "7", "kind": "acquirer_clearing", "currency": "CHF"},
+            {"merged_into": "3", "moved_lines": ["41"]},
+        ),
+        ("audit.lanes_migrated", Action.MIGRATE, None, {"entries": "12", "lanes": []}),
+    ]:
+        fields = {
+            "action": action.value,
+            "actor": {"id": "migration", "label": "migration", "type": "system"},
+            "created_at": timezone.now(),
+            "event_type": event_type,
+            "ip": "",
+            "new": new,
+            "object_id": "7",
+            "object_type": "ledger.account",
+            "old": old,
+            "reason": "",
+            "request_id": "",
+            "task_id": "",
+            "user_agent": "",
+        }
+        body = trail.encode_body(fields)
+        message = {
+            "body": base64.b64encode(body).decode(),
+            "entry": json.loads(body),
+            "hash": trail.entry_hash(trail.GENESIS_HASH, body),
+            "index": 0,
+            "prev_hash": trail.GENESIS_HASH,
+        }
+        assert schema_errors("audit_entry.json", message) == [], event_type
 
 
 def test_every_published_event_type_has_a_schema_and_every_transaction_type_its_created():
     for event_type in EventType:
-        if event_type.topic is not None:
+        envelope = {
+            "event_id": "01a1ffa0-b350-754f-95df-7bca0353cfd6",
+            "type": str(event_type),
+            "schema_version": events.SCHEMA_VERSION,
+            "aggregate": {"type": event_type.aggregate, "id": "x"},
+            "sequence": 1,
+            "occurred_at": "2026-11-21T19:41:24.180214+00:00",
+            "payload": {},
+        }
+        if event_type.aggregate == "audit_log":
+            # the sequencer's, not the outbox's: no envelope; audit.events messages follow
+            # audit_entry.json, an audit.checkpoints message is the signed note's text
+            assert event_type.topic in (Topic.AUDIT_EVENTS, Topic.AUDIT_CHECKPOINTS)
+            assert not _validator("envelope.json").is_valid(envelope), event_type
+            if event_type.topic == Topic.AUDIT_EVENTS:
+                assert event_type.schema == "audit_entry.json"
+                assert (SCHEMAS / event_type.schema).is_file(), event_type
+            else:
+                assert event_type.schema is None, event_type
+        elif event_type.topic is not None:
             assert (SCHEMAS / event_type.schema).is_file(), event_type
-            assert _validator("envelope.json").is_valid(
-                {
-                    "event_id": "01a1ffa0-b350-754f-95df-7bca0353cfd6",
-                    "type": str(event_type),
-                    "schema_version": events.SCHEMA_VERSION,
-                    "aggregate": {"type": event_type.aggregate, "id": "x"},
-                    "sequence": 1,
-                    "occurred_at": "2026-11-21T19:41:24.180214+00:00",
-                    "payload": {},
-                }
-            ), event_type
+            assert _validator("envelope.json").is_valid(envelope), event_type
         else:
             assert event_type.schema is None, event_type
     transaction_types = json.loads((SCHEMAS / "transaction.json").read_text())

@@ -25,13 +25,26 @@ def history(obj_type, obj_id, **filters):
     return AuditEntry.objects.filter(object_type=obj_type, object_id=str(obj_id), **filters)
 
 
+def recorded(obj_type, obj_id, *names, **filters):
+    """(event_type, and each of ``names`` from the entry's bytes) per entry, oldest first;
+    ``actor_label``/``actor_type`` read the entry's actor."""
+    found = []
+    for entry in history(obj_type, obj_id, **filters).order_by("id"):
+        fields = entry.fields
+        values = [entry.event_type]
+        for name in names:
+            values.append(fields["actor"][name[6:]] if name.startswith("actor_") else fields[name])
+        found.append(tuple(values))
+    return found
+
+
 def test_the_roles_migration_creates_both_groups_with_view_only_for_auditors():
     auditor = Group.objects.get(name="auditor")
     operator = Group.objects.get(name="operator")
     assert auditor.permissions.exists()
     assert not auditor.permissions.exclude(codename__startswith="view_").exists()
     assert operator.permissions.filter(codename="change_transaction").exists()
-    assert not operator.permissions.filter(codename="view_auditcheckpoint").exists()
+    assert not operator.permissions.filter(codename="view_checkpoint").exists()
     assert not operator.permissions.filter(codename__startswith="delete_").exists()
 
 
@@ -86,15 +99,19 @@ def test_an_operator_refund_is_audited_with_the_operator_and_the_reason(client, 
     assert response.status_code == 302, response.content.decode()
     payment.refresh_from_db()
     assert payment.refunded_amount == 1200
-    rows = history("ledger.transaction", payment.pk, actor_label="olivia")
-    assert sorted(rows.values_list("event_type", flat=True)) == [
+    rows = [
+        row
+        for row in recorded("ledger.transaction", payment.pk, "actor_label", "reason", "actor_type")
+        if row[1] == "olivia"
+    ]
+    assert sorted(row[0] for row in rows) == [
         "operator.refund_create",
         "payment.partially_refunded",
     ]
-    assert set(rows.values_list("reason", flat=True)) == {"customer returned a pair"}
-    assert set(rows.values_list("actor_type", flat=True)) == {"user"}
+    assert {row[2] for row in rows} == {"customer returned a pair"}
+    assert {row[3] for row in rows} == {"user"}
     refund = Transaction.objects.get(parent=payment)
-    assert history("ledger.transaction", refund.pk).first().actor_label == "olivia"
+    assert recorded("ledger.transaction", refund.pk, "actor_label")[0][1] == "olivia"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +179,9 @@ def test_capture_cancel_and_chargeback_call_the_ledger_services(client, operator
     assert Transaction.objects.get(pk=to_capture.pk).captured_amount == 2500
     assert Transaction.objects.get(pk=to_cancel.pk).status == "cancelled"
     assert Transaction.objects.get(pk=to_charge_back.pk).charged_back_amount == 3000
-    assert history("ledger.transaction", to_cancel.pk, event_type="payment.cancelled").get().reason
+    assert recorded("ledger.transaction", to_cancel.pk, "reason", event_type="payment.cancelled")[
+        0
+    ][1]
     refused = client.post(
         f"{base}/{to_cancel.pk}/capture/", {"reason": "again", "expected_version": "3"}
     )
@@ -203,7 +222,7 @@ def test_nobody_edits_or_deletes_an_audit_row_through_the_admin(client, superuse
     assert 'name="reason"' not in view.content.decode()
     assert change.status_code == delete.status_code == add.status_code == 403
     assert bulk.status_code == 200  # the list again: delete_selected is no action here
-    assert AuditEntry.objects.get(pk=entry.pk).reason == entry.reason
+    assert bytes(AuditEntry.objects.get(pk=entry.pk).body) == bytes(entry.body)
 
 
 def test_card_tokens_show_brand_last4_and_expiry_only(client, operator, merchant):
@@ -251,9 +270,7 @@ def test_an_operator_creates_a_merchant_issues_a_key_once_and_revokes_it(client,
     assert not ApiKey.objects.get(pk=key.pk).is_active
     assert again.status_code == 400
     assert "already revoked" in again.content.decode()
-    assert list(
-        history("ledger.apikey", key.pk).order_by("seq").values_list("event_type", "reason")
-    ) == [
+    assert recorded("ledger.apikey", key.pk, "reason") == [
         ("api_key.created", "onboarding"),
         ("api_key.revoked", "leaked"),
         ("operator.api_key_revoke", "leaked"),
@@ -278,12 +295,9 @@ def test_requeueing_a_dead_event_is_audited_with_the_operator_and_reason(
     assert OutboxEvent.objects.get(pk=event.pk).status == EventStatus.PENDING
     assert again.status_code == 400
     assert "not dead" in again.content.decode()
-    row = history("outbox.outboxevent", event.pk).get()
-    assert (row.event_type, row.actor_label, row.reason) == (
-        "operator.outbox_requeue",
-        "olivia",
-        "fixed schema",
-    )
+    assert recorded("outbox.outboxevent", event.pk, "actor_label", "reason") == [
+        ("operator.outbox_requeue", "olivia", "fixed schema")
+    ]
 
 
 def test_the_beat_schedule_is_visible_to_operators_with_every_job(client, operator, settings):
@@ -329,11 +343,7 @@ def test_an_operator_pauses_and_resumes_a_job_with_a_reason_and_it_is_audited(
     )
     assert resumed.status_code == 302
     assert JobRun.objects.get(job="settlement").paused_at is None
-    assert list(
-        history("payflow.jobrun", "settlement")
-        .order_by("seq")
-        .values_list("event_type", "actor_label", "reason")
-    ) == [
+    assert recorded("payflow.jobrun", "settlement", "actor_label", "reason") == [
         ("operator.job_pause", "olivia", "bank holiday"),
         ("operator.job_resume", "olivia", "holiday over"),
     ]
@@ -347,7 +357,7 @@ def test_an_operator_pauses_and_resumes_a_job_with_a_reason_and_it_is_audited(
 
 def test_operators_cannot_see_checkpoints_or_auditor_pages(client, operator):
     client.force_login(operator)
-    assert client.get("/admin/audit/auditcheckpoint/").status_code == 403
+    assert client.get("/admin/audit/checkpoint/").status_code == 403
     assert client.get("/audit/").status_code == 403
 
 

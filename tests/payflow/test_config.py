@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from audit import tlog
 from payflow import config
 
 GOOD_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -20,12 +21,12 @@ GOOD = {
     "SECRET_KEY": "x7Rk2mPq9Lw4Zt8Nv3Bc6Fh1Jd5Gs0Ya" * 2,
     "VAULT_KEYS": f"1:{GOOD_KEY}",
     "CARD_FINGERPRINT_KEY": GOOD_KEY,
-    "AUDIT_SIGNING_KEY": GOOD_KEY,
+    "AUDIT_PUBLIC_KEY": "payflow.test/audit+fe41b70c+AWIzc27ToPjqAbCsK3e9Qzis0hYhcuVSvVsg31wW9NxJ",
 }
 
 
 def load(monkeypatch, debug=False, **values):
-    for name in [*GOOD, "AUDIT_SIGNING_KEY_ID"]:
+    for name in [*GOOD, "AUDIT_SIGNING_KEY", "AUDIT_WITNESS_KEYS"]:
         monkeypatch.delenv(name, raising=False)
     for name, value in {**GOOD, **values}.items():
         if value is not None:
@@ -36,7 +37,8 @@ def load(monkeypatch, debug=False, **values):
 def test_good_secrets_load(monkeypatch):
     secrets = load(monkeypatch)
     assert secrets.vault_keys == {1: bytes(range(32))}
-    assert secrets.audit_signing_key_id == "audit-1"
+    assert secrets.audit_public_key == GOOD["AUDIT_PUBLIC_KEY"]
+    assert not hasattr(secrets, "audit_signing_key")  # the sequencer's alone
 
 
 @pytest.mark.parametrize("name", list(GOOD))
@@ -72,10 +74,17 @@ def test_a_malformed_vault_keyring_is_refused_with_the_reason(monkeypatch, value
         load(monkeypatch, VAULT_KEYS=value)
 
 
-def test_a_zero_audit_signing_key_is_refused(monkeypatch):
-    zero = base64.b64encode(bytes(32)).decode()
-    with pytest.raises(ImproperlyConfigured, match="AUDIT_SIGNING_KEY is not a random key"):
-        load(monkeypatch, AUDIT_SIGNING_KEY=zero)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not a key",
+        "payflow.test/audit+00000000+AWIzc27ToPjqAbCsK3e9Qzis0hYhcuVSvVsg31wW9NxJ",  # wrong id
+        "PRIVATE+KEY+payflow.test/audit+fe41b70c+ATB6Xy3s9OTpfv8TsixXGBBFFnuj+f/yGAViFa/fS3ee",
+    ],
+)
+def test_an_audit_public_key_that_is_not_a_verifier_key_is_refused(monkeypatch, value):
+    with pytest.raises(ImproperlyConfigured, match="AUDIT_PUBLIC_KEY is not a note verifier key"):
+        load(monkeypatch, AUDIT_PUBLIC_KEY=value)
 
 
 def test_the_development_env_has_fresh_valid_secrets_and_is_never_overwritten(
@@ -91,7 +100,14 @@ def test_the_development_env_has_fresh_valid_secrets_and_is_never_overwritten(
     assert values["DEBUG"] == "True"
     # the generated secrets would pass even the production checks
     load(monkeypatch, **{name: values[name] for name in GOOD})
-    other = tmp_path / "other.env"
+    # the log's signer key is beside it, for the sequencer alone, and matches the public key
+    signer = tlog.Signer((tmp_path / "audit-signing.key").read_text())
+    assert signer.verifier_key() == values["AUDIT_PUBLIC_KEY"]
+    assert "PRIVATE" not in first
+    assert oct((tmp_path / "audit-signing.key").stat().st_mode & 0o777) == "0o600"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    other = elsewhere / ".env"
     config.write_development_env(other)
     assert other.read_text() != first
 
@@ -170,10 +186,10 @@ def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):
         audited = connection.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0]
         assert audited >= 2  # the demo merchant and its API key, recorded
         for statement in (
-            "UPDATE audit_auditentry SET reason = 'x'",
+            "UPDATE audit_auditentry SET request_id = 'x'",
             "DELETE FROM audit_auditentry",
         ):
-            with pytest.raises(sqlite3.IntegrityError, match="audit rows"):
+            with pytest.raises(sqlite3.IntegrityError, match="audit"):
                 connection.execute(statement)
         assert connection.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0] == audited
         actors = connection.execute("SELECT DISTINCT actor_id FROM audit_auditentry").fetchall()

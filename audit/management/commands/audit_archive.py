@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.archive import audit_archive
@@ -8,30 +7,26 @@ from payflow.platform import context
 
 class Command(BaseCommand):
     help = (
-        "Archive audit rows older than AUDIT_ARCHIVE_AFTER to segment files (write, read "
-        "back, verify, then delete the live rows in small batches). Safe to rerun."
+        "Archive audit log entries older than AUDIT_ARCHIVE_AFTER to segment files (write, "
+        "read back, verify, then delete the live entries in small batches). Safe to rerun."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--lane", type=int, action="append", help="only these lanes")
         parser.add_argument("--as-of", help="act as if it were this moment (ISO 8601, UTC)")
 
-    def handle(self, *args, lane=None, **options):
+    def handle(self, *args, **options):
         now = as_of(options.get("as_of"))
-        for number in lane or []:
-            if not 0 <= number < settings.AUDIT_LANES:
-                raise CommandError(f"--lane {number}: lanes are 0..{settings.AUDIT_LANES - 1}")
         with context.replaced(
             context.AuditContext(**context.system_actor("command:audit_archive"))
         ):
-            report = audit_archive(now=now, lanes=lane)
+            report = audit_archive(now=now)
         if report.skipped:
             raise CommandError(f"not run: {report.skipped}")
         self.stdout.write(
-            f"archived {report.rows} rows in {report.segments} segments"
+            f"archived {report.rows} entries in {report.segments} segments"
             + (f" (finished {report.resumed} left by an earlier run)" if report.resumed else "")
         )
-        for number, problem in sorted(report.refused.items()):
-            self.stderr.write(f"lane {number} refused: {problem}")
+        for problem in report.refused.values():
+            self.stderr.write(f"refused: {problem}")
         if report.refused:
-            raise CommandError(f"{len(report.refused)} lane(s) refused")
+            raise CommandError("the archiver refused to go on (see above); nothing was lost")

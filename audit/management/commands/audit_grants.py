@@ -1,7 +1,9 @@
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-AUDIT_TABLES = ["audit_auditentry", "audit_auditcheckpoint"]
+AUDIT_TABLES = ["audit_auditentry", "audit_cosignature"]
+# Written by the sequencer only (the log, its checkpoints, how far it published).
+LOG_TABLES = ["audit_logleaf", "audit_lognode", "audit_checkpoint", "audit_logpublication"]
 # Written by the archiver only; the application reads them (and records on-demand checks).
 ARCHIVER_TABLES = ["audit_archivesegment", "audit_archivelease", "audit_retentionpurge"]
 CHECK_COLUMNS = "checked_at, check_ok, check_detail"
@@ -10,20 +12,24 @@ CHECK_COLUMNS = "checked_at, check_ok, check_detail"
 class Command(BaseCommand):
     help = (
         "Print (or --apply) the least-privilege MariaDB grants: the application's user may "
-        "only INSERT and SELECT audit rows; the archiver may also DELETE them (the trigger "
-        "still admits only rows a verified archive segment covers). Run as a DBA."
+        "only INSERT and SELECT audit entries and only read the log; the sequencer alone "
+        "appends to the log; the archiver may also DELETE entries (the trigger still admits "
+        "only those a verified archive segment covers). Run as a DBA."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default=None, help="schema name (default: current)")
         parser.add_argument("--app-user", default="payflow")
         parser.add_argument("--archiver-user", default="payflow_archiver")
+        parser.add_argument("--sequencer-user", default="payflow_sequencer")
         parser.add_argument("--host", default="%")
         parser.add_argument("--apply", action="store_true", help="execute instead of printing")
 
-    def handle(self, *args, database, app_user, archiver_user, host, apply, **options):
+    def handle(
+        self, *args, database, app_user, archiver_user, sequencer_user, host, apply, **options
+    ):
         schema = database or connection.settings_dict["NAME"]
-        statements = grant_statements(schema, app_user, archiver_user, host)
+        statements = grant_statements(schema, app_user, archiver_user, host, sequencer_user)
         if not apply:
             self.stdout.write(";\n".join(statements) + ";")
             return
@@ -33,12 +39,19 @@ class Command(BaseCommand):
         self.stdout.write(f"applied {len(statements)} statements")
 
 
-def grant_statements(schema: str, app_user: str, archiver_user: str, host: str) -> list[str]:
+def grant_statements(
+    schema: str,
+    app_user: str,
+    archiver_user: str,
+    host: str,
+    sequencer_user: str = "payflow_sequencer",
+) -> list[str]:
     """Users must exist (CREATE USER … IDENTIFIED BY …, passwords from your secret store)."""
     app, archiver = f"'{app_user}'@'{host}'", f"'{archiver_user}'@'{host}'"
+    sequencer = f"'{sequencer_user}'@'{host}'"
     with connection.cursor() as cursor:
         tables = connection.introspection.table_names(cursor)
-    other = [t for t in tables if t not in AUDIT_TABLES + ARCHIVER_TABLES]
+    other = [t for t in tables if t not in AUDIT_TABLES + ARCHIVER_TABLES + LOG_TABLES]
     statements = [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {app}"]
     # Application: full DML on its own tables, only INSERT and SELECT on the audit trail,
     # only SELECT on the archive's records (plus recording an auditor's on-demand check).
@@ -46,21 +59,33 @@ def grant_statements(schema: str, app_user: str, archiver_user: str, host: str) 
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema}`.`{t}` TO {app}" for t in other
     ]
     statements += [f"GRANT SELECT, INSERT ON `{schema}`.`{t}` TO {app}" for t in AUDIT_TABLES]
-    statements += [f"GRANT SELECT ON `{schema}`.`{t}` TO {app}" for t in ARCHIVER_TABLES]
+    statements += [
+        f"GRANT SELECT ON `{schema}`.`{t}` TO {app}" for t in ARCHIVER_TABLES + LOG_TABLES
+    ]
     statements.append(
         f"GRANT UPDATE ({CHECK_COLUMNS}) ON `{schema}`.`audit_archivesegment` TO {app}"
     )
     # Archiver: reads everything; records segments, leases and purge records; deletes
     # archived rows (the trigger admits only rows a verified segment covers); appends the
-    # purge's own audit row (lane head, outbox mirror). It cannot UPDATE audit rows.
+    # purge's own audit entry. It cannot UPDATE audit entries or touch the log.
     statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {archiver}")
     statements.append(f"GRANT SELECT ON `{schema}`.* TO {archiver}")
     statements.append(f"GRANT INSERT, DELETE ON `{schema}`.`audit_auditentry` TO {archiver}")
     statements += [
-        f"GRANT INSERT, UPDATE ON `{schema}`.`{t}` TO {archiver}"
-        for t in [*ARCHIVER_TABLES, "audit_lanehead"]
+        f"GRANT INSERT, UPDATE ON `{schema}`.`{t}` TO {archiver}" for t in ARCHIVER_TABLES
     ]
-    statements.append(f"GRANT INSERT ON `{schema}`.`outbox_outboxevent` TO {archiver}")
     # Its worker records each scheduled run (payflow.jobs).
     statements.append(f"GRANT INSERT, UPDATE ON `{schema}`.`payflow_jobrun` TO {archiver}")
+    # Sequencer: reads the entries, appends to the log (INSERT only: leaves, nodes and
+    # checkpoints are never changed), keeps its lease and its publication mark.
+    statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {sequencer}")
+    statements.append(f"GRANT SELECT ON `{schema}`.* TO {sequencer}")
+    statements += [
+        f"GRANT INSERT ON `{schema}`.`{t}` TO {sequencer}"
+        for t in ("audit_logleaf", "audit_lognode", "audit_checkpoint")
+    ]
+    statements += [
+        f"GRANT INSERT, UPDATE ON `{schema}`.`{t}` TO {sequencer}"
+        for t in ("audit_logpublication", "audit_archivelease")
+    ]
     return statements

@@ -1,0 +1,75 @@
+"""What verification reads and what it reports: log entries, breaks, the report."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.objects import public_id
+
+MAX_BREAKS = 200
+
+
+@dataclass
+class Break:
+    kind: str
+    object_type: str = ""
+    object_id: str = ""
+    index: int | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "public_id": public_id(self.object_type, self.object_id),
+            "index": self.index,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class VerificationReport:
+    entries: int = 0
+    size: int = 0
+    checkpoint_size: int = 0
+    checkpoints: int = 0
+    rows_reconciled: int = 0
+    breaks: list[Break] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+    def add(self, broken: Break) -> None:
+        if len(self.breaks) < MAX_BREAKS:
+            self.breaks.append(broken)
+        else:
+            self.truncated = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "size": self.size,
+            "checkpoint_size": self.checkpoint_size,
+            "checkpoints": self.checkpoints,
+            "rows_reconciled": self.rows_reconciled,
+            "breaks": [broken.as_dict() for broken in self.breaks],
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One leaf's entry as verification reads it (from a live row or a segment line)."""
+
+    index: int
+    prev_hash: str
+    hash: str
+    body: bytes
+    columns: tuple[Any, ...] | None = None  # live rows: the indexed columns, to check
+    created_at: datetime.datetime | None = None
