@@ -20,6 +20,7 @@ from django.db.models import Q
 from audit import tlog
 from audit.logviews import _nodes, note_with_cosignatures
 from audit.models import AuditEntry, Checkpoint, LogLeaf
+from audit.objects import history_types
 from payflow.platform import trail
 
 FORMAT = "payflow-audit-bundle/2"
@@ -42,11 +43,12 @@ def select_entries(
     since: datetime.datetime | None = None,
     until: datetime.datetime | None = None,
 ) -> Any:
-    """The entries an export covers: one object's, a merchant's (the merchant itself and
+    """The entries an export covers: one object's (with the operators' actions on it), a
+    merchant's (the merchant itself and
     every entry whose values name it), or a time range's; combinable."""
     query = AuditEntry.objects.all()
     if object_type and object_id:
-        query = query.filter(object_type=object_type, object_id=object_id)
+        query = query.filter(object_type__in=history_types(object_type), object_id=object_id)
     if merchant_id:
         needle = json.dumps(str(merchant_id))
         query = query.filter(

@@ -1,4 +1,11 @@
-"""The ids people know for the objects audit entries name (``pay_…``, ``acct_…``, ``tok_…``)."""
+"""The objects audit entries name: the ids people know (``pay_…``, ``acct_…``, ``tok_…``),
+and where an operator's actions on an object are chained.
+
+An operator action (``payflow.operations``) is not a change of the row it targets — the
+service it runs records that — so it is chained on its own object: type
+``operator:<target type>``, the target's id. The target's row keeps naming its own latest
+entry (``audit_hash``), and the object's history (``history_types``) reads both chains.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,32 @@ import uuid
 from ledger import ids
 from ledger.models import Transaction
 
+OPERATOR_PREFIX = "operator:"
+
 _FIXED = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
 
 
+def operator_object_type(target_type: str) -> str:
+    """The object type an operator's actions on objects of ``target_type`` are chained on."""
+    return OPERATOR_PREFIX + target_type
+
+
+def target_type(object_type: str) -> str:
+    """The type of the object an entry is about (an operator action's: its target's)."""
+    return object_type.removeprefix(OPERATOR_PREFIX)
+
+
+def history_types(object_type: str) -> list[str]:
+    """The object types whose entries with the object's id make up its history: its own
+    and the operators' actions on it."""
+    base = target_type(object_type)
+    return [base, operator_object_type(base)]
+
+
 def public_id(object_type: str, object_id: str) -> str:
-    """The public id of an audited object, or ``""`` when it has none (internal objects,
-    or a transaction that no longer exists)."""
+    """The public id of an audited object (or of an operator action's target), or ``""``
+    when it has none (internal objects, or a transaction that no longer exists)."""
+    object_type = target_type(object_type)
     try:
         value = uuid.UUID(str(object_id))
     except ValueError:

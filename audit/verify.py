@@ -291,14 +291,20 @@ def _resolve_links(
         owner = found.get(prev)
         if owner == key:
             continue
-        if owner is None and index >= purged and _archived_or_purged(prev):
+        if owner is None and index >= purged and _archived_prefix_exists():
             continue
         report.add(
             Break("chain_broken", key[0], key[1], index, "links to no earlier entry of the object")
         )
 
 
-def _archived_or_purged(prev_hash: str) -> bool:
+def _archived_prefix_exists() -> bool:
+    """Whether a prefix of the log left the live table (archived, perhaps purged since).
+
+    A link to an entry that is no longer live is then accepted here: the linking entry's
+    ``prev_hash`` is inside its leaf, which the signed tree covers (``leaf_mismatch`` /
+    ``root_mismatch`` otherwise), and the archived entries themselves are checked against
+    their segment files (``segment_*``)."""
     return ArchiveSegment.objects.filter(rows_deleted_at__isnull=False).exists()
 
 

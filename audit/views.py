@@ -27,6 +27,7 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
+from audit.objects import history_types
 from audit.runs import verification_start
 from audit.segments import SegmentProblem, read_segment
 from audit.sequencer import log_size
@@ -127,7 +128,9 @@ def record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespon
     it links to the previous entry, and its leaf in the log; ``?archived=1`` also reads the
     archive segment files for the object's archived entries."""
     rows = list(
-        AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("id")
+        AuditEntry.objects.filter(
+            object_type__in=history_types(object_type), object_id=object_id
+        ).order_by("id")
     )
     leaves = dict(
         LogLeaf.objects.filter(entry_id__in=[row.id for row in rows]).values_list(
@@ -177,12 +180,13 @@ def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived
 
 def _archived_rows(object_type: str, object_id: str) -> list[SimpleNamespace]:
     found = []
+    types = history_types(object_type)
     for segment in ArchiveSegment.objects.filter(
         rows_deleted_at__isnull=False, purged_at__isnull=True
     ).order_by("first_index"):
         for entry in read_segment(segment):
             fields = json.loads(entry.body)
-            if (fields["object_type"], fields["object_id"]) == (object_type, object_id):
+            if fields["object_id"] == object_id and fields["object_type"] in types:
                 found.append(
                     _shown(entry.body, entry.prev_hash, entry.hash, entry.index, archived=True)
                 )

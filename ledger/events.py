@@ -8,9 +8,10 @@ Each member also says which aggregate it is about, on which topic it is publishe
 recorded in the audit trail only, reaching Kafka just inside ``audit.entry_recorded``) and
 which schema in ``outbox/schemas/`` its payload follows.
 
-The two ``audit.*`` event types are the outbox's (the audit mirror and the signed
-checkpoints); they are listed here too so that one list holds everything a consumer can
-receive. The ledger imports nothing of the outbox or the audit for it: these are names.
+The two ``audit.*`` event types are the audit sequencer's (each sequenced entry and each
+signed checkpoint, published in log order, not through the outbox); they are listed here
+too so that one list holds everything a consumer can receive. The ledger imports nothing
+of the outbox or the audit for it: these are names.
 
 ``outbox/schemas/*.json`` and ``docs/events.md`` are checked against this list
 (``tests/outbox/test_registries.py``, which also regenerates them).

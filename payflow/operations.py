@@ -7,7 +7,10 @@ savepoints). The operator is the actor already named by the request
 transaction, so every audit row the change writes carries it. Each action also writes one
 ``operator_action`` audit row on the object (what was asked, with its parameters), in the
 same transaction: requeueing an outbox event or revoking a key that is already revoked
-changes no ledger row, and must still leave a trace of who asked for it and why.
+changes no ledger row, and must still leave a trace of who asked for it and why. That row
+is chained on the operator-action object of its target (``audit.objects.
+operator_object_type``), not on the target itself: the target's row names its own latest
+entry, which the action row must not displace.
 
 Refusals are the services' own exceptions (``ledger.exceptions.LedgerError``,
 ``outbox.services.NotDead``, ``payflow.jobs.JobPauseRefused``, ``OperatorActionRefused``);
@@ -22,6 +25,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from audit.actions import Action
+from audit.objects import operator_object_type
 from audit.services import audit_record
 from ledger.models import ApiKey, Merchant, Transaction
 from ledger.services.api_keys import IssuedKey, api_key_create, api_key_revoke
@@ -70,8 +74,9 @@ def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
     One transaction (``db.atomic``, retried whole): an empty reason is refused before
     anything is read; then, with the reason bound to the audit context, ``plan`` and its
     service run and the ``operator_action`` row (``operator.<name>``, the operator as
-    actor, the reason, the parameters) is written on the object after the service's own
-    rows. The change and its row commit together or not at all.
+    actor, the reason, the parameters) is written on the object's operator-action chain
+    (``operator:<type>``, same id) after the service's own rows. The change and its row
+    commit together or not at all.
     """
 
     @functools.wraps(plan)
@@ -82,7 +87,7 @@ def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
             planned = plan(*args, **{**kwargs, "reason": reason})  # type: ignore[arg-type]
             result = planned.perform()
             audit_record(
-                object_type=planned.object_type,
+                object_type=operator_object_type(planned.object_type),
                 object_id=str(planned.object_id),
                 action=Action.OPERATOR_ACTION,
                 event_type=f"operator.{planned.name}",

@@ -28,7 +28,7 @@ import payflow.platform.trail
 lanes = importlib.import_module("audit.migrations.0002_lanes_and_immutability_triggers")
 signed_records = importlib.import_module("audit.migrations.0007_checkpoint_triggers")
 
-ACTOR = "migration:audit.0007"
+ACTOR = "migration:audit.0008"
 AUDITED = {
     "ledger.acquirercommand": "AcquirerCommand",
     "ledger.apikey": "ApiKey",
@@ -231,7 +231,7 @@ def _closing_entry(apps, alias, tips, count):
     now = datetime.datetime.now(datetime.UTC)
     fields = {
         "action": "migrate",
-        "actor": {"id": ACTOR, "label": "audit migration 0007", "type": "system"},
+        "actor": {"id": ACTOR, "label": "audit migration 0008", "type": "system"},
         "created_at": now,
         "event_type": "audit.lanes_migrated",
         "ip": "",

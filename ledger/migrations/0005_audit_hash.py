@@ -1,6 +1,6 @@
 """Every audited row names the hash of its latest audit entry (the transparency log, audit
 0007): ``audit_hash``, written by the same statement as each change. Existing rows are
-filled in by audit 0007 when it moves the lane-based trail into the log."""
+filled in by audit 0008 when it moves the lane-based trail into the log."""
 
 from django.db import migrations, models
 

@@ -60,21 +60,29 @@ def row_compare_and_set(instance: Any, *, event_type: EventType, **changes: Any)
     old_values = instance.snapshot()
     before = {name: getattr(instance, name) for name in changes}
     old_version = instance.version
+
+    def restore() -> None:
+        for name, value in before.items():
+            setattr(instance, name, value)
+        instance.version = old_version
+
     for name, value in changes.items():
         setattr(instance, name, value)
     instance.version = old_version + 1
     new_values = instance.snapshot()
-    entry = update_entry(
-        instance, event_type=event_type, old_values=old_values, new_values=new_values
-    )
-    with sanctioned_writes():
-        updated = model.objects.filter(pk=instance.pk, version=old_version).update(
-            version=F("version") + 1, audit_hash=entry.hash, **changes
+    try:  # the instance is left as read whatever refuses (no transaction, no actor, a fork)
+        entry = update_entry(
+            instance, event_type=event_type, old_values=old_values, new_values=new_values
         )
+        with sanctioned_writes():
+            updated = model.objects.filter(pk=instance.pk, version=old_version).update(
+                version=F("version") + 1, audit_hash=entry.hash, **changes
+            )
+    except BaseException:
+        restore()
+        raise
     if not updated:
-        for name, value in before.items():
-            setattr(instance, name, value)
-        instance.version = old_version
+        restore()
         current = model.objects.filter(pk=instance.pk).values_list("version", flat=True).first()
         kind = getattr(instance, "type", model._meta.model_name)
         raise ConcurrentUpdate(

@@ -7,6 +7,7 @@ from typing import Any
 from django.utils.html import format_html, format_html_join
 
 from audit.models import AuditEntry
+from audit.objects import history_types
 from outbox.models import OutboxEvent
 
 HISTORY_LIMIT = 200
@@ -21,11 +22,12 @@ def _changes(entry: AuditEntry, fields: dict[str, Any]) -> str:
 
 
 def audit_history(object_type: str, object_id: Any) -> str:
-    """The object's audit entries, oldest first: when, what, who (and how), why."""
+    """The object's audit entries and the operators' actions on it, oldest first: when,
+    what, who (and how), why."""
     rows = [
         (row, row.fields)
         for row in AuditEntry.objects.filter(
-            object_type=object_type, object_id=str(object_id)
+            object_type__in=history_types(object_type), object_id=str(object_id)
         ).order_by("id")[:HISTORY_LIMIT]
     ]
     body = format_html_join(

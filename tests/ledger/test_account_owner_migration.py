@@ -106,7 +106,7 @@ def back_to_latest(original, duplicates):
     if applied(("ledger", "0002_account_owner")):
         return
     merge_by_hand(original, duplicates)
-    if has_owner_column():  # a refused run added it before refusing
+    if has_owner_column():  # only if a refusal left the schema half-changed (a failure)
         sql("ALTER TABLE ledger_account DROP COLUMN owner")
     migrate(latest())
 
@@ -120,6 +120,7 @@ def test_duplicate_platform_accounts_are_refused_naming_the_release_that_merges_
         # then: the migration is not recorded and the ledger's data is as it was: every
         # duplicate still there, every line still on the account it was booked on
         assert not applied(("ledger", "0002_account_owner"))
+        assert not has_owner_column(), "a refused run must leave the schema as it was"
         assert platform_chf_clearing() == [original.pk, *duplicates]
         assert lines_by_account([line.pk for line in lines]) == {
             lines[0].pk: original.pk,

@@ -79,13 +79,11 @@ def test_an_audited_write_outside_a_transaction_is_refused_and_writes_nothing(me
         # when: an insert and a compare-and-set are attempted outside any transaction
         with pytest.raises(SignalOutsideTransaction, match="inside a transaction"):
             insert_audited(Merchant(name="Outside"), event_type=EventType.MERCHANT_CREATED)
+        read = Merchant.objects.get(pk=merchant.pk)
         with pytest.raises(SignalOutsideTransaction, match="inside a transaction"):
-            row_compare_and_set(
-                Merchant.objects.get(pk=merchant.pk),
-                event_type=EventType.MERCHANT_SUSPENDED,
-                status="suspended",
-            )
-    # then: no row, no change, no entry, no signal
+            row_compare_and_set(read, event_type=EventType.MERCHANT_SUSPENDED, status="suspended")
+    # then: no row, no change, no entry, no signal; the instance is left as it was read
+    assert (read.status, read.version) == (merchant.status, merchant.version)
     assert not Merchant.objects.filter(name="Outside").exists()
     stored = Merchant.objects.get(pk=merchant.pk)
     assert (stored.status, stored.version, stored.audit_hash) == (

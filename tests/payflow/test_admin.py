@@ -4,11 +4,14 @@ import pytest
 from django.contrib.auth.models import Group
 
 from audit.models import AuditEntry
+from audit.objects import history_types
+from audit.verify import verify_log
 from ledger import ids
 from ledger.models import ApiKey, Merchant, Transaction
 from ledger.services.api_keys import api_key_create
 from ledger.services.refunds import refund_create
 from outbox.models import EventStatus, OutboxEvent
+from tests.audit.conftest import sequence
 from tests.ledger.conftest import pay
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +25,9 @@ def merchant(db):
 
 
 def history(obj_type, obj_id, **filters):
-    return AuditEntry.objects.filter(object_type=obj_type, object_id=str(obj_id), **filters)
+    return AuditEntry.objects.filter(
+        object_type__in=history_types(obj_type), object_id=str(obj_id), **filters
+    )
 
 
 def recorded(obj_type, obj_id, *names, **filters):
@@ -112,6 +117,36 @@ def test_an_operator_refund_is_audited_with_the_operator_and_the_reason(client, 
     assert {row[3] for row in rows} == {"user"}
     refund = Transaction.objects.get(parent=payment)
     assert recorded("ledger.transaction", refund.pk, "actor_label")[0][1] == "olivia"
+
+
+def test_an_operator_action_leaves_the_payment_changeable_and_the_log_verified(
+    client, operator, merchant
+):
+    # Reproduced: the action's row was chained on the payment itself, after the refund's
+    # own entry, so the payment's audit_hash no longer named its latest entry: the next
+    # change forked the chain (IntegrityError 1062) and verification said row_unaudited.
+    payment = pay(merchant, amount=5000)
+    client.force_login(operator)
+    response = client.post(
+        f"/admin/ledger/transaction/{payment.pk}/refund/",
+        {"amount": "1200", "reason": "customer returned a pair", "expected_version": "3"},
+    )
+    assert response.status_code == 302, response.content.decode()
+
+    # when: the merchant refunds again through the service, after the operator's action
+    payment.refresh_from_db()
+    refund_create(payment=payment, amount=300)
+
+    # then: both refunds are on the payment, and the whole log verifies with its rows
+    payment.refresh_from_db()
+    assert payment.refunded_amount == 1500
+    sequence()
+    report = verify_log()
+    assert report.ok, [str(problem) for problem in report.breaks]
+    operator_rows = AuditEntry.objects.filter(
+        object_type="operator:ledger.transaction", object_id=str(payment.pk)
+    )
+    assert [row.event_type for row in operator_rows] == ["operator.refund_create"]
 
 
 @pytest.mark.parametrize(
