@@ -44,10 +44,27 @@ def seed(args: dict) -> dict:
     return {"api_key": key.secret, "token": ids.encode("token", token.pk)}
 
 
+def unique_letters() -> str:
+    """The clock in nanoseconds written in letters: unique, and never a run of 13 to 19
+    digits, which the API would refuse as a card number in a reference or an
+    Idempotency-Key (one in ten such runs passes the Luhn check)."""
+    number, letters = time.time_ns(), ""
+    while number:
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+    return letters
+
+
 def payment_body(token: str, marker: str = "{n}") -> str:
     return json.dumps(
-        {"amount": 1999, "currency": "EUR", "token": token, "cvc": "123", "capture": True,
-         "external_reference": f"bench-{marker}"},
+        {
+            "amount": 1999,
+            "currency": "EUR",
+            "token": token,
+            "cvc": "123",
+            "capture": True,
+            "external_reference": f"bench-{marker}",
+        },
         separators=(",", ":"),
     )
 
@@ -63,10 +80,14 @@ def capture_sql(args: dict) -> dict:
     transactions = [0]  # the number of the current transaction; +1 at every commit
 
     def record(execute, sql, params, many, ctx):
-        statements.append({
-            "sql": sql, "params": _jsonable(params), "many": many,
-            "transaction": transactions[0] if connection.in_atomic_block else None,
-        })
+        statements.append(
+            {
+                "sql": sql,
+                "params": _jsonable(params),
+                "many": many,
+                "transaction": transactions[0] if connection.in_atomic_block else None,
+            }
+        )
         return execute(sql, params, many, ctx)
 
     commit = connection.commit
@@ -79,11 +100,14 @@ def capture_sql(args: dict) -> dict:
 
     for number in range(3):  # warm caches; keep the last payment's statements
         statements.clear()
-        body = payment_body(args["token"], f"capture-{time.time_ns()}-{number}")
+        body = payment_body(args["token"], f"capture-{unique_letters()}-{number}")
         with connection.execute_wrapper(record):
             response = client.post(
-                "/v1/payments", body, content_type="application/json",
-                HTTP_IDEMPOTENCY_KEY=f"capture-{time.time_ns()}", **headers,
+                "/v1/payments",
+                body,
+                content_type="application/json",
+                HTTP_IDEMPOTENCY_KEY=f"capture-{unique_letters()}",
+                **headers,
             )
         if response.status_code != 201:
             raise RuntimeError(f"payment failed: {response.status_code} {response.content!r}")
@@ -143,12 +167,20 @@ def relay_seed(args: dict) -> dict:
                     break
                 payload = json.loads(payload)
                 payload["id"] = aggregate_id
-                batch.append(OutboxEvent(
-                    aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                    sequence=sequence, event_type=event_type, schema_version=1, topic=topic,
-                    key=aggregate_id, payload=payload, status=EventStatus.PENDING,
-                    relay_partition=events.relay_partition(aggregate_id),
-                ))
+                batch.append(
+                    OutboxEvent(
+                        aggregate_type=aggregate_type,
+                        aggregate_id=aggregate_id,
+                        sequence=sequence,
+                        event_type=event_type,
+                        schema_version=1,
+                        topic=topic,
+                        key=aggregate_id,
+                        payload=payload,
+                        status=EventStatus.PENDING,
+                        relay_partition=events.relay_partition(aggregate_id),
+                    )
+                )
                 made += 1
             if len(batch) >= 2000:
                 OutboxEvent.objects.bulk_create(batch)
@@ -178,8 +210,13 @@ def relay_drain(args: dict) -> dict:
             break
     elapsed = time.perf_counter() - started
     left = OutboxEvent.objects.filter(status=EventStatus.PENDING).count()
-    return {"pending_before": pending, "published": published, "left": left,
-            "seconds": elapsed, "events_per_second": published / elapsed}
+    return {
+        "pending_before": pending,
+        "published": published,
+        "left": left,
+        "seconds": elapsed,
+        "events_per_second": published / elapsed,
+    }
 
 
 def relay_payloads(args: dict) -> dict:
@@ -201,7 +238,10 @@ def relay_reset(args: dict) -> dict:
     from outbox.models import OutboxEvent, RelayLease
 
     updated = OutboxEvent.objects.update(
-        status="pending", published_at=None, kafka_partition=None, kafka_offset=None,
+        status="pending",
+        published_at=None,
+        kafka_partition=None,
+        kafka_offset=None,
         attempts=0,
     )
     RelayLease.objects.update(owner="", expires_at=None)
@@ -247,49 +287,85 @@ def relay_lag(args: dict) -> dict:
 # --- the audit trail ----------------------------------------------------------------------
 
 
+def audit_templates(source: dict, limit: int = 400) -> list[list[dict]]:
+    """The entries real payments wrote through the API (``source``: the payment database),
+    parsed, grouped per payment (its request id), in the order they were written. Only
+    entries whose hash checks: the raw-SQL replays copied one payment's bodies under
+    random hashes, and the seed's setup entries have no request id."""
+    import MySQLdb
+
+    from payflow.platform import trail
+
+    connection = MySQLdb.connect(**source)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT prev_hash, hash, body, request_id FROM audit_auditentry "
+            "WHERE request_id <> '' AND object_type IN ('ledger.transaction', "
+            "'ledger.journalentry') ORDER BY id LIMIT %s",
+            [limit * 10],
+        )
+        rows = cursor.fetchall()
+    finally:
+        connection.close()
+    groups: dict[str, list[dict]] = {}
+    for prev_hash, digest, body, request_id in rows:
+        body = bytes(body)
+        if trail.entry_hash(prev_hash, body) == digest:
+            groups.setdefault(request_id, []).append(json.loads(body))
+    templates = [group for group in groups.values() if len(group) >= 2][:limit]
+    if not templates:
+        raise RuntimeError("no payment audit entries to copy: run the payment load first")
+    return templates
+
+
 def audit_seed(args: dict) -> dict:
-    """``rows`` valid audit entries (payment-shaped values, four changes per payment, each
-    payment its own chain) inserted in bulk as the recorder writes them, then sequenced into
-    the log and sealed by a signed checkpoint by the real sequencer (its key from
-    ``AUDIT_SIGNING_KEY``, as in production)."""
+    """``rows`` valid audit entries copied from the entries real payments wrote (same
+    event types and bodies, so the same sizes: a transaction's insert and two updates, its
+    journal entry), each copy under new object ids, request id and times, chained per
+    object and inserted in bulk as the recorder writes them; then sequenced into the log
+    and sealed by a signed checkpoint by the real sequencer (its key from
+    ``AUDIT_SIGNING_KEY_FILE``, as in production)."""
     from audit.models import AuditEntry, LogLeaf
     from audit.sequencer import Sequencer, signing_key_from_environment
     from payflow.platform import trail
 
-    rows, per_object = int(args["rows"]), 4
+    rows = int(args["rows"])
+    templates = audit_templates(args["source"])
     base = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     if AuditEntry.objects.exists() or LogLeaf.objects.exists():
         raise RuntimeError("audit seeding needs an empty audit log (entries and leaves)")
     signer = signing_key_from_environment()
     batch: list[AuditEntry] = []
-    prev = trail.GENESIS_HASH
-    for number in range(rows):
-        position = number % per_object
-        if position == 0:
-            prev = trail.GENESIS_HASH
-        created = base + datetime.timedelta(microseconds=number * 1000)
-        object_id = f"0190{number // per_object:028x}"
-        version = position + 1
-        body = trail.encode_body({
-            "action": "insert" if position == 0 else "update",
-            "actor": {"id": "0190aaaabbbbccccddddeeeeffff0000", "label": "bench (Bench Shop)",
-                      "type": "api_key"},
-            "created_at": created, "event_type": "payment.captured", "ip": "127.0.0.1",
-            "new": {"id": object_id, "status": "captured", "amount": 1999 + number % 100,
-                    "currency": "EUR", "version": version, "captured_amount": 1999},
-            "object_id": object_id, "object_type": "bench.payment",
-            "old": None if position == 0 else {"status": "authorized", "version": version - 1},
-            "reason": "", "request_id": f"{number:032x}", "task_id": "", "user_agent": "bench/1",
-        })  # fmt: skip
-        digest = trail.entry_hash(prev, body)
-        batch.append(AuditEntry(
-            prev_hash=prev, hash=digest, body=body, object_type="bench.payment",
-            object_id=object_id, action="insert" if position == 0 else "update",
-            event_type="payment.captured", actor_type="api_key",
-            actor_id="0190aaaabbbbccccddddeeeeffff0000", request_id=f"{number:032x}",
-            created_at=created,
-        ))  # fmt: skip
-        prev = digest
+    made = body_bytes = copies = 0
+    while made < rows:
+        group = templates[copies % len(templates)]
+        copies += 1
+        renamed = {fields["object_id"]: str(db.uuid7()) for fields in group}
+        request_id = f"{copies:032x}"
+        tips: dict[str, str] = {}
+        for fields in group:
+            if made >= rows:
+                break
+            text = json.dumps(fields)
+            for old, new in renamed.items():
+                text = text.replace(old, new)
+            copy = json.loads(text)
+            created = base + datetime.timedelta(microseconds=made * 1000)
+            copy.update(created_at=created, request_id=request_id)
+            body = trail.encode_body(copy)
+            object_id = copy["object_id"]
+            prev = tips.get(object_id, trail.GENESIS_HASH)
+            digest = trail.entry_hash(prev, body)
+            tips[object_id] = digest
+            batch.append(AuditEntry(
+                prev_hash=prev, hash=digest, body=body, object_type=copy["object_type"],
+                object_id=object_id, action=copy["action"], event_type=copy["event_type"],
+                actor_type=copy["actor"]["type"], actor_id=copy["actor"]["id"],
+                request_id=request_id, created_at=created,
+            ))  # fmt: skip
+            made += 1
+            body_bytes += len(body)
         if len(batch) >= 5000:
             AuditEntry.objects.bulk_create(batch)
             batch = []
@@ -307,8 +383,34 @@ def audit_seed(args: dict) -> dict:
     sequencer.release()
     return {
         "rows": rows,
+        "templates": len(templates),
+        "body_bytes_mean": body_bytes / max(rows, 1),
+        "log_size": sequencer.size,
+        "checkpoint_size": sequencer.checkpoint_size,
         "sequence_seconds": sequence_seconds,
         "sequenced_per_second": rows / sequence_seconds,
+    }
+
+
+def audit_log_state(args: dict) -> dict:
+    """How far the sequencer got with the entries the payments wrote: entries, leaves,
+    the newest checkpoint's size, entries not in the log yet, and the sequencer's lag."""
+    from django.db.models import Exists, OuterRef
+
+    from audit.models import AuditEntry, Checkpoint, LogLeaf
+    from audit.sequencer import sequencer_lag_seconds
+
+    in_log = LogLeaf.objects.filter(entry_id=OuterRef("id"))
+    return {
+        "entries": AuditEntry.objects.count(),
+        "leaves": LogLeaf.objects.count(),
+        "checkpoints": Checkpoint.objects.count(),
+        "checkpoint_size": Checkpoint.objects.order_by("-size")
+        .values_list("size", flat=True)
+        .first()
+        or 0,
+        "unsequenced": AuditEntry.objects.exclude(Exists(in_log)).count(),
+        "lag_seconds": sequencer_lag_seconds(),
     }
 
 
@@ -396,9 +498,9 @@ def audit_archive(args: dict) -> dict:
         "archive_seconds": archive_seconds,
         "archive_rows_per_second": report.rows / archive_seconds,
         "verify_archived_rows_per_second": verified.entries / verify_seconds,
-        "note": f"{report.rows / archive_seconds:,.0f} rows/s ({report.rows} rows, "
+        "note": f"{report.rows / archive_seconds:,.0f} entries/s ({report.rows} entries, "
         f"{report.segments} segments, written, read back, verified, deleted); verification "
-        f"then reads them from the files at {verified.entries / verify_seconds:,.0f} rows/s",
+        f"then reads them from the files at {verified.entries / verify_seconds:,.0f} entries/s",
     }
 
 
@@ -412,6 +514,7 @@ STEPS = {
     "relay_loop": relay_loop,
     "relay_lag": relay_lag,
     "audit_seed": audit_seed,
+    "audit_log_state": audit_log_state,
     "audit_verify": audit_verify,
     "audit_archive": audit_archive,
 }

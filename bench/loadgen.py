@@ -65,9 +65,7 @@ class Connection:
 
     async def request(self, payload: bytes) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(
-                self.spec.host, self.spec.port
-            )
+            self.reader, self.writer = await asyncio.open_connection(self.spec.host, self.spec.port)
         self.writer.write(payload)
         await self.writer.drain()
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -188,7 +186,7 @@ def run(spec: Spec) -> dict[str, Any]:
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     result = runner.result
     ok = sum(count for status, count in result.statuses.items() if status.startswith("2"))
-    elapsed = (max(result.completions) if result.completions else spec.duration)
+    elapsed = max(result.completions) if result.completions else spec.duration
     measured = spec.duration if spec.mode == "closed" else max(spec.duration, elapsed)
     return {
         "mode": spec.mode,

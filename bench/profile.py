@@ -21,10 +21,18 @@ from typing import Any
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]*)(?::(?P<line>\d+))?\)$")
 
 #: Categories of inclusive cost: a sample counts for a category if any frame matches.
+#: Hashing is matched by function (the entry's canonical bytes and its SHA-256, wherever they
+#: live: ``payflow/platform/trail.py`` now); signing by the log's module, whose checkpoints
+#: only the sequencer signs, in its own process, so the workers should show none of it.
+HASHING = "audit hashing (entry_hash, encode_body)"
+SIGNING = "audit log signing (audit/tlog.py)"
 CATEGORIES = {
-    "audit hashing (audit/chain.py)": ("audit/chain.py",),
-    "audit signing (audit/signing.py)": ("audit/signing.py",),
-    "audit recording (audit/receivers.py, services)": ("audit/receivers.py", "audit/services.py"),
+    HASHING: ("entry_hash (", "encode_body ("),
+    SIGNING: ("audit/tlog.py",),
+    "audit recording (payflow/platform/trail.py, audit/services.py)": (
+        "payflow/platform/trail.py",
+        "audit/services.py",
+    ),
     "outbox rows (outbox/receivers.py)": ("outbox/receivers.py",),
     "database driver (MySQLdb)": ("MySQLdb/",),
     "Django ORM (django/db/)": ("django/db/",),
@@ -41,8 +49,9 @@ def py_spy() -> str | None:
     return str(candidate) if candidate.exists() else shutil.which("py-spy")
 
 
-def record_during(pids: list[int], seconds: float, action: Callable[[], Any],
-                  workdir: Path) -> dict:
+def record_during(
+    pids: list[int], seconds: float, action: Callable[[], Any], workdir: Path
+) -> dict:
     binary = py_spy()
     if binary is None:
         action()
@@ -51,10 +60,30 @@ def record_during(pids: list[int], seconds: float, action: Callable[[], Any],
     recorders = []
     for pid in pids:
         out = workdir / f"worker-{pid}.txt"
-        recorders.append((out, subprocess.Popen(
-            [binary, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-             "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        recorders.append(
+            (
+                out,
+                subprocess.Popen(
+                    [
+                        binary,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(int(seconds)),
+                        "--rate",
+                        "200",
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "--output",
+                        str(out),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+        )
     action()
     stacks: Counter[str] = Counter()
     errors = []
@@ -104,11 +133,13 @@ def summarize(stacks: Counter[str], top: int = 15) -> dict:
                 categories[category] += count
 
     def share(counter: Counter[str], limit: int | None = top) -> list[dict]:
-        return [{"name": name, "samples": count, "share": count / total}
-                for name, count in counter.most_common(limit)]
+        return [
+            {"name": name, "samples": count, "share": count / total}
+            for name, count in counter.most_common(limit)
+        ]
 
-    hashing = categories["audit hashing (audit/chain.py)"]
-    signing = categories["audit signing (audit/signing.py)"]
+    hashing = categories[HASHING]
+    signing = categories[SIGNING]
     return {
         "samples": total,
         "top_self": share(self_cost),

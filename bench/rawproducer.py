@@ -43,17 +43,30 @@ def main(argv: list[str]) -> int:
     for topic, key, value, headers in messages:
         while True:
             try:
-                producer.produce(topic, key=key.encode(), value=value.encode(),
-                                 headers=[(name, text.encode()) for name, text in headers],
-                                 on_delivery=report)
+                producer.produce(
+                    topic,
+                    key=key.encode(),
+                    value=value.encode(),
+                    headers=[(name, text.encode()) for name, text in headers],
+                    on_delivery=report,
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
     producer.flush(60)
     seconds = time.perf_counter() - started
-    print(json.dumps({"messages": len(messages), "delivered": delivered, "failed": failed,
-                      "seconds": seconds, "events_per_second": delivered / seconds}))
+    print(
+        json.dumps(
+            {
+                "messages": len(messages),
+                "delivered": delivered,
+                "failed": failed,
+                "seconds": seconds,
+                "events_per_second": delivered / seconds,
+            }
+        )
+    )
     return 0
 
 

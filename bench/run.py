@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.run [--quick] [--skip-galera] [--out bench/results]
 
-Every process it starts (Kafka mock broker, gunicorn, relay loop, Galera nodes) is stopped
-before it exits, also on error. Databases are its own (``payflow_bench*``); the Celery
-broker is Redis db 12 (flushed at the end); state lives under ``/tmp/payflow-bench``.
-See bench/README.md for the method.
+Every process it starts (Kafka mock broker, gunicorn, relay loop, audit sequencer, Galera
+nodes) is stopped before it exits, also on error. Databases are its own (``payflow_bench*``,
+or ``$BENCH_DATABASE*``); the Celery broker is Redis db 12 (flushed at the end); state lives
+under ``/tmp/payflow-bench``. See bench/README.md for the method.
 """
 
 from __future__ import annotations
@@ -31,20 +31,47 @@ from typing import Any
 
 import MySQLdb
 
+from audit import tlog
 from bench import profile, report, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 WORK = Path("/tmp/payflow-bench")
 GALERA_DIR = Path("/tmp/bench-galera")
-MAIN_DB = "payflow_bench"
-RELAY_DB = "payflow_bench_relay"
-AUDIT_DB = "payflow_bench_audit"
+# The databases are the bench's own: BENCH_DATABASE names them (default payflow_bench, and
+# <name>_relay, <name>_audit beside it), so two checkouts on one server need not share.
+MAIN_DB = os.environ.get("BENCH_DATABASE", "") or "payflow_bench"
+if not MAIN_DB.replace("_", "").isalnum() or len(MAIN_DB) > 50:
+    raise SystemExit(f"BENCH_DATABASE must be letters, digits and _ (at most 50): {MAIN_DB!r}")
+RELAY_DB = f"{MAIN_DB}_relay"
+AUDIT_DB = f"{MAIN_DB}_audit"
+# The audit log's origin (the name in its signed checkpoints) for the bench's fresh key pair.
+LOG_ORIGIN = "payflow.bench/audit"
+# The transparency log's tables (audit/models.py), emptied before the audit seed. The
+# triggers of audit/migrations/0008_transparency_log.py refuse UPDATE and DELETE on them
+# (entries: DELETE only under a verified segment), not TRUNCATE, which fires no trigger.
+AUDIT_LOG_TABLES = (
+    "audit_cosignature",
+    "audit_checkpoint",
+    "audit_lognode",
+    "audit_logleaf",
+    "audit_logpublication",
+    "audit_archivesegment",
+    "audit_retentionpurge",
+    "audit_auditentry",
+    "audit_archivelease",
+    "audit_verificationrun",
+)
 REDIS_DB = 12
 SINGLE = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 COUNTERS = (
-    "Innodb_deadlocks", "Innodb_row_lock_waits", "Com_commit", "wsrep_local_cert_failures",
-    "wsrep_local_bf_aborts", "wsrep_flow_control_sent", "wsrep_flow_control_recv",
+    "Innodb_deadlocks",
+    "Innodb_row_lock_waits",
+    "Com_commit",
+    "wsrep_local_cert_failures",
+    "wsrep_local_bf_aborts",
+    "wsrep_flow_control_sent",
+    "wsrep_flow_control_recv",
     "wsrep_flow_control_paused_ns",
 )
 
@@ -63,10 +90,30 @@ class Plan:
     profile_seconds: float
 
 
-QUICK = Plan("quick", repeats=2, closed_seconds=4, open_seconds=5, warmup=1, concurrency=12,
-             relay_rows=10_000, audit_rows=50_000, galera_repeats=2, profile_seconds=4)
-FULL = Plan("full", repeats=3, closed_seconds=10, open_seconds=15, warmup=2, concurrency=12,
-            relay_rows=100_000, audit_rows=1_000_000, galera_repeats=3, profile_seconds=10)
+QUICK = Plan(
+    "quick",
+    repeats=2,
+    closed_seconds=4,
+    open_seconds=5,
+    warmup=1,
+    concurrency=12,
+    relay_rows=10_000,
+    audit_rows=50_000,
+    galera_repeats=2,
+    profile_seconds=4,
+)
+FULL = Plan(
+    "full",
+    repeats=3,
+    closed_seconds=10,
+    open_seconds=15,
+    warmup=2,
+    concurrency=12,
+    relay_rows=100_000,
+    audit_rows=1_000_000,
+    galera_repeats=3,
+    profile_seconds=10,
+)
 
 
 def log(message: str) -> None:
@@ -91,8 +138,13 @@ class Processes:
     def start(self, name: str, command: list[str], env: dict, **kwargs) -> subprocess.Popen:
         log_file = open(WORK / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, **kwargs,
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
         )
         self.started.append((name, process))
         return process
@@ -113,40 +165,66 @@ class Processes:
 
 
 def django_env(database_url: str, secrets_env: dict, extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
+    # The shell's servers and audit settings are not the bench's (nor a signing key: only
+    # the sequencer gets one, sequencer_env).
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_", "AUDIT_"))
+    }
     env.update(secrets_env)
-    env.update({
-        "PAYFLOW_ENV_FILE": "",
-        "DEBUG": "False",
-        # The load generator speaks plain HTTP to loopback: no TLS proxy in front.
-        "SECURE_SSL_REDIRECT": "False",
-        "TLS_PROXY": "False",
-        "DATABASE_URL": database_url,
-        "PAYFLOW_VAR_DIR": str(WORK / "var"),
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-        "KAFKA_BOOTSTRAP_SERVERS": "embedded",
-        "KAFKA_DEV_BOOTSTRAP_FILE": str(WORK / "var" / "kafka-bootstrap"),
-        "API_THROTTLE_RATE": "1000000/second",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "PAYFLOW_ENV_FILE": "",
+            "DEBUG": "False",
+            # The load generator speaks plain HTTP to loopback: no TLS proxy in front.
+            "SECURE_SSL_REDIRECT": "False",
+            "TLS_PROXY": "False",
+            "DATABASE_URL": database_url,
+            "PAYFLOW_VAR_DIR": str(WORK / "var"),
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "KAFKA_BOOTSTRAP_SERVERS": "embedded",
+            "KAFKA_DEV_BOOTSTRAP_FILE": str(WORK / "var" / "kafka-bootstrap"),
+            "API_THROTTLE_RATE": "1000000/second",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra or {})
     return env
 
 
 def fresh_secrets() -> dict:
+    """The application's secrets, fresh for this run, and the audit log's key pair: the
+    public key for every process (settings require it), the signer key written to a file
+    that only the sequencer's processes are given (``sequencer_env``), as ``make run`` does."""
+
     def key() -> str:
         return base64.b64encode(secrets.token_bytes(32)).decode()
 
-    return {"SECRET_KEY": secrets.token_urlsafe(64), "VAULT_KEYS": f"1:{key()}",
-            "CARD_FINGERPRINT_KEY": key(), "AUDIT_SIGNING_KEY": key(),
-            "AUDIT_SIGNING_KEY_ID": "bench-1"}
+    signer = tlog.generate_signer_key(LOG_ORIGIN)
+    key_file = WORK / "audit-signing.key"
+    key_file.touch(mode=0o600)
+    key_file.write_text(signer + "\n")
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "VAULT_KEYS": f"1:{key()}",
+        "CARD_FINGERPRINT_KEY": key(),
+        "AUDIT_PUBLIC_KEY": tlog.Signer(signer).verifier_key(),
+    }
+
+
+def sequencer_env(env: dict) -> dict:
+    """``env`` plus the log's signer key: for the sequencer (and the seed that runs it)."""
+    return {**env, "AUDIT_SIGNING_KEY_FILE": str(WORK / "audit-signing.key")}
 
 
 def djtask(env: dict, step: str, args: dict | None = None, timeout: float = 1800) -> dict:
     result = subprocess.run(
         [PYTHON, "-m", "bench.djtasks", step, json.dumps(args or {})],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise RuntimeError(f"bench.djtasks {step} failed:\n{result.stderr[-3000:]}")
@@ -177,7 +255,8 @@ def load_dump(server: dict, database: str, dump: Path) -> None:
     with dump.open("rb") as source:
         subprocess.run(
             ["mariadb", "-uroot", "-h", server["host"], "-P", str(server["port"]), database],
-            stdin=source, check=True,
+            stdin=source,
+            check=True,
         )
 
 
@@ -185,6 +264,15 @@ def server_counters(server: dict) -> dict[str, float]:
     names = ", ".join(f"'{name}'" for name in COUNTERS)
     rows = sql(server, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
     return {name: float(value) for name, value in rows}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def counter_delta(before: dict, after: dict) -> dict[str, float]:
@@ -208,8 +296,14 @@ class Web:
         self.procs = procs
         self.process = procs.start(
             f"gunicorn-{name}",
-            [str(Path(PYTHON).parent / "gunicorn"), "payflow.wsgi:application",
-             "--config", "python:bench.gunicorn_conf", "--bind", f"127.0.0.1:{self.port}"],
+            [
+                str(Path(PYTHON).parent / "gunicorn"),
+                "payflow.wsgi:application",
+                "--config",
+                "python:bench.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
             env,
         )
         self._wait()
@@ -226,9 +320,14 @@ class Web:
         raise TimeoutError("gunicorn did not answer /healthz")
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
         return [int(pid) for pid in out.split()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the gunicorn master and its workers so far: the application's."""
+        return sum(process_cpu_seconds(pid) for pid in [self.process.pid, *self.worker_pids()])
 
     def stop(self) -> dict[str, float]:
         self.procs.stop(self.process)
@@ -245,9 +344,22 @@ class Web:
 def loadgen(spec: dict) -> dict:
     spec_path, out_path = WORK / "loadgen-spec.json", WORK / "loadgen-out.json"
     spec_path.write_text(json.dumps(spec))
-    subprocess.run([PYTHON, "-m", "bench.loadgen", str(spec_path), str(out_path)], cwd=ROOT,
-                   check=True, timeout=spec["duration"] + spec.get("warmup", 0) + 120)
+    subprocess.run(
+        [PYTHON, "-m", "bench.loadgen", str(spec_path), str(out_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=spec["duration"] + spec.get("warmup", 0) + 120,
+    )
     return json.loads(out_path.read_text())
+
+
+def unique_letters() -> str:
+    """The clock in nanoseconds written in letters (unique per run, never a digit run)."""
+    number, letters = time.time_ns(), ""
+    while number:
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+    return letters
 
 
 def http_spec(web: Web, seed: dict, kind: str, **options) -> dict:
@@ -255,13 +367,28 @@ def http_spec(web: Web, seed: dict, kind: str, **options) -> dict:
     spec = {"host": "127.0.0.1", "port": web.port, "headers": headers, **options}
     if kind == "ping":
         return {**spec, "method": "GET", "path": "/v1/ping"}
-    body = json.dumps({"amount": 1999, "currency": "EUR", "token": seed["token"], "cvc": "123",
-                       "capture": True, "external_reference": "order-{n}"},
-                      separators=(",", ":"))
+    body = json.dumps(
+        {
+            "amount": 1999,
+            "currency": "EUR",
+            "token": seed["token"],
+            "cvc": "123",
+            "capture": True,
+            "external_reference": "order-{n}",
+        },
+        separators=(",", ":"),
+    )
     headers["Content-Type"] = "application/json"
-    prefix = f"bench-{kind}-{time.time_ns()}"
-    return {**spec, "method": "POST", "path": "/v1/payments", "body": body,
-            "idempotency_prefix": prefix}
+    # Letters, not the clock's digits: a long digit run could pass the Luhn check and be
+    # refused as a card number in the Idempotency-Key (bench.djtasks.unique_letters).
+    prefix = f"bench-{kind}-{unique_letters()}"
+    return {
+        **spec,
+        "method": "POST",
+        "path": "/v1/payments",
+        "body": body,
+        "idempotency_prefix": prefix,
+    }
 
 
 def summarize_http(result: dict, started_at: str) -> dict:
@@ -279,8 +406,15 @@ def summarize_http(result: dict, started_at: str) -> dict:
 def run_http(web: Web, seed: dict, kind: str, server: dict, **options) -> dict:
     before = server_counters(server)
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    cpu_before, wall_before = web.cpu_seconds(), time.perf_counter()
     result = loadgen(http_spec(web, seed, kind, **options))
+    app_cpu = web.cpu_seconds() - cpu_before
+    wall = time.perf_counter() - wall_before
     summary = summarize_http(result, started_at)
+    # Warm-up requests included on both sides: every request sent costs the server.
+    summary["app_cpu_seconds"] = app_cpu
+    summary["app_cpu_cores"] = app_cpu / wall
+    summary["app_cpu_ms_per_request"] = 1000 * app_cpu / max(result["sent"], 1)
     summary["ended_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     summary["server_counters"] = counter_delta(before, server_counters(server))
     return summary
@@ -292,14 +426,21 @@ def run_raw_sql(statements: list, server: dict, database: str, plan: Plan) -> di
     before = server_counters(server)
     share = [plan.concurrency // 2, plan.concurrency - plan.concurrency // 2]
     for index, threads in enumerate(share):
-        spec = {"statements": statements, "threads": threads, "duration": plan.closed_seconds,
-                "warmup": plan.warmup,
-                "connection": {**server, "database": database}}
+        spec = {
+            "statements": statements,
+            "threads": threads,
+            "duration": plan.closed_seconds,
+            "warmup": plan.warmup,
+            "connection": {**server, "database": database},
+        }
         spec_path, out_path = WORK / f"replay-{index}.json", WORK / f"replay-out-{index}.json"
         spec_path.write_text(json.dumps(spec))
         outputs.append(out_path)
-        processes.append(subprocess.Popen(
-            [PYTHON, "-m", "bench.sqlreplay", str(spec_path), str(out_path)], cwd=ROOT))
+        processes.append(
+            subprocess.Popen(
+                [PYTHON, "-m", "bench.sqlreplay", str(spec_path), str(out_path)], cwd=ROOT
+            )
+        )
     for process in processes:
         if process.wait(timeout=plan.closed_seconds + 120) != 0:
             raise RuntimeError("bench.sqlreplay failed")
@@ -310,24 +451,52 @@ def run_raw_sql(statements: list, server: dict, database: str, plan: Plan) -> di
         for code, count in part["errors"].items():
             errors[code] = errors.get(code, 0) + count
     ok = sum(part["ok"] for part in parts)
-    return {"ok": ok, "throughput": ok / plan.closed_seconds, "errors": errors,
-            "latency_ms": stats.summary(latencies),
-            "replayer_cpu_seconds": sum(part["cpu_seconds"] for part in parts),
-            "server_counters": counter_delta(before, server_counters(server))}
+    return {
+        "ok": ok,
+        "throughput": ok / plan.closed_seconds,
+        "errors": errors,
+        "latency_ms": stats.summary(latencies),
+        "replayer_cpu_seconds": sum(part["cpu_seconds"] for part in parts),
+        "server_counters": counter_delta(before, server_counters(server)),
+    }
 
 
 # --- phases -----------------------------------------------------------------------------------
 
 
-def payment_phase(plan: Plan, web: Web, seed: dict, server: dict, env: dict, procs: Processes,
-                  *, statements: list | None, with_trivial: bool, repeats: int) -> dict:
+def payment_phase(
+    plan: Plan,
+    web: Web,
+    seed: dict,
+    server: dict,
+    env: dict,
+    procs: Processes,
+    *,
+    statements: list | None,
+    with_trivial: bool,
+    repeats: int,
+) -> dict:
     """Closed loop (payment / trivial / raw SQL alternately), then open loop at 70%."""
-    closed = {"concurrency": plan.concurrency, "duration": plan.closed_seconds,
-              "warmup": plan.warmup, "mode": "closed"}
+    closed = {
+        "concurrency": plan.concurrency,
+        "duration": plan.closed_seconds,
+        "warmup": plan.warmup,
+        "mode": "closed",
+    }
     log("warm-up")
     loadgen(http_spec(web, seed, "payment", **{**closed, "duration": 2, "warmup": 0}))
-    relay_loop = procs.start(f"relay-loop-{web.port}", [
-        PYTHON, "-m", "bench.djtasks", "relay_loop", json.dumps({"seconds": 7200})], env)
+    relay_loop = procs.start(
+        f"relay-loop-{web.port}",
+        [PYTHON, "-m", "bench.djtasks", "relay_loop", json.dumps({"seconds": 7200})],
+        env,
+    )
+    # The full write path: the sequencer appends the payments' entries to the log, signs a
+    # checkpoint every AUDIT_CHECKPOINT_INTERVAL and publishes to Kafka, as in production.
+    sequencer = procs.start(
+        f"audit-sequencer-{web.port}", [PYTHON, "manage.py", "audit_sequencer"], sequencer_env(env)
+    )
+    phase_began = time.perf_counter()
+    background_cpu: dict[str, float] = {}
     runs: dict[str, list] = {"payment": [], "trivial": [], "raw_sql": [], "open": []}
     try:
         for repeat in range(repeats):
@@ -349,42 +518,72 @@ def payment_phase(plan: Plan, web: Web, seed: dict, server: dict, env: dict, pro
         rate = round(0.7 * maximum, 1)
         for repeat in range(repeats):
             log(f"open loop payment at {rate}/s #{repeat + 1}")
-            runs["open"].append(run_http(web, seed, "payment", server, mode="open", rate=rate,
-                                         duration=plan.open_seconds, concurrency=0))
-        time.sleep(2)  # let the relay catch up with the last events
+            runs["open"].append(
+                run_http(
+                    web,
+                    seed,
+                    "payment",
+                    server,
+                    mode="open",
+                    rate=rate,
+                    duration=plan.open_seconds,
+                    concurrency=0,
+                )
+            )
+        time.sleep(2)  # let the relay and the sequencer catch up with the last events
     finally:
-        procs.stop(relay_loop)
+        phase_wall = time.perf_counter() - phase_began
+        for name, process in (("relay", relay_loop), ("sequencer", sequencer)):
+            background_cpu[name] = process_cpu_seconds(process.pid)
+            procs.stop(process)
+    if sequencer.returncode not in (0, -signal.SIGTERM):
+        raise RuntimeError(
+            "the audit sequencer failed; see /tmp/payflow-bench/audit-sequencer-*.log"
+        )
     lag = []
     for run in runs["open"]:
         window = djtask(env, "relay_lag", {"since": run["started_at"], "until": run["ended_at"]})
         run["outbox_lag_ms"] = stats.summary(window["lags_ms"])
         run["outbox_unpublished"] = window["unpublished"]
         lag.append(run["outbox_lag_ms"].get("p99", float("nan")))
-    return {"runs": runs, "max_throughput": maximum, "open_rate": rate,
-            "lag_p99_ms_runs": lag}
+    return {
+        "runs": runs,
+        "max_throughput": maximum,
+        "open_rate": rate,
+        "lag_p99_ms_runs": lag,
+        "audit_log": djtask(env, "audit_log_state"),
+        "background_cpu_cores": {name: cpu / phase_wall for name, cpu in background_cpu.items()},
+    }
 
 
 def profile_phase(plan: Plan, web: Web, seed: dict) -> dict:
     log("profiling the payment path with py-spy")
-    spec = http_spec(web, seed, "payment", mode="closed", concurrency=plan.concurrency,
-                     duration=plan.profile_seconds, warmup=0)
-    return profile.record_during(web.worker_pids(), plan.profile_seconds + 1,
-                                 lambda: loadgen(spec), WORK / "profile")
+    spec = http_spec(
+        web,
+        seed,
+        "payment",
+        mode="closed",
+        concurrency=plan.concurrency,
+        duration=plan.profile_seconds,
+        warmup=0,
+    )
+    return profile.record_during(
+        web.worker_pids(), plan.profile_seconds + 1, lambda: loadgen(spec), WORK / "profile"
+    )
 
 
 def relay_phase(plan: Plan, env_main: dict, secrets_env: dict, dump: Path) -> dict:
     log(f"relay: backlog of {plan.relay_rows} events")
     load_dump(SINGLE, RELAY_DB, dump)
     env = django_env(url_for(SINGLE, RELAY_DB), secrets_env)
-    djtask(env, "relay_seed", {"rows": plan.relay_rows,
-                               "source": {**SINGLE, "database": MAIN_DB}})
+    djtask(env, "relay_seed", {"rows": plan.relay_rows, "source": {**SINGLE, "database": MAIN_DB}})
     payloads = WORK / "relay-payloads.jsonl"
     djtask(env, "relay_payloads", {"out": str(payloads)})
     bootstrap = (WORK / "var" / "kafka-bootstrap").read_text().strip()
     runs = []
     for repeat in range(plan.repeats):
         pair = {}
-        for kind in (["relay", "raw"] if repeat % 2 == 0 else ["raw", "relay"]):
+        for kind in ["relay", "raw"] if repeat % 2 == 0 else ["raw", "relay"]:
             log(f"relay {kind} #{repeat + 1}")
             if kind == "relay":
                 djtask(env, "relay_reset")
@@ -392,27 +591,53 @@ def relay_phase(plan: Plan, env_main: dict, secrets_env: dict, dump: Path) -> di
             else:
                 out = subprocess.run(
                     [PYTHON, "-m", "bench.rawproducer", bootstrap, str(payloads)],
-                    cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=600)
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=600,
+                )
                 pair["raw"] = json.loads(out.stdout.strip().splitlines()[-1])
         runs.append(pair)
     return {"rows": plan.relay_rows, "runs": runs}
 
 
+def truncate(server: dict, database: str, tables: tuple[str, ...]) -> None:
+    """Empty ``tables`` (TRUNCATE fires no DELETE trigger; foreign keys between them, e.g.
+    cosignature → checkpoint, would refuse it, so their checks are off for this session)."""
+    connection = MySQLdb.connect(**server, database=database)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SET SESSION foreign_key_checks = 0")
+        for table in tables:
+            cursor.execute(f"TRUNCATE TABLE {table}")
+    finally:
+        connection.close()
+
+
 def audit_phase(plan: Plan, secrets_env: dict, dump: Path) -> dict:
-    log(f"audit: seeding {plan.audit_rows} chained rows")
+    log(f"audit: seeding {plan.audit_rows} entries copied from the payments' entries")
     load_dump(SINGLE, AUDIT_DB, dump)
     env = django_env(url_for(SINGLE, AUDIT_DB), secrets_env)
-    sql(SINGLE, "DELETE FROM audit_lanehead", AUDIT_DB)
-    with contextlib.suppress(MySQLdb.Error):
-        sql(SINGLE, "TRUNCATE audit_auditentry", AUDIT_DB)
+    truncate(SINGLE, AUDIT_DB, AUDIT_LOG_TABLES)
     started = time.perf_counter()
-    djtask(env, "audit_seed", {"rows": plan.audit_rows})
+    seeded = djtask(
+        sequencer_env(env),
+        "audit_seed",
+        {"rows": plan.audit_rows, "source": {**SINGLE, "database": MAIN_DB}},
+    )
     seed_seconds = time.perf_counter() - started
     log("audit: verification vs raw SHA-256")
     verify = djtask(env, "audit_verify", {"repeats": plan.repeats})
     archive = djtask(env, "audit_archive")
-    return {"rows": plan.audit_rows, "seed_seconds": seed_seconds, "runs": verify["runs"],
-            "archive": archive}
+    return {
+        "rows": plan.audit_rows,
+        "seed_seconds": seed_seconds,
+        "seed": seeded,
+        "runs": verify["runs"],
+        "archive": archive,
+    }
 
 
 def galera_phase(plan: Plan, procs: Processes, secrets_env: dict, dump: Path) -> dict:
@@ -426,14 +651,22 @@ def galera_phase(plan: Plan, procs: Processes, secrets_env: dict, dump: Path) ->
         cluster.start()
         node = {"host": "127.0.0.1", "port": cluster.nodes[0].port, "user": "root"}
         load_dump(node, MAIN_DB, dump)
-        env = django_env(url_for(node, MAIN_DB), secrets_env,
-                         {"DATABASE_WSREP_SYNC_WAIT": "1"})
+        env = django_env(url_for(node, MAIN_DB), secrets_env, {"DATABASE_WSREP_SYNC_WAIT": "1"})
         seed = djtask(env, "seed", {"name": "Bench Shop (Galera)"})
         version = sql(node, "SHOW GLOBAL STATUS LIKE 'wsrep_provider_version'")[0][1]
         web = Web(procs, env, "galera")
         try:
-            result = payment_phase(plan, web, seed, node, env, procs, statements=None,
-                                   with_trivial=False, repeats=plan.galera_repeats)
+            result = payment_phase(
+                plan,
+                web,
+                seed,
+                node,
+                env,
+                procs,
+                statements=None,
+                with_trivial=False,
+                repeats=plan.galera_repeats,
+            )
         finally:
             result["retries"] = web.stop()
         result["provider_version"] = version
@@ -449,11 +682,21 @@ def galera_phase(plan: Plan, procs: Processes, secrets_env: dict, dump: Path) ->
 def machine() -> dict:
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cores": os.cpu_count(), "cpu": model, "memory_gib": round(total_kb / 2**20, 1),
-            "kernel": platform.release(), "hostname": socket.gethostname()}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(total_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "hostname": socket.gethostname(),
+    }
 
 
 def versions() -> dict:
@@ -473,8 +716,14 @@ def versions() -> dict:
 
 
 def settings_recorded(plan: Plan) -> dict:
-    variables = ("innodb_flush_log_at_trx_commit", "innodb_buffer_pool_size", "sync_binlog",
-                 "log_bin", "max_connections", "transaction_isolation")
+    variables = (
+        "innodb_flush_log_at_trx_commit",
+        "innodb_buffer_pool_size",
+        "sync_binlog",
+        "log_bin",
+        "max_connections",
+        "transaction_isolation",
+    )
     names = ", ".join(f"'{name}'" for name in variables)
     server = dict(sql(SINGLE, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"))
     from bench import gunicorn_conf
@@ -482,13 +731,20 @@ def settings_recorded(plan: Plan) -> dict:
     return {
         "plan": asdict(plan),
         "mariadb": server,
-        "gunicorn": {"worker_class": gunicorn_conf.worker_class,
-                     "workers": gunicorn_conf.workers, "threads": gunicorn_conf.threads},
-        "django": {"DEBUG": False, "API_THROTTLE_RATE": "1000000/second (throttling on, "
-                   "never reached)", "ACQUIRER_LATENCY_SECONDS": 0, "CACHE": "locmem",
-                   "CELERY_BROKER_URL": f"redis db {REDIS_DB} (the on-commit relay nudges)"},
+        "gunicorn": {
+            "worker_class": gunicorn_conf.worker_class,
+            "workers": gunicorn_conf.workers,
+            "threads": gunicorn_conf.threads,
+        },
+        "django": {
+            "DEBUG": False,
+            "API_THROTTLE_RATE": "1000000/second (throttling on, never reached)",
+            "ACQUIRER_LATENCY_SECONDS": 0,
+            "CACHE": "locmem",
+            "CELERY_BROKER_URL": f"redis db {REDIS_DB} (the on-commit relay nudges)",
+        },
         "payment": "POST /v1/payments, tokenized card 4242…, cvc, capture=true, "
-                   "unique Idempotency-Key per request",
+        "unique Idempotency-Key per request",
         "trivial": "GET /v1/ping (API key authentication, throttle, DRF, full middleware)",
     }
 
@@ -508,33 +764,61 @@ def main(argv: list[str] | None = None) -> int:
     (WORK / "var").mkdir(parents=True)
     results: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "load_average_start": os.getloadavg(),
-        "versions": versions(), "settings": settings_recorded(plan),
+        "machine": machine(),
+        "load_average_start": os.getloadavg(),
+        "versions": versions(),
+        "settings": settings_recorded(plan),
     }
     procs = Processes()
     secrets_env = fresh_secrets()
     env = django_env(url_for(SINGLE, MAIN_DB), secrets_env)
     try:
-        procs.start("kafka", [PYTHON, "-m", "payflow.platform.kafka_mock", "--bootstrap-file",
-                              str(WORK / "var" / "kafka-bootstrap")], env)
-        log("database payflow_bench: migrate")
+        procs.start(
+            "kafka",
+            [
+                PYTHON,
+                "-m",
+                "payflow.platform.kafka_mock",
+                "--bootstrap-file",
+                str(WORK / "var" / "kafka-bootstrap"),
+            ],
+            env,
+        )
+        log(f"database {MAIN_DB}: migrate")
         recreate_database(SINGLE, MAIN_DB)
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [PYTHON, "manage.py", "migrate", "-v0"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         dump = WORK / "schema.sql"
         with dump.open("wb") as out:
-            subprocess.run(["mysqldump", "-uroot", "-h127.0.0.1", "--triggers", "--routines",
-                            MAIN_DB], stdout=out, check=True)
+            subprocess.run(
+                ["mysqldump", "-uroot", "-h127.0.0.1", "--triggers", "--routines", MAIN_DB],
+                stdout=out,
+                check=True,
+            )
         seed = djtask(env, "seed")
         captured = djtask(env, "capture_sql", seed)
-        results["payment_sql"] = {"statements": len(captured["statements"]),
-                                  "transactions": len({s["transaction"] for s in
-                                                       captured["statements"]} - {None})}
+        results["payment_sql"] = {
+            "statements": len(captured["statements"]),
+            "transactions": len({s["transaction"] for s in captured["statements"]} - {None}),
+        }
         web = Web(procs, env, "single")
         try:
             results["single"] = payment_phase(
-                plan, web, seed, SINGLE, env, procs, statements=captured["statements"],
-                with_trivial=True, repeats=plan.repeats)
+                plan,
+                web,
+                seed,
+                SINGLE,
+                env,
+                procs,
+                statements=captured["statements"],
+                with_trivial=True,
+                repeats=plan.repeats,
+            )
             results["profile"] = profile_phase(plan, web, seed)
         finally:
             results.setdefault("single", {})["retries"] = web.stop()

@@ -10,10 +10,13 @@ Only what the unique constraints and the audit chain require is changed per repl
 - a UUID that a statement inserts as a new row's ``id`` (transaction, outbox events,
   journal entry) becomes a fresh UUID everywhere it appears in that replay;
 - the idempotency key and external reference (they contain ``capture-``) become unique;
-- audit lanes: each lane the captured payment wrote to maps to a random lane per replay,
-  as a fresh transaction id would; the lane head read ``FOR UPDATE`` supplies ``seq + 1``
-  and ``prev_hash`` for the row and the head update, as the application does. The new
-  entry's hash is random bytes: computing it is the application's CPU, not the database's.
+- audit entries: each hash the payment wrote (an entry's ``hash``, the same value as the
+  ``prev_hash`` of the object's next entry and in the row's ``audit_hash``) becomes fresh
+  random bytes everywhere it appears in that replay, so every replayed object has its own
+  chain as a new payment would (the unique ``hash`` and (object, ``prev_hash``) hold);
+  computing real hashes is the application's CPU, not the database's. Any other 64-hex
+  value a statement writes first (the idempotency key's digest) is renewed the same way;
+- the idempotency record's id (``RETURNING``) replaces the captured one in its updates.
 
 Run: ``python -m bench.sqlreplay SPEC.json OUT.json`` (connection, statements, threads,
 duration); several such processes run at once for the payment's concurrency.
@@ -35,7 +38,10 @@ from typing import Any
 import MySQLdb
 
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-LANES = 16
+HASH_TEXT = re.compile(r"^[0-9a-f]{64}$")
+GENESIS_HASH = "0" * 64
+IDEMPOTENCY_INSERT = "INSERT INTO `payflow_idempotencyrecord`"
+IDEMPOTENCY_ID = "`payflow_idempotencyrecord`.`id` = %s"
 
 
 def _decode(value: Any) -> Any:
@@ -46,33 +52,66 @@ def _decode(value: Any) -> Any:
     return value
 
 
+INSERT_COLUMNS = re.compile(r"INSERT INTO `\w+` \(([^)]*)\) VALUES")
+
+
 def new_row_ids(statements: list[dict]) -> set[str]:
-    """UUIDs first seen as the ``id`` of a row an INSERT creates."""
+    """UUIDs first seen as the ``id`` of a row an INSERT creates (wherever ``id`` is in
+    the column list: audited rows put ``audit_hash`` first)."""
     seen: set[str] = set()
     fresh: set[str] = set()
     for statement in statements:
         params = statement["params"] or []
-        first = params[0] if params else None
-        inserts_id = re.match(r"INSERT INTO `\w+` \(`id`,", statement["sql"]) is not None
-        if inserts_id and isinstance(first, str) and first not in seen and UUID_TEXT.match(first):
-            fresh.add(first)
+        columns = INSERT_COLUMNS.match(statement["sql"])
+        names = [name.strip() for name in columns[1].split(",")] if columns else []
+        if "`id`" in names and len(params) > names.index("`id`"):
+            row_id = params[names.index("`id`")]
+            if isinstance(row_id, str) and row_id not in seen and UUID_TEXT.match(row_id):
+                fresh.add(row_id)
         seen.update(p for p in params if isinstance(p, str))
     return fresh
+
+
+def new_hashes(statements: list[dict]) -> set[str]:
+    """64-hex values (audit hashes, digests) first seen in a statement that writes: an
+    INSERT or an UPDATE. One first seen in a read looks up an existing row: kept."""
+    seen: set[str] = set()
+    fresh: set[str] = set()
+    for statement in statements:
+        writes = statement["sql"].startswith(("INSERT", "UPDATE"))
+        for value in statement["params"] or []:
+            if not isinstance(value, str) or value in seen:
+                continue
+            seen.add(value)
+            if writes and value != GENESIS_HASH and HASH_TEXT.match(value):
+                fresh.add(value)
+    return fresh
+
+
+def placeholder_index(sql: str, marker: str) -> int | None:
+    """The position of the parameter that ``marker`` (containing one ``%s``) takes."""
+    at = sql.find(marker)
+    return None if at < 0 else sql[:at].count("%s")
 
 
 class Replayer:
     def __init__(self, statements: list[dict]) -> None:
         self.statements = statements
         self.fresh_ids = new_row_ids(statements)
+        self.fresh_hashes = new_hashes(statements)
+        # The idempotency record's id in the statements that name it (after the insert).
+        self.record_id_at = [
+            placeholder_index(statement["sql"], IDEMPOTENCY_ID) for statement in statements
+        ]
 
     def run_one(self, connection: MySQLdb.Connection, number: int) -> None:
         ids = {old: str(uuid.uuid4()) for old in self.fresh_ids}
+        ids.update((old, random.randbytes(32).hex()) for old in self.fresh_hashes)
         unique = f"raw-{os.getpid()}-{threading.get_ident()}-{number}"
-        lanes: dict[int, int] = {}
-        head: dict[int, tuple[int, str]] = {}
+        record_id = None
         cursor = connection.cursor()
         in_transaction = None
-        for statement in self.statements:
+        for statement, record_id_at in zip(self.statements, self.record_id_at, strict=True):
             transaction = statement["transaction"]
             if transaction != in_transaction:
                 if in_transaction is not None:
@@ -80,17 +119,18 @@ class Replayer:
                 if transaction is not None:
                     cursor.execute("BEGIN")
                 in_transaction = transaction
-            params = self._params(statement, ids, unique, lanes, head)
+            params = self._params(statement, ids, unique)
+            if record_id_at is not None and record_id is not None:
+                params[record_id_at] = record_id
             cursor.execute(statement["sql"], params)
             rows = cursor.fetchall()
-            if "FROM `audit_lanehead`" in statement["sql"] and rows:
-                lane, seq, digest = rows[0]
-                head[lane] = (seq + 1, digest)
+            if statement["sql"].startswith(IDEMPOTENCY_INSERT) and rows:
+                record_id = rows[0][0]
         if in_transaction is not None:
             connection.commit()
         cursor.close()
 
-    def _params(self, statement, ids, unique, lanes, head) -> list[Any] | None:
+    def _params(self, statement, ids, unique) -> list[Any] | None:
         raw = statement["params"]
         if raw is None:
             return None
@@ -101,23 +141,8 @@ class Replayer:
                 if value in ids:
                     value = ids[value]
                 elif "capture-" in value:
-                    value = re.sub(r"capture-[0-9-]+", unique, value)
+                    value = re.sub(r"capture-[0-9a-z-]+", unique, value)
             params.append(value)
-        sql = statement["sql"]
-        if "FROM `audit_lanehead`" in sql:
-            params[0] = lanes.setdefault(params[0], random.randrange(LANES))
-        elif sql.startswith("INSERT INTO `audit_auditentry`"):
-            lane = lanes[params[0]]
-            seq, prev = head[lane]
-            params[0:4] = [lane, seq, prev, random.randbytes(32).hex()]
-            self._last_audit = (lane, seq, params[3])
-        elif sql.startswith("UPDATE `audit_lanehead`"):
-            lane, seq, digest = self._last_audit
-            params = [seq, digest, lane]
-        elif sql.startswith("INSERT INTO `outbox_outboxevent`") and params[2] == "audit_lane":
-            lane, seq, _ = self._last_audit
-            params[3] = params[8] = f"lane-{lane}"
-            params[4] = seq
         return params
 
 
@@ -173,8 +198,14 @@ def run(spec: dict) -> dict:
         thread.join()
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    return {"ok": len(latencies), "latencies_ms": latencies, "completions": completions,
-            "errors": errors, "duration": spec["duration"], "cpu_seconds": cpu}
+    return {
+        "ok": len(latencies),
+        "latencies_ms": latencies,
+        "completions": completions,
+        "errors": errors,
+        "duration": spec["duration"],
+        "cpu_seconds": cpu,
+    }
 
 
 def main(argv: list[str]) -> int:
