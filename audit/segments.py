@@ -29,7 +29,7 @@ from django.core.files.storage import Storage, storages
 from django.db import connection
 from django.db.models import Max
 
-from audit.models import ArchiveSegment
+from audit.models import ArchiveSegment, RetentionPurge
 from audit.report import LogEntry
 from payflow.platform import trail
 
@@ -193,8 +193,10 @@ def check_segment(segment: ArchiveSegment) -> str:
 
 
 def purged_before() -> int:
-    """The first index not removed by retention (0 when nothing was purged)."""
-    top = ArchiveSegment.objects.filter(purged_at__isnull=False).aggregate(top=Max("last_index"))
+    """The first index not removed by retention (0 when nothing was purged): from the
+    retention records (append-only), not the segments' ``purged_at`` (a flag the archiver's
+    database user may set: marking a segment purged without a record must leave a gap)."""
+    top = RetentionPurge.objects.aggregate(top=Max("last_index"))
     return 0 if top["top"] is None else top["top"] + 1
 
 

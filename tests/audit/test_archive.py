@@ -103,7 +103,8 @@ def test_segment_files_are_the_documented_format_with_a_recorded_digest(archive_
     assert (segment.first_index, segment.last_index, segment.row_count) == (0, 39, 40)
     assert hashlib.sha256(data).hexdigest() == segment.file_digest
     assert segment.file_size == len(data)
-    assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    assert data[:2] == b"\x1f\x8b"  # gzip
+    assert data[4:8] == b"\0\0\0\0"  # mtime 0
     text = gzip.decompress(data).decode()
     assert text.endswith("\n")
     lines = text.split("\n")[:-1]
@@ -269,6 +270,23 @@ def test_an_entry_that_does_not_match_its_hash_is_refused_not_archived(capsys):
     assert "refused: the entry at index 10" in capsys.readouterr().err
     assert not ArchiveSegment.objects.exists()
     assert index == 10
+
+
+def test_segments_before_a_refused_entry_are_archived_and_nothing_from_its_segment():
+    """The log's counterpart of a refused lane beside an archived one: the prefix before the
+    bad entry's segment is archived; the bad entry's segment and everything after stay."""
+    now = old_and_recent(1200, 0)
+    _, target = leaf_entries()[700]
+    with triggers_dropped():
+        raw(
+            "UPDATE audit_auditentry SET body = %s WHERE id = %s",
+            [bytes(target.body).replace(b'"reason":""', b'"reason":"edited"'), target.id],
+        )
+    report = audit_archive(now=now)
+    assert (report.rows, report.segments) == (500, 1)
+    assert "index 700 does not match its hash" in report.refused["log"]
+    assert [(s.first_index, s.last_index) for s in ArchiveSegment.objects.all()] == [(0, 499)]
+    assert sorted(index for index, _ in leaf_entries()) == list(range(500, 1200))
 
 
 def test_a_leaf_without_its_entry_is_refused():
