@@ -31,6 +31,7 @@ class Action(models.TextChoices):
     PURGE = "purge", "archived audit segments past retention were purged"
     MIGRATE = "migrate", "the lane trail was moved into the log (audit migration 0008)"
     LOGIN_FAILED = "login_failed", "an admin login failed or was refused while locked"
+    ERASE = "erase", "a data subject's key was destroyed: its personal data reads as erased"
 
     @classmethod
     def checked(cls, action: str) -> Action:
@@ -66,6 +67,8 @@ OPERATOR_ACTIONS = (
     "merchant_reactivate",
     "job_pause",
     "job_resume",
+    "cardholder_erase",
+    "user_erase",
 )
 
 AUDIT_EVENTS: dict[str, AuditEvent] = {
@@ -90,6 +93,11 @@ AUDIT_EVENTS: dict[str, AuditEvent] = {
             "audit.legal_hold_released",
             Action.UPDATE,
             "a legal hold was released",
+        ),
+        AuditEvent(
+            "data_subject.erased",
+            Action.ERASE,
+            "a data subject was erased: its key destroyed (`audit/subjects.py`)",
         ),
         AuditEvent(
             "user.login_failed",

@@ -7,6 +7,8 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         # Imported when the apps are ready: the writer imports models.
         from audit.services import write_entries
-        from payflow.platform import trail
+        from audit.subjects import STORE
+        from payflow.platform import personal, trail
 
         trail.set_writer(write_entries)
+        personal.set_key_store(STORE)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 
+from payflow.platform import personal
 from payflow.platform.guards import UnsanctionedWrite
 
 GENESIS_HASH = "0" * 64  # prev_hash of an object's first entry
@@ -81,8 +82,14 @@ class AuditEntry(models.Model):
 
     @property
     def fields(self) -> dict[str, Any]:
-        """The entry as recorded: its canonical bytes parsed (``docs/audit-formats.md``)."""
+        """The entry as recorded: its canonical bytes parsed (``docs/audit-formats.md``),
+        personal data sealed."""
         return json.loads(bytes(self.body))
+
+    @property
+    def revealed(self) -> dict[str, Any]:
+        """The entry as a person reads it: personal data opened, or ``[erased]``."""
+        return personal.reveal_entry(self.fields)
 
 
 class LogLeaf(models.Model):
@@ -290,3 +297,23 @@ class VerificationRun(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class DataSubjectKey(models.Model):
+    """The key that seals one data subject's personal data in audit entries and events
+    (``payflow.platform.personal``), wrapped: AES-256-GCM under a key derived (HKDF-SHA256)
+    from vault key ``kek_version``, the subject as associated data.
+
+    Erasing the subject sets ``wrapped`` to NULL (``erased_at``): every value sealed for it
+    reads as erased from then on, while the entries' bytes and the log's proofs stay as
+    they were. Never shown anywhere; not audited itself (the erasure is, on
+    ``audit.datasubject``)."""
+
+    subject = models.CharField(max_length=64, primary_key=True)
+    wrapped = models.BinaryField(max_length=64, null=True)
+    kek_version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"key of {self.subject}" + (" (erased)" if self.erased_at else "")

@@ -242,6 +242,21 @@ class EventType(StrEnum):
         None,
         "a token was sealed again under the current vault key",
     )
+    CARD_TOKEN_ERASED = (
+        "card_token.erased",
+        "card_token",
+        None,
+        None,
+        "the cardholder was erased: the vault ciphertext and fingerprint are gone",
+    )
+    TRANSACTION_PERSONAL_DATA_ERASED = (
+        "transaction.personal_data_erased",
+        "transaction",
+        None,
+        None,
+        "the cardholder was erased: the transaction's free texts (`metadata`, `reason`) were"
+        " emptied; recorded in the audit trail only, not published",
+    )
     VAULT_KEY_REGISTERED = (
         "vault_key.registered",
         "vault_key",

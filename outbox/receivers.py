@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ledger.events import EventType
 from ledger.models import Transaction
 from outbox import events
 from outbox.models import OutboxEvent
 from outbox.tasks import relay_partitions
-from payflow.platform import db
+from payflow.platform import db, personal
+
+#: Transaction changes recorded in the audit trail only.
+UNPUBLISHED = frozenset({EventType.TRANSACTION_PERSONAL_DATA_ERASED})
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +24,12 @@ def record_transaction_event(
     """Receiver of ``ledger_changed``: one outbox row per transaction insert or change.
 
     Runs inside the caller's transaction (a rollback leaves no row). Facts only: the
-    payload is the transaction's snapshot restricted to ``events.PAYLOAD_FIELDS``.
+    payload is the transaction's snapshot restricted to ``events.PAYLOAD_FIELDS``, its
+    personal data sealed for the cardholder (``payflow.platform.personal``), so that erasing
+    the cardholder erases it from every copy of the event too. An erasure itself
+    (``UNPUBLISHED``) is not published.
     """
-    if sender is not Transaction:
+    if sender is not Transaction or event_type in UNPUBLISHED:
         return
     aggregate_id = str(instance.pk)
     event = OutboxEvent.objects.create(
@@ -35,7 +42,11 @@ def record_transaction_event(
         schema_version=events.SCHEMA_VERSION,
         topic=events.full_topic(events.topic_for(action, new_values)),
         key=aggregate_id,
-        payload={name: new_values[name] for name in events.PAYLOAD_FIELDS if name in new_values},
+        payload=personal.seal_values(
+            "ledger.transaction",
+            aggregate_id,
+            {name: new_values[name] for name in events.PAYLOAD_FIELDS if name in new_values},
+        ),
         relay_partition=events.relay_partition(aggregate_id),
     )
     _nudge_after_commit(event.relay_partition)

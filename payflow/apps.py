@@ -21,6 +21,7 @@ class PayflowConfig(AppConfig):
 
         ledger_changed.connect(fence_ledger_change, dispatch_uid="payflow.idempotency_fence")
         register_invariant_check(idempotency_check_records)
+        login_guard.register_personal_fields()
 
         # kombu's filesystem transport (the embedded default broker) needs its folders
         # before the first message is sent or read.

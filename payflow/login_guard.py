@@ -33,7 +33,7 @@ from django.dispatch import receiver
 from audit.actions import Action
 from audit.services import audit_record
 from payflow.middleware import client_ip
-from payflow.platform import context, db
+from payflow.platform import context, db, personal
 
 
 def _client_ip(request: Any) -> str:
@@ -71,23 +71,40 @@ def _count_failure(username: str, ip: str) -> int:
     return max(counts)
 
 
+def _failed_login_subject(object_id: str, values: dict[str, Any]) -> str | None:
+    # A known user's failed logins are that person's data; a name nobody has is nobody's.
+    return personal.person_subject(object_id) if object_id != "unknown" else None
+
+
+def register_personal_fields() -> None:
+    """A failed login on a person's account: its username, address and browser are the
+    person's personal data (sealed for them); one on a name nobody has is not sealed."""
+    personal.register("auth.user", ("username", "ip"), _failed_login_subject, context=True)
+
+
 @db.atomic
 def _audit_failure(username: str, ip: str, count: int, refused: bool) -> None:
     user = get_user_model().objects.filter(username=username).only("pk").first()
-    audit_record(
-        object_type="auth.user",
-        object_id=str(user.pk) if user else "unknown",
-        action=Action.LOGIN_FAILED,
-        event_type="user.login_failed",
-        old_values=None,
-        new_values={
-            "username": username if user else None,
-            "ip": ip,
-            "failures": count,
-            "locked": count >= settings.LOGIN_FAILURE_LIMIT,
-            "refused_while_locked": refused,
-        },
-    )
+    who = context.current()
+    if user is not None:
+        # The address is the account's person's data (sealed for them), so it is not also
+        # the indexed actor id; an attempt on a name nobody has keeps it there.
+        who = dataclasses.replace(who, actor_id="login-attempt")
+    with context.replaced(who):
+        audit_record(
+            object_type="auth.user",
+            object_id=str(user.pk) if user else "unknown",
+            action=Action.LOGIN_FAILED,
+            event_type="user.login_failed",
+            old_values=None,
+            new_values={
+                "username": username if user else None,
+                "ip": ip,
+                "failures": count,
+                "locked": count >= settings.LOGIN_FAILURE_LIMIT,
+                "refused_while_locked": refused,
+            },
+        )
 
 
 def record_failure(username: str, request: Any, *, refused: bool = False) -> int:

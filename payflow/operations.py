@@ -24,19 +24,26 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+from django.db.models import Q
+
 from audit.actions import Action
 from audit.objects import operator_object_type
 from audit.services import audit_record
-from ledger.models import ApiKey, Merchant, Transaction
+from audit.subjects import subject_erase
+from ledger.models import ApiKey, CardToken, Merchant, Transaction
 from ledger.services.api_keys import IssuedKey, api_key_create, api_key_revoke
 from ledger.services.merchants import merchant_create, merchant_reactivate, merchant_suspend
 from ledger.services.payments import payment_cancel, payment_capture
+from ledger.services.personal_data import cardholder_anonymise, cardholder_subject
 from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
 from payflow.jobs import job_pause, job_resume
-from payflow.models import JobRun
+from payflow.models import IdempotencyRecord, JobRun
 from payflow.platform import context, db
+from payflow.platform.personal import person_subject
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -272,3 +279,78 @@ def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> ActionPla
         ),
         details={"job": job},
     )
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure did: the subject whose key was destroyed, the rows anonymised."""
+
+    subject: str
+    anonymised: dict[str, int]
+
+
+def _erase_replays(object_ids: list[Any]) -> int:
+    # A stored first response may hold the personal data: it keeps only the object's id,
+    # so a retry with the same Idempotency-Key still replays (and never runs again).
+    records = IdempotencyRecord.objects.filter(object_id__in=object_ids).exclude(response_body=None)
+    erased = 0
+    for record in records.only("pk", "response_body"):
+        body = record.response_body if isinstance(record.response_body, dict) else {}
+        kept = {name: body[name] for name in ("id", "object", "livemode") if name in body}
+        IdempotencyRecord.objects.filter(pk=record.pk).update(
+            response_body={**kept, "personal_data_erased": True}
+        )
+        erased += 1
+    return erased
+
+
+@audited_action
+def operator_cardholder_erase(*, token_id: Any, reason: str) -> ActionPlan[Erasure]:
+    """Erase a cardholder (GDPR art. 17): the personal data of the card ``token_id``.
+
+    In one transaction: the free texts of every transaction the card paid (and of their
+    refunds and chargebacks) and the token's fingerprint are emptied, its vault ciphertext
+    (PAN and holder name) wiped (``cardholder_anonymise``), stored first responses cut to
+    the object's id, and the subject's key destroyed (``subject_erase``), so what the
+    audit log and the published events hold sealed for the cardholder reads as erased.
+    The entries, the log's proofs, old bundles and archived segments still verify."""
+    token = CardToken.objects.get(pk=token_id)
+
+    def perform() -> Erasure:
+        anonymised = cardholder_anonymise(token)
+        paid = Transaction.objects.filter(
+            Q(card_token=token) | Q(parent__card_token=token)
+        ).values_list("pk", flat=True)
+        anonymised["stored_responses"] = _erase_replays([token.pk, *paid])
+        subject = cardholder_subject(token.pk)
+        subject_erase(subject, anonymised=anonymised)
+        return Erasure(subject, anonymised)
+
+    return ActionPlan("cardholder_erase", "ledger.cardtoken", token.pk, perform=perform, details={})
+
+
+@audited_action
+def operator_user_erase(*, user_id: Any, reason: str) -> ActionPlan[Erasure]:
+    """Erase a person who used the admin (an operator or auditor who left): their account
+    is deactivated and anonymised (name, e-mail, username), and their key destroyed, so
+    the addresses, browsers, reasons and name their audit entries hold sealed read as
+    erased. Refused for the operator asking (``OperatorActionRefused``)."""
+    user = get_user_model().objects.get(pk=user_id)
+    if str(user.pk) == context.current().actor_id:
+        raise OperatorActionRefused("you cannot erase yourself")
+
+    def perform() -> Erasure:
+        get_user_model().objects.filter(pk=user.pk).update(
+            username=f"erased-{user.pk}",
+            first_name="",
+            last_name="",
+            email="",
+            is_active=False,
+            password=UNUSABLE_PASSWORD_PREFIX,  # no password opens it
+        )
+        subject = person_subject(str(user.pk))
+        anonymised = {"users": 1}
+        subject_erase(subject, anonymised=anonymised)
+        return Erasure(subject, anonymised)
+
+    return ActionPlan("user_erase", "auth.user", user.pk, perform=perform, details={})

@@ -33,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "merchant": ["view", "add", "change"],
             "apikey": ["view", "add", "change"],
             "transaction": ["view", "change"],
+            "cardtoken": ["view", "change"],  # change: erase a cardholder
         },
         "outbox": {"outboxevent": ["view", "change"]},
         "payflow": {"jobrun": ["view", "change"]},  # change: pause and resume jobs

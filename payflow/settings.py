@@ -341,6 +341,9 @@ AUDIT_SEQUENCER_MAX_LAG_SECONDS = env.float("AUDIT_SEQUENCER_MAX_LAG_SECONDS", d
 # Witnesses whose cosignatures the log accepts, and how many evidence needs.
 AUDIT_WITNESS_KEYS = config.witness_keys(env)
 AUDIT_WITNESS_QUORUM = env.int("AUDIT_WITNESS_QUORUM", default=0)
+# Personal data in entries and events is sealed per data subject (audit/subjects.py); a
+# process keeps opened subject keys this long, so an erasure reaches every process within it.
+AUDIT_SUBJECT_KEY_CACHE_SECONDS = env.float("AUDIT_SUBJECT_KEY_CACHE_SECONDS", default=60.0)
 # Archiving (DESIGN.md section 6): rows older than AUDIT_ARCHIVE_AFTER go to segment files
 # in the "audit_archive" storage; segments older than AUDIT_RETENTION are purged.
 # Durations: a number of days, or with a unit: "365d", "12h", "7y" (a year is 365.25 days).

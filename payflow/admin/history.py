@@ -25,7 +25,7 @@ def audit_history(object_type: str, object_id: Any) -> str:
     """The object's audit entries and the operators' actions on it, oldest first: when,
     what, who (and how), why."""
     rows = [
-        (row, row.fields)
+        (row, row.revealed)
         for row in AuditEntry.objects.filter(
             object_type__in=history_types(object_type), object_id=str(object_id)
         ).order_by("id")[:HISTORY_LIMIT]

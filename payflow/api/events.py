@@ -12,6 +12,7 @@ from ledger import ids
 from outbox.models import OutboxEvent
 from payflow.api.pagination import page_of, paginate
 from payflow.api.serializers import LIVEMODE_HELP
+from payflow.platform import personal
 
 PUBLIC_KINDS = {
     "payment": "payment",
@@ -40,6 +41,15 @@ class EventOut(serializers.Serializer):
 EventListOut = page_of(EventOut, "EventListOut")
 
 
+def _opened(event: OutboxEvent) -> dict[str, Any]:
+    # Stored (and published) with the cardholder's personal data sealed; the merchant
+    # reads it opened, or "[erased]" once the cardholder was erased.
+    opened = personal.reveal_values("ledger.transaction", event.aggregate_id, event.payload)
+    if opened and opened.get("metadata") == personal.ERASED:
+        opened = {**opened, "metadata": {}}  # the API's type: an object
+    return opened
+
+
 def event_body(event: OutboxEvent) -> dict[str, Any]:
     kind = PUBLIC_KINDS.get(event.aggregate_type)
     object_id = ids.encode(kind, uuid.UUID(event.aggregate_id)) if kind else event.aggregate_id
@@ -49,7 +59,7 @@ def event_body(event: OutboxEvent) -> dict[str, Any]:
         "livemode": event.livemode,
         "type": event.event_type,
         "created": int(event.created_at.timestamp()),
-        "data": {"object_id": object_id, "sequence": event.sequence, "object": event.payload},
+        "data": {"object_id": object_id, "sequence": event.sequence, "object": _opened(event)},
     }
 
 

@@ -17,6 +17,7 @@ from ledger.models import CardToken, Transaction, TransactionStatus, Transaction
 from ledger.selectors import merchant_balances
 from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
 from ledger.services.payouts import payout_create
+from ledger.services.personal_data import card_token_erased
 from ledger.services.refunds import refund_create
 from ledger.services.vault import card_tokenize
 from payflow.api import schema
@@ -94,7 +95,7 @@ def _token(request: Request, public_id: str, param: str) -> CardToken:
     token = CardToken.objects.filter(
         pk=_decode("token", public_id, param), **request_scope(request)
     ).first()
-    if token is None:
+    if token is None or card_token_erased(token):  # an erased cardholder's card is gone
         raise _missing("token", public_id, param)
     return token
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from payflow.platform import context, db
+from payflow.platform import context, db, personal
 
 ENCODING_VERSION = 2
 DOMAIN_TAG = b"payflow-audit-entry/2\x00"
@@ -81,7 +81,11 @@ def encode_body(fields: dict[str, Any]) -> bytes:
     created = fields["created_at"]
     body = {
         "action": fields["action"],
-        "actor": {key: str(value) for key, value in fields["actor"].items()},
+        # a person's label is sealed (an object, ``payflow.platform.personal``)
+        "actor": {
+            key: value if type(value) is dict else str(value)
+            for key, value in fields["actor"].items()
+        },
         "created_at": created if isinstance(created, str) else format_time(created),
         "event_type": fields["event_type"],
         "ip": fields["ip"],
@@ -135,7 +139,8 @@ def prepare(
     """The entry for one change, with the actor, IP, user agent, request/task id and reason
     of the current ``payflow.platform.context``. Refuses (``MissingActor``) a change with no
     actor. ``prev_hash``: the object's latest entry (its row's ``audit_hash``), the genesis
-    hash for an insert, or None to chain at commit (objects without an ``audit_hash``)."""
+    hash for an insert, or None to chain at commit (objects without an ``audit_hash``).
+    Personal data is sealed under its subject's key (``payflow.platform.personal``)."""
     who = context.current()
     if not who.has_actor:
         raise MissingActor(f"{event_type} on {object_type} {object_id} has no actor")
@@ -150,16 +155,16 @@ def prepare(
         "created_at": now,
         "event_type": event_type,
         "ip": who.ip[:45],
-        "new": new_values,
+        "new": None if new_values is None else _value(new_values),
         "object_id": object_id,
         "object_type": object_type,
-        "old": old_values,
+        "old": None if old_values is None else _value(old_values),
         "reason": who.reason[:500],
         "request_id": who.request_id[:64],
         "task_id": who.task_id[:64],
         "user_agent": who.user_agent[:300],
     }
-    body = encode_body(fields)
+    body = encode_body(personal.seal_entry(fields))
     return Entry(
         object_type=object_type,
         object_id=object_id,

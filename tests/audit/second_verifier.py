@@ -81,6 +81,20 @@ STRING_MEMBERS = (
     "user_agent",
 )
 ACTOR_KEYS = frozenset({"id", "label", "type"})
+# §1.3: these may be a sealed value instead of a string.
+SEALABLE_MEMBERS = frozenset({"ip", "reason", "user_agent"})
+
+
+def _is_sealed(value: Any) -> bool:
+    """A sealed personal value (§1.3): {"sealed": base64, "subject": s} or
+    {"erased": true, "subject": s}."""
+    if not isinstance(value, dict) or not isinstance(value.get("subject"), str):
+        return False
+    if set(value) == {"sealed", "subject"}:
+        return isinstance(value["sealed"], str)
+    return set(value) == {"erased", "subject"} and value["erased"] is True
+
+
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00")
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _HEX4 = re.compile(r"[0-9a-f]{8}")
@@ -246,7 +260,9 @@ def _check_members(body: Any) -> None:
     if body["v"] != "2":
         raise _Bad("v")
     for key in STRING_MEMBERS:
-        if not isinstance(body[key], str):
+        if not isinstance(body[key], str) and not (
+            key in SEALABLE_MEMBERS and _is_sealed(body[key])
+        ):
             raise _Bad(key)
     for key in ("old", "new"):
         if body[key] is not None and not isinstance(body[key], dict):

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from prometheus_client import REGISTRY
 
 from audit.models import AuditEntry, LogLeaf
@@ -71,7 +71,10 @@ def test_sixteen_writers_on_two_nodes_for_20_seconds_give_up_nothing_and_the_log
     assert sum(gave_up) == 0, gave_up
     with default_database_is("galera3"):  # the log is sequenced and verified on the third node
         sequence()
-        report = verify_log()
+        # in one transaction: verification then reads in line, on this thread's swapped
+        # connection (its read-ahead thread would open the test database's default instead)
+        with transaction.atomic():
+            report = verify_log()
         entries, leaves = AuditEntry.objects.count(), LogLeaf.objects.count()
     assert report.ok, [b.as_dict() for b in report.breaks]
     assert entries == leaves

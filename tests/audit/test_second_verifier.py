@@ -83,22 +83,33 @@ def rtime(rng: random.Random) -> str:
     )
 
 
+def rsealed(rng: random.Random):
+    """A sealed personal value (§1.3), or one written after its subject was erased."""
+    subject = rng.choice(["user:17", "cardholder:" + rstr(rng, 8)])
+    if rng.random() < 0.2:
+        return {"erased": True, "subject": subject}
+    return {
+        "sealed": base64.b64encode(rng.randbytes(rng.randint(29, 60))).decode(),
+        "subject": subject,
+    }
+
+
 def make_body(rng, identity, action, old, new) -> dict:
     return {
         "action": action,
         "actor": {
             "id": rng.choice([None, "17", rstr(rng)]),
-            "label": rstr(rng),
+            "label": rng.choice([rstr(rng), rsealed(rng)]),
             "type": rng.choice(["user", "api_key", "system", "task"]),
         },
         "created_at": rtime(rng),
         "event_type": rng.choice(["payment.captured", "merchant.updated", rstr(rng)]),
-        "ip": rng.choice(["", "203.0.113.9", "::1"]),
+        "ip": rng.choice(["", "203.0.113.9", "::1", rsealed(rng)]),
         "new": new,
         "object_id": identity[1],
         "object_type": identity[0],
         "old": old,
-        "reason": rstr(rng),
+        "reason": rng.choice([rstr(rng), rsealed(rng)]),
         "request_id": rstr(rng),
         "task_id": rng.choice(["", rstr(rng)]),
         "user_agent": rstr(rng, 20),

@@ -35,7 +35,7 @@ def recorded(obj_type, obj_id, *names, **filters):
     ``actor_label``/``actor_type`` read the entry's actor."""
     found = []
     for entry in history(obj_type, obj_id, **filters).order_by("id"):
-        fields = entry.fields
+        fields = entry.revealed
         values = [entry.event_type]
         for name in names:
             values.append(fields["actor"][name[6:]] if name.startswith("actor_") else fields[name])

@@ -44,12 +44,15 @@ def test_five_wrong_passwords_lock_the_account_even_for_the_right_one(client, op
     # every attempt is an audit entry naming the account, the address and the count (the
     # body holds integers as strings), chained after the account's previous attempt
     rows = list(failures())
-    recorded = [row.fields["new"] for row in rows]
+    recorded = [row.revealed["new"] for row in rows]
     assert [new["failures"] for new in recorded] == ["1", "2", "3", "4", "5", "6", "7"]
     assert [new["refused_while_locked"] for new in recorded] == [False] * 5 + [True] * 2
     assert {row.object_id for row in rows} == {str(operator.pk)}
     assert [row.prev_hash for row in rows[1:]] == [row.hash for row in rows[:-1]]
     assert recorded[0]["ip"] == "203.0.113.7"
+    # the address is the account's person's data: sealed in the bytes, not the actor id
+    assert all(b"203.0.113.7" not in bytes(row.body) for row in rows)
+    assert {row.actor_id for row in rows} == {"login-attempt"}
     assert rows[0].actor_type == "anonymous"
     assert rows[0].fields["actor"]["type"] == "anonymous"
     sequence()
