@@ -210,16 +210,20 @@ def live_entries(start: int, upto: int, *, times: bool = True) -> Iterator[LogEn
         if mysql
         else "e.created_at"
     )
-    # No input in the text: fixed column expressions; the range is bound.
+    # No input in the text: fixed column expressions; the range is bound. STRAIGHT_JOIN:
+    # leaves first, by their primary key, so the rows come in index order with no sort.
+    # (Seen here once: MariaDB 10.11.19 crashed with signal 11 freeing an Aria temporary
+    # table of this query, ha_maria::drop_table under JOIN::cleanup.)
     sql = (
-        "SELECT l.`index`, e.prev_hash, e.hash, e.body, e.object_type, e.object_id, e.action,"  # noqa: S608
+        "SELECT STRAIGHT_JOIN l.`index`, e.prev_hash, e.hash, e.body, e.object_type,"  # noqa: S608
+        " e.object_id, e.action,"
         f" e.event_type, e.request_id, e.actor_type, e.actor_id, {created},"
         f" {'e.created_at' if times or not mysql else 'NULL'}"
         " FROM audit_logleaf l JOIN audit_auditentry e ON e.id = l.entry_id"
         " WHERE l.`index` >= %s AND l.`index` < %s ORDER BY l.`index`"
     )
     if not mysql:
-        sql = sql.replace("`", '"')
+        sql = sql.replace("`", '"').replace("STRAIGHT_JOIN ", "")
     with connection.cursor() as cursor:
         cursor.execute(sql, [start, upto])
         rows = cursor.fetchall()
