@@ -9,6 +9,10 @@ from typing import Any
 from audit.objects import public_id
 
 MAX_BREAKS = 200
+#: Breaks that name a damaged part of the log as a whole (one each, however many entries it
+#: holds): kept in a full report, in place of the latest of the others, so the cause of a
+#: run of ``entry_missing`` breaks is always named.
+PRIORITY_KINDS = frozenset({"segment_altered", "segment_missing", "purge_record_mismatch"})
 
 
 @dataclass
@@ -45,10 +49,19 @@ class VerificationReport:
         return not self.breaks
 
     def add(self, broken: Break) -> None:
+        """Keep the first ``MAX_BREAKS`` breaks; past that, a ``PRIORITY_KINDS`` break
+        still goes in, in place of the latest break of another kind."""
         if len(self.breaks) < MAX_BREAKS:
             self.breaks.append(broken)
-        else:
-            self.truncated = True
+            return
+        self.truncated = True
+        if broken.kind not in PRIORITY_KINDS:
+            return
+        for position in range(len(self.breaks) - 1, -1, -1):
+            if self.breaks[position].kind not in PRIORITY_KINDS:
+                del self.breaks[position]
+                self.breaks.append(broken)
+                return
 
     def as_dict(self) -> dict[str, Any]:
         return {

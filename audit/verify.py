@@ -16,11 +16,15 @@ For every leaf, in index order (archived segments and live entries as one sequen
 - ``unsealed``: leaves older than ``AUDIT_SEQUENCER_MAX_LAG_SECONDS`` that no checkpoint
   covers (checkpoints deleted, or the sequencer down);
 - ``unsequenced``: committed entries the sequencer has not taken that long after;
-- ``segment_altered``/``segment_missing``: an archive segment that cannot be trusted.
+- ``segment_altered``/``segment_missing``: an archive segment that cannot be trusted
+  (named before its entries' breaks, and kept in a full report);
+- ``purge_record_mismatch``: a retention record that differs from the log's
+  ``audit.retention_purged`` entry of that purge, records that do not cover the purged
+  prefix one after the other, or a latest record with no such entry (``_check_purges``).
 
 Then reconciliation (``audit.reconcile``): every audited row against its latest entry.
 Every break names its kind and the object (type, id and public id); the report keeps the
-first ``MAX_BREAKS``.
+first ``MAX_BREAKS`` (and, past them, the segment and purge breaks: ``PRIORITY_KINDS``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit import segments, tlog
-from audit.models import ArchiveSegment, AuditEntry, Checkpoint, LogLeaf, LogNode
+from audit.models import (
+    ArchiveSegment,
+    AuditEntry,
+    Checkpoint,
+    LogLeaf,
+    LogNode,
+    RetentionPurge,
+)
 from audit.reconcile import reconcile_rows
 from audit.report import Break, LogEntry, VerificationReport
 from audit.sequencer import log_size
@@ -46,6 +57,8 @@ from payflow.platform import trail
 __all__ = ["Break", "LogEntry", "VerificationReport", "verify_log"]
 
 CHUNK = 20_000
+PURGE_TYPE = "audit.retentionpurge"
+PURGE_EVENT = "audit.retention_purged"
 COLUMNS = (
     "object_type",
     "object_id",
@@ -102,6 +115,7 @@ def verify_log(
     read = entries or (lambda first, upto: segments.log_entries(first, upto, problems))
     tips: dict[tuple[str, str], str] = {}
     purged_before = max(segments.purged_before(), start)
+    whole = purged_before == segments.purged_before()  # the pass reads all that is left
     if start:
         reconcile = False
     # After a retention purge (or from an incremental run's start) the tree resumes from
@@ -110,9 +124,13 @@ def verify_log(
     pending = [(s, root) for s, root in checkpoints if s >= purged_before]
     pending.reverse()
     chunks = [(first, min(size, first + CHUNK)) for first in range(purged_before, size, CHUNK)]
+    reported: set[int] = set()
+    purges: dict[str, list[tuple[int, Any]]] = {}
     for (start, upto), (entries_read, stored_leaves) in zip(
         chunks, _read_ahead(chunks, read), strict=True
     ):
+        # A segment that could not be read is named before the breaks of its entries.
+        _report_segments(problems, reported, report)
         unresolved: list[tuple[tuple[str, str], str, int]] = []
         got = {entry.index: entry for entry in entries_read}
         leaves = []
@@ -123,7 +141,7 @@ def verify_log(
                 leaves.append(stored_leaves.get(index, bytes(32)))
                 continue
             leaves.append(
-                _check_entry(found, tips, stored_leaves, report, purged_before, unresolved)
+                _check_entry(found, tips, stored_leaves, report, purged_before, unresolved, purges)
             )
         _resolve_links(unresolved, report)
         # Compare with every checkpoint inside this chunk, at its exact size.
@@ -152,14 +170,24 @@ def verify_log(
                 detail=f"checkpoint at {checkpoint_size} is beyond the log ({size})",
             )
         )
-    for segment_id in sorted({problem.segment.id for problem in problems}):
-        problem = next(p for p in problems if p.segment.id == segment_id)
-        report.add(Break(problem.kind, index=problem.segment.first_index, detail=str(problem)))
+    _report_segments(problems, reported, report)
+    _check_purges(report, purges, whole=whole)
     _check_sealed(report, size)
     _check_sequenced(report)
     if reconcile:
         reconcile_rows(report, tips)
     return report
+
+
+def _report_segments(problems: list[Any], reported: set[int], report: VerificationReport) -> None:
+    """A break for each unreadable segment not reported yet (once per segment: a segment
+    read for two chunks is one problem). The reader may be appending (the read-ahead
+    thread): a copy is walked."""
+    for problem in sorted(list(problems), key=lambda p: p.segment.first_index):
+        if problem.segment.id in reported:
+            continue
+        reported.add(problem.segment.id)
+        report.add(Break(problem.kind, index=problem.segment.first_index, detail=str(problem)))
 
 
 def _read_ahead(chunks, read) -> Iterator[tuple[list[LogEntry], dict[int, bytes]]]:
@@ -210,6 +238,7 @@ def _check_entry(
     report: VerificationReport,
     purged_before: int,
     unresolved: list[tuple[tuple[str, str], str, int]],
+    purges: dict[str, list[tuple[int, Any]]],
 ) -> bytes:
     try:
         parsed = orjson.loads(entry.body)
@@ -218,7 +247,10 @@ def _check_entry(
         parsed, key = None, ("", "")
     object_type, object_id = key
     digest = entry.hash
-    if parsed is None or trail.entry_hash(entry.prev_hash, entry.body) != entry.hash:
+    hashed = parsed is not None and trail.entry_hash(entry.prev_hash, entry.body) == entry.hash
+    if hashed and object_type == PURGE_TYPE and parsed.get("event_type") == PURGE_EVENT:
+        purges.setdefault(object_id, []).append((entry.index, parsed.get("new")))
+    if not hashed:
         report.add(
             Break("hash_mismatch", object_type, object_id, entry.index, "body or hash edited")
         )
@@ -306,6 +338,110 @@ def _archived_prefix_exists() -> bool:
     ``root_mismatch`` otherwise), and the archived entries themselves are checked against
     their segment files (``segment_*``)."""
     return ArchiveSegment.objects.filter(rows_deleted_at__isnull=False).exists()
+
+
+def _check_purges(
+    report: VerificationReport, purges: dict[str, list[tuple[int, Any]]], *, whole: bool
+) -> None:
+    """Every retention record against the log's entry that recorded the purge
+    (``audit.retention_purged``, written in the record's transaction: its ``new`` names
+    the range, the segments and the row count). The records are rows a DBA can rewrite;
+    the entry is in the signed log. Breaks are ``purge_record_mismatch``:
+
+    - the records do not cover ``0..last`` contiguously (a gap, an overlap, a range
+      widened into the next record's);
+    - a record differs from an entry recording it (entries whose hash does not check are
+      no evidence: ``hash_mismatch`` names them);
+    - the latest record (the one the purged prefix is taken from) has no entry. Its entry
+      was appended after the purged range, so it is in what the pass read — or live and
+      not sequenced yet. An earlier record's entry may itself have been purged since (by a
+      later purge, whose own entry is then checked), so it is not required. An
+      incremental run (``whole`` False) does not read the log before its start and only
+      compares the entries it finds."""
+    records = list(RetentionPurge.objects.order_by("first_index", "id"))
+    expected_first = 0
+    for position, record in enumerate(records):
+        name = f"retention record {record.id} ({record.first_index}..{record.last_index})"
+        if record.first_index != expected_first or record.last_index < record.first_index:
+            report.add(
+                _purge_break(
+                    record,
+                    None,
+                    f"{name}: the records do not cover the purged prefix one after the other "
+                    f"(expected a range from {expected_first})",
+                )
+            )
+        expected_first = max(expected_first, record.last_index + 1)
+        found = purges.get(str(record.id)) or _live_purge_entries(record.id)
+        if not found:
+            if whole and position == len(records) - 1:
+                report.add(
+                    _purge_break(
+                        record, None, f"{name}: no entry of the log (that checks) records it"
+                    )
+                )
+            continue
+        recorded = _purge_values(record)
+        for index, new in found:
+            logged = _purge_values_logged(new)
+            if logged != recorded:
+                differ = sorted(key for key in recorded if logged.get(key) != recorded[key])
+                report.add(
+                    _purge_break(
+                        record,
+                        index,
+                        f"{name}: differs from the entry that recorded the purge "
+                        f"({', '.join(differ)})",
+                    )
+                )
+
+
+def _purge_break(record: RetentionPurge, index: int | None, detail: str) -> Break:
+    return Break("purge_record_mismatch", PURGE_TYPE, str(record.id), index, detail)
+
+
+def _purge_values(record: RetentionPurge) -> dict[str, Any]:
+    """A record's content as its entry holds it (canonical values: integers as text)."""
+    return trail.canonical_values(
+        {
+            "first_index": record.first_index,
+            "last_index": record.last_index,
+            "rows": record.row_count,
+            "segments": record.detail,
+            "segment_count": record.segment_count,
+        }
+    )
+
+
+def _purge_values_logged(new: Any) -> dict[str, Any]:
+    if not isinstance(new, dict):
+        return {}
+    values = {key: new.get(key) for key in ("first_index", "last_index", "rows", "segments")}
+    segments_logged = new.get("segments")
+    values["segment_count"] = (
+        str(len(segments_logged)) if isinstance(segments_logged, list) else None
+    )
+    return values
+
+
+def _live_purge_entries(purge_id: int) -> list[tuple[int | None, Any]]:
+    """The purge's entries among the live rows (one the pass did not read: not sequenced
+    yet, or before an incremental run's start), those whose hash checks."""
+    found = []
+    rows = AuditEntry.objects.filter(
+        object_type=PURGE_TYPE, object_id=str(purge_id), event_type=PURGE_EVENT
+    ).values_list("id", "prev_hash", "hash", "body")
+    for entry_id, prev_hash, digest, body in rows:
+        body = bytes(body)
+        if trail.entry_hash(prev_hash, body) != digest:
+            continue
+        try:
+            new = orjson.loads(body).get("new")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        index = LogLeaf.objects.filter(entry_id=entry_id).values_list("index", flat=True).first()
+        found.append((index, new))
+    return found
 
 
 def _check_sealed(report: VerificationReport, size: int) -> None:

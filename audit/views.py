@@ -32,7 +32,7 @@ from audit.runs import verification_start
 from audit.segments import SegmentProblem, read_segment
 from audit.sequencer import log_size
 from audit.tasks import verification_run
-from payflow.platform import context, trail
+from payflow.platform import context, personal, trail
 
 AUDITOR_GROUP = "auditor"
 
@@ -145,10 +145,17 @@ def record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespon
         except SegmentProblem as problem:
             archive_error = f"{problem.kind}: {problem}"
     ordered = sorted(archived + shown, key=lambda row: (row.index is None, row.index or 0))
-    previous = trail.GENESIS_HASH
+    previous: dict[str, str] = {}  # each chain (the object's, the operators') on its own
     for row in ordered:
-        row.link_ok = row.prev_hash == previous if not row.archived_before else None
-        previous = row.hash
+        before = previous.get(row.object_type)
+        if before is None and row.prev_hash != trail.GENESIS_HASH:
+            # The first entry shown of its chain follows one that is not shown: archived
+            # (not read: no ?archived=1) or purged, or else the link is broken.
+            row.archived_before = _follows_an_archived_entry(row)
+        row.link_ok = (
+            row.prev_hash == (before or trail.GENESIS_HASH) if not row.archived_before else None
+        )
+        previous[row.object_type] = row.hash
     return render(
         request,
         "audit/record.html",
@@ -165,7 +172,7 @@ def record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespon
 
 def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived=False):
     body = bytes(body)
-    fields = json.loads(body)
+    fields = personal.reveal_entry(json.loads(body))
     return SimpleNamespace(
         **fields,
         created=parse_datetime(fields["created_at"]),
@@ -176,6 +183,18 @@ def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived
         archived=archived,
         archived_before=False,
     )
+
+
+def _follows_an_archived_entry(row: SimpleNamespace) -> bool:
+    """Whether the entry ``row`` links to left the live table for the archive: no live
+    entry has its hash, and the live entries of a segment before ``row`` were deleted
+    (as verification accepts such a link: ``audit.verify._resolve_links``)."""
+    if AuditEntry.objects.filter(hash=row.prev_hash).exists():
+        return False  # live, of another object (it would be shown otherwise): broken
+    segments = ArchiveSegment.objects.filter(rows_deleted_at__isnull=False)
+    if row.index is not None:
+        segments = segments.filter(first_index__lt=row.index)
+    return segments.exists()
 
 
 def _archived_rows(object_type: str, object_id: str) -> list[SimpleNamespace]:

@@ -160,12 +160,6 @@ def test_a_recomputed_file_and_rewritten_leaves_do_not_match_the_signed_checkpoi
     assert [b.index for b in of_kind(report, "chain_broken")] == [312]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG audit/verify.py verify_log: a damaged segment's own break is added after the "
-    "log pass, so a segment of more than MAX_BREAKS entries fills the report with their "
-    "entry_missing breaks and segment_altered is never named (truncated)",
-)
 def test_a_damaged_segment_larger_than_the_report_is_still_named(archive_dir):  # noqa: F811
     now = old_and_recent(1500, 30)  # segments of 500
     audit_archive(now=now)

@@ -145,12 +145,6 @@ def test_a_record_history_includes_archived_entries_on_request(client, django_us
     assert page.count("link ✓") == archived_of_payment + 1  # the live one links on too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG audit/views.py record: archived_before is never set, so without ?archived=1 "
-    "the first live entry of an object whose earlier entries are archived shows 'link ✗' "
-    "(a broken chain) instead of 'link archived'",
-)
 def test_a_live_entry_after_archived_ones_is_not_shown_as_a_broken_link(
     client, django_user_model, merchant
 ):

@@ -161,12 +161,6 @@ def test_a_purge_entry_edited_in_the_log_is_reported(archive_dir):  # noqa: F811
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG audit/verify.py: the purged prefix is taken from the RetentionPurge rows and "
-    "never compared with the purge's own entry in the log, so a DBA who rewrites the record "
-    "(and marks the next segment purged) hides those entries from verification",
-)
 def test_a_forged_retention_record_is_reported(archive_dir):  # noqa: F811
     now = eight_years_then_recent()
     record = RetentionPurge.objects.get(pk=audit_retention_purge(now=now).purge_id)
