@@ -6,7 +6,7 @@ is sealed (in that change's transaction), stored wrapped under a key derived fro
 vault's current key (``DataSubjectKey``). A process caches opened keys for
 ``AUDIT_SUBJECT_KEY_CACHE_SECONDS``: after an erasure, another process may still open the
 subject's values for at most that long (the erasing process forgets at once). A key made
-by a transaction is cached only once that transaction commits.
+read or made inside a transaction is cached only once that transaction commits.
 
 ``subject_erase`` destroys a key and records the erasure (``data_subject.erased`` on
 ``audit.datasubject``), in one transaction with whatever the caller anonymises.
@@ -108,33 +108,50 @@ class DatabaseKeyStore:
         wrapped, version = row
         return True, None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
 
-    def key_for(self, subject: str, *, create: bool) -> bytes | None:
+    def key_for(self, subject: str, *, create: bool, fresh: bool = False) -> bytes | None:
         hit, key = self._cached(subject)
         if hit:
             return key
+        if fresh and create:  # a subject born with this change (a new card): no lookup
+            return self._make(subject, savepoint=False)
         found, key = self._read(subject)
         if found:
-            self._remember(subject, key)
+            self._remember_at_commit(subject, key)
             return key
         if not create:
             return None
+        return self._make(subject, savepoint=True)
+
+    def _remember_at_commit(self, subject: str, key: bytes | None) -> None:
+        # Inside a transaction the row read may be this transaction's own, uncommitted:
+        # cached only once it commits (a rollback, or a savepoint's, discards the callback).
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(lambda: self._remember(subject, key))
+        else:
+            self._remember(subject, key)
+
+    def _make(self, subject: str, *, savepoint: bool) -> bytes | None:
         key = os.urandom(KEY_BYTES)
         version = vault.current_key_version()
+        row = DataSubjectKey(
+            subject=subject, wrapped=_wrap(subject, key, version), kek_version=version
+        )
+        if not savepoint:
+            row.save(force_insert=True)
+            self._remember_at_commit(subject, key)
+            return key
         try:
             with transaction.atomic():  # a savepoint: a concurrent maker's row wins
-                DataSubjectKey.objects.create(
-                    subject=subject, wrapped=_wrap(subject, key, version), kek_version=version
-                )
+                row.save(force_insert=True)
         except IntegrityError:
-            row = (
+            wrapped, version = (
                 DataSubjectKey.objects.select_for_update()  # the committed row, not a snapshot
                 .filter(subject=subject)
                 .values_list("wrapped", "kek_version")
                 .get()
             )
-            wrapped, version = row
             return None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
-        transaction.on_commit(lambda: self._remember(subject, key))
+        self._remember_at_commit(subject, key)
         return key
 
     def erase(self, subject: str) -> None:

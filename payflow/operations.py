@@ -36,13 +36,17 @@ from ledger.models import ApiKey, CardToken, Merchant, Transaction
 from ledger.services.api_keys import IssuedKey, api_key_create, api_key_revoke
 from ledger.services.merchants import merchant_create, merchant_reactivate, merchant_suspend
 from ledger.services.payments import payment_cancel, payment_capture
-from ledger.services.personal_data import cardholder_anonymise, cardholder_subject
+from ledger.services.personal_data import (
+    cardholder_anonymise,
+    cardholder_subject,
+    transaction_subject,
+)
 from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
 from payflow.jobs import job_pause, job_resume
 from payflow.models import IdempotencyRecord, JobRun
-from payflow.platform import context, db
+from payflow.platform import context, db, personal
 from payflow.platform.personal import person_subject
 
 P = ParamSpec("P")
@@ -72,6 +76,9 @@ class ActionPlan(Generic[T]):
     _: KW_ONLY
     perform: Callable[[], T]
     details: dict[str, Any]
+    # the reason is about the target (its data subject's); not for an erasure, whose
+    # reason must stay readable after the subject's key is gone
+    reason_about_target: bool = True
 
 
 def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
@@ -92,18 +99,29 @@ def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
         reason = _reason(kwargs["reason"])  # type: ignore[arg-type]
         with context.bind(reason=reason):
             planned = plan(*args, **{**kwargs, "reason": reason})  # type: ignore[arg-type]
-            result = planned.perform()
-            audit_record(
-                object_type=operator_object_type(planned.object_type),
-                object_id=str(planned.object_id),
-                action=Action.OPERATOR_ACTION,
-                event_type=f"operator.{planned.name}",
-                old_values=None,
-                new_values={"action": planned.name, **planned.details},
-            )
+            # The reason is about the target: its data subject's (a cardholder's), if it
+            # has one, on every entry the action writes (the refund, its journal entry,
+            # its command, the action row), so erasing the subject erases it too.
+            with context.bind(reason_subject=_subject_of(planned)):
+                result = planned.perform()
+                audit_record(
+                    object_type=operator_object_type(planned.object_type),
+                    object_id=str(planned.object_id),
+                    action=Action.OPERATOR_ACTION,
+                    event_type=f"operator.{planned.name}",
+                    old_values=None,
+                    new_values={"action": planned.name, **planned.details},
+                )
         return result
 
     return action
+
+
+def _subject_of(planned: ActionPlan[Any]) -> str:
+    registration = personal.registered().get(planned.object_type)
+    if registration is None or not planned.reason_about_target:
+        return ""
+    return registration.subject_of(str(planned.object_id), {}) or ""
 
 
 def _payment(payment_id: Any) -> Transaction:
@@ -281,6 +299,12 @@ def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> ActionPla
     )
 
 
+def register_personal_fields() -> None:
+    """An operator's action on a transaction: its reason names the transaction's
+    cardholder (``payflow.platform.personal``; the row's values hold nothing personal)."""
+    personal.register(operator_object_type("ledger.transaction"), (), transaction_subject)
+
+
 @dataclass(frozen=True)
 class Erasure:
     """What an erasure did: the subject whose key was destroyed, the rows anonymised."""
@@ -326,7 +350,14 @@ def operator_cardholder_erase(*, token_id: Any, reason: str) -> ActionPlan[Erasu
         subject_erase(subject, anonymised=anonymised)
         return Erasure(subject, anonymised)
 
-    return ActionPlan("cardholder_erase", "ledger.cardtoken", token.pk, perform=perform, details={})
+    return ActionPlan(
+        "cardholder_erase",
+        "ledger.cardtoken",
+        token.pk,
+        perform=perform,
+        details={},
+        reason_about_target=False,
+    )
 
 
 @audited_action
@@ -348,9 +379,15 @@ def operator_user_erase(*, user_id: Any, reason: str) -> ActionPlan[Erasure]:
             is_active=False,
             password=UNUSABLE_PASSWORD_PREFIX,  # no password opens it
         )
+        # the name a paused job shows (payflow.jobs records who paused it)
+        paused = JobRun.objects.filter(paused_by=user.get_username()).update(
+            paused_by=f"erased-{user.pk}"
+        )
         subject = person_subject(str(user.pk))
-        anonymised = {"users": 1}
+        anonymised = {"users": 1, "paused_jobs": paused}
         subject_erase(subject, anonymised=anonymised)
         return Erasure(subject, anonymised)
 
-    return ActionPlan("user_erase", "auth.user", user.pk, perform=perform, details={})
+    return ActionPlan(
+        "user_erase", "auth.user", user.pk, perform=perform, details={}, reason_about_target=False
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from ledger.events import EventType
@@ -38,15 +39,24 @@ def cardholder_subject(token_id: Any) -> str:
 @functools.lru_cache(maxsize=4096)
 def _card_of_payment(payment_id: str) -> str | None:
     # A payment's card never changes: cached per process.
-    token = Transaction.objects.filter(pk=payment_id).values_list("card_token_id", flat=True)
-    found = token.first()
+    try:
+        token = Transaction.objects.filter(pk=payment_id).values_list("card_token_id", flat=True)
+        found = token.first()
+    except ValidationError:  # not a transaction id
+        return None
     return str(found) if found else None
 
 
-def _transaction_subject(object_id: str, values: dict[str, Any]) -> str | None:
-    token = values.get("card_token")
-    if not token and values.get("parent"):
-        token = _card_of_payment(str(values["parent"]))
+def transaction_subject(object_id: str, values: dict[str, Any]) -> str | None:
+    """The cardholder a transaction's personal values belong to: its card's, or its
+    payment's (a refund, a chargeback); ``values`` without either (an operator action's
+    on the transaction) name it by ``object_id``. None: a payout, nobody's."""
+    if "card_token" in values or "parent" in values:
+        token = values.get("card_token")
+        if not token and values.get("parent"):
+            token = _card_of_payment(str(values["parent"]))
+    else:
+        token = _card_of_payment(str(object_id))
     return cardholder_subject(token) if token else None
 
 
@@ -56,8 +66,8 @@ def _token_subject(object_id: str, values: dict[str, Any]) -> str | None:
 
 def register_personal_fields() -> None:
     """Declare the ledger's personal fields (``ledger.apps``)."""
-    personal.register("ledger.transaction", TRANSACTION_FIELDS, _transaction_subject)
-    personal.register("ledger.cardtoken", CARD_TOKEN_FIELDS, _token_subject)
+    personal.register("ledger.transaction", TRANSACTION_FIELDS, transaction_subject)
+    personal.register("ledger.cardtoken", CARD_TOKEN_FIELDS, _token_subject, born_with_insert=True)
 
 
 def card_token_erased(token: CardToken) -> bool:

@@ -16,6 +16,7 @@ from ledger.exceptions import (
 from ledger.models import (
     AccountKind,
     AcquirerCommand,
+    CardToken,
     CommandKind,
     Transaction,
     TransactionStatus,
@@ -28,6 +29,7 @@ from ledger.services.journal import (
     platform_account_of,
     tracked_balance_locked,
 )
+from ledger.services.personal_data import card_token_erased
 from ledger.services.transitions import (
     check_expected_version,
     transaction_compare_and_set,
@@ -101,10 +103,26 @@ def _insert_child(
     )
 
 
+def _refuse_free_text_for_an_erased_cardholder(
+    payment: Transaction, reason: str, metadata: Any
+) -> None:
+    # Erased means erased: a refund still returns the money, but may not store new free
+    # text about the person (the row would hold it in plain, its entry as erased).
+    if not (reason or metadata) or payment.card_token_id is None:
+        return
+    token = CardToken.objects.only("nonce", "ciphertext").get(pk=payment.card_token_id)
+    if card_token_erased(token):
+        raise InvalidRequest(
+            "this payment's cardholder was erased: a refund of it takes no reason or metadata",
+            param="reason" if reason else "metadata",
+        )
+
+
 @db.atomic
 def _refund_book(
     payment: Transaction, amount: Any, reason: str, metadata: Any, expected_version: int | None
 ) -> tuple[Transaction, AcquirerCommand]:
+    _refuse_free_text_for_an_erased_cardholder(payment, reason, metadata)
     payment, value, status_before = _reserve_on_payment(
         payment.pk, payment.merchant_id, amount, expected_version, "refunded_amount"
     )

@@ -27,6 +27,9 @@ class AuditContext:
     request_id: str = ""
     task_id: str = ""
     reason: str = ""
+    # whose personal data ``reason`` is, when it is about someone (an operator's reason for
+    # acting on a cardholder's payment: ``payflow.platform.personal``); else the actor's
+    reason_subject: str = ""
     merchant_id: str = ""  # the merchant an API request acts for (logs; not an audit field)
 
     @property

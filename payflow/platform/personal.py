@@ -10,12 +10,14 @@ are untouched and still verify; the value reads as erased (``ERASED``) from then
 What is personal (``docs/audit-formats.md`` §1.3):
 
 - the fields each object type registers (``register``), e.g. a transaction's ``metadata``
-  and ``reason`` (free text), a card token's fingerprint, last four and expiry, a failed
-  login's username and address; the registration also says whose they are;
+  and ``reason`` (free text), a card token's fingerprint, a failed login's username and
+  address; the registration also says whose they are;
 - for an actor who is a person (actor type ``user``): the entry's ``ip``, ``user_agent``
   and ``reason``, and the actor's ``label``, all the person's own; for an object type
   registered with ``context=True`` (a failed login on a person's account), the entry's
-  ``ip``, ``user_agent`` and ``reason`` are the object's subject's.
+  ``ip``, ``user_agent`` and ``reason`` are the object's subject's; and an entry's
+  ``reason`` is the object's subject's whenever the object has one (an operator's reason
+  for refunding a cardholder's payment names the cardholder, not the operator).
 
 A sealed value, in the entry's canonical bytes (and in an event's payload), is the object
 ``{"sealed": base64(nonce ‖ ciphertext ‖ tag), "subject": "<subject>"}``: AES-256-GCM of
@@ -52,9 +54,10 @@ SubjectOf = Callable[[str, dict[str, Any]], "str | None"]
 
 
 class KeyStore(Protocol):
-    def key_for(self, subject: str, *, create: bool) -> bytes | None:
+    def key_for(self, subject: str, *, create: bool, fresh: bool = False) -> bytes | None:
         """The subject's key; ``None`` when it was erased (or, with ``create=False``, never
-        made). ``create=True`` makes one for a new subject, in the current transaction."""
+        made). ``create=True`` makes one for a new subject, in the current transaction;
+        ``fresh``: the subject is born with this change (no need to look it up first)."""
 
     def erase(self, subject: str) -> None:
         """Destroy the subject's key."""
@@ -67,6 +70,9 @@ class Registration:
     # The entry's context (ip, user agent, reason) is the subject's too, whoever the
     # actor is (a failed login on a person's account: the attempt came from them or at them).
     context: bool = False
+    # The object's insert creates its subject (a card token is its cardholder's): the key
+    # is made without looking for one first.
+    born_with_insert: bool = False
 
 
 _registry: dict[str, Registration] = {}
@@ -74,11 +80,16 @@ _store: KeyStore | None = None
 
 
 def register(
-    object_type: str, fields: tuple[str, ...], subject_of: SubjectOf, *, context: bool = False
+    object_type: str,
+    fields: tuple[str, ...],
+    subject_of: SubjectOf,
+    *,
+    context: bool = False,
+    born_with_insert: bool = False,
 ) -> None:
     """Declare ``fields`` of ``object_type``'s values personal data of ``subject_of`` (and,
     with ``context``, the entry's ip, user agent and reason)."""
-    _registry[object_type] = Registration(fields, subject_of, context)
+    _registry[object_type] = Registration(fields, subject_of, context, born_with_insert)
 
 
 def registered() -> dict[str, Registration]:
@@ -124,11 +135,13 @@ def is_sealed(value: Any) -> bool:
     )
 
 
-def seal(value: Any, *, subject: str, object_type: str, object_id: str, field: str) -> Any:
+def seal(
+    value: Any, *, subject: str, object_type: str, object_id: str, field: str, fresh: bool = False
+) -> Any:
     """``value`` sealed for ``subject`` (already canonical: ``trail.canonical_values``)."""
     if _empty(value):
         return value
-    key = key_store().key_for(subject, create=True)
+    key = key_store().key_for(subject, create=True, fresh=fresh)
     if key is None:
         return {"erased": True, "subject": subject}
     nonce = os.urandom(NONCE_BYTES)
@@ -160,9 +173,12 @@ def reveal(value: Any, *, object_type: str, object_id: str, field: str) -> Any:
     return json.loads(plaintext)
 
 
-def seal_values(object_type: str, object_id: str, values: dict[str, Any] | None) -> Any:
+def seal_values(
+    object_type: str, object_id: str, values: dict[str, Any] | None, *, inserted: bool = False
+) -> Any:
     """``values`` (an entry's ``old``/``new``, an event's payload) with the registered
-    personal fields sealed; the same dict when there is nothing to seal."""
+    personal fields sealed; the same dict when there is nothing to seal. ``inserted``: the
+    values are the object's first (its insert)."""
     registration = _registry.get(object_type)
     if not values or registration is None:
         return values
@@ -172,6 +188,7 @@ def seal_values(object_type: str, object_id: str, values: dict[str, Any] | None)
     if subject is None:
         return values
     sealed = dict(values)
+    fresh = inserted and registration.born_with_insert
     for name in registration.fields:
         if name in sealed:
             sealed[name] = seal(
@@ -180,7 +197,9 @@ def seal_values(object_type: str, object_id: str, values: dict[str, Any] | None)
                 object_type=object_type,
                 object_id=object_id,
                 field=name,
+                fresh=fresh,
             )
+            fresh = False  # made now: the next one finds it
     return sealed
 
 
@@ -194,17 +213,29 @@ def reveal_values(object_type: str, object_id: str, values: dict[str, Any] | Non
     }
 
 
-def seal_entry(fields: dict[str, Any]) -> dict[str, Any]:
+def seal_entry(fields: dict[str, Any], *, reason_subject: str | None = None) -> dict[str, Any]:
     """An entry's members (``trail.prepare``'s, values canonical) with its personal data
-    sealed: the registered fields of ``old`` and ``new``, and a person's context."""
+    sealed: the registered fields of ``old`` and ``new``, and a person's context.
+    ``reason_subject``: whose the reason is, if the context says (an operator action)."""
     object_type, object_id = fields["object_type"], fields["object_id"]
     for side in ("old", "new"):
-        fields[side] = seal_values(object_type, object_id, fields[side])
+        fields[side] = seal_values(
+            object_type, object_id, fields[side], inserted=fields["action"] == "insert"
+        )
     actor = fields["actor"]
-    person = actor["type"] == PERSON_ACTOR and actor["id"]
-    subject = person_subject(actor["id"]) if person else _context_subject(fields)
-    if subject is not None:
-        for name in CONTEXT_FIELDS:
+    person = person_subject(actor["id"]) if actor["type"] == PERSON_ACTOR and actor["id"] else None
+    context_subject = _context_subject(fields)
+    for name in CONTEXT_FIELDS:
+        if _empty(fields[name]):
+            continue
+        # A reason is about the object: its subject's when it has one (an operator's
+        # reason for refunding a cardholder's payment is the cardholder's data), else the
+        # person's who wrote it. Address and browser are the person's.
+        if name == "reason":
+            subject = reason_subject or context_subject or _object_subject(fields) or person
+        else:
+            subject = context_subject or person
+        if subject is not None:
             fields[name] = seal(
                 fields[name],
                 subject=subject,
@@ -217,13 +248,20 @@ def seal_entry(fields: dict[str, Any]) -> dict[str, Any]:
             **actor,
             "label": seal(
                 actor["label"],
-                subject=person_subject(actor["id"]),
+                subject=person,
                 object_type=object_type,
                 object_id=object_id,
                 field="actor.label",
             ),
         }
     return fields
+
+
+def _object_subject(fields: dict[str, Any]) -> str | None:
+    registration = _registry.get(fields["object_type"])
+    if registration is None:
+        return None
+    return registration.subject_of(fields["object_id"], fields["new"] or fields["old"] or {})
 
 
 def _context_subject(fields: dict[str, Any]) -> str | None:

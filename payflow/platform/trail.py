@@ -164,7 +164,7 @@ def prepare(
         "task_id": who.task_id[:64],
         "user_agent": who.user_agent[:300],
     }
-    body = encode_body(personal.seal_entry(fields))
+    body = encode_body(personal.seal_entry(fields, reason_subject=who.reason_subject or None))
     return Entry(
         object_type=object_type,
         object_id=object_id,

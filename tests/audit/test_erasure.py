@@ -23,22 +23,28 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.archive import audit_archive
 from audit.evidence import evidence_export
 from audit.models import AuditEntry, DataSubjectKey
+from audit.subjects import STORE
 from audit.verify import verify_log
 from ledger import ids
 from ledger.events import Topic
+from ledger.exceptions import InvalidRequest
 from ledger.models import CardToken, Transaction
 from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
+from ledger.services.refunds import refund_create
 from outbox.models import EventStatus, OutboxEvent
+from payflow import operations
 from payflow.platform import context, kafka, personal
 from tests.audit import second_verifier
 from tests.audit.conftest import sequence
+from tests.ledger.conftest import pay
 from tests.pan_scan import every_stored_value
 from tests.payflow.conftest import _staff
 from tests.waiting import drain_outbox
@@ -215,7 +221,7 @@ def test_an_erased_cardholder_is_in_no_table_segment_log_or_kafka_message_and_pr
     # the erasure is recorded, with the operator and the reason
     recorded = AuditEntry.objects.get(event_type="data_subject.erased")
     assert recorded.object_id == f"cardholder:{token_id}"
-    assert recorded.revealed["reason"] == "GDPR request #42"
+    assert recorded.revealed["reason"] == "GDPR request #42", recorded.fields["reason"]
     assert recorded.revealed["new"]["anonymised"]["transactions"] == "2"
     # and the other cardholder's data reads as it did
     kept = revealed_entries("ledger.transaction", other_id)
@@ -280,3 +286,90 @@ def test_the_erase_command_erases_an_admin_user(django_user_model, capsys):
     assert (leaver.username, leaver.email, leaver.is_active) == (f"erased-{leaver.pk}", "", False)
     assert not leaver.has_usable_password()
     assert DataSubjectKey.objects.get(subject=f"user:{leaver.pk}").wrapped is None
+
+
+def test_a_key_made_by_a_transaction_that_rolls_back_is_never_used(merchant):
+    # Reproduced (review): a second seal in the same transaction read the uncommitted key
+    # row and cached it; after the rollback the cache kept a key no row held, later values
+    # were sealed with it and read as erased once the cache expired.
+    subject = "user:777001"
+
+    def sealed_ip(text):
+        return personal.seal(text, subject=subject, object_type="t", object_id="1", field="ip")
+
+    def seal_twice_then_roll_back():
+        with transaction.atomic():
+            sealed_ip("198.51.100.1")
+            sealed_ip("198.51.100.2")
+            raise RuntimeError("rolled back")
+
+    with context.bind(**context.system_actor("test:erasure")):
+        with pytest.raises(RuntimeError, match="rolled back"):
+            seal_twice_then_roll_back()
+        assert not DataSubjectKey.objects.filter(subject=subject).exists()
+        with transaction.atomic():
+            kept = sealed_ip("198.51.100.3")
+    STORE.forget()  # as another process, or this one after the cache expired, sees it
+    assert DataSubjectKey.objects.filter(subject=subject).exists()
+    assert personal.reveal(kept, object_type="t", object_id="1", field="ip") == "198.51.100.3"
+
+
+def test_an_operators_reason_naming_the_cardholder_is_erased_with_them(merchant, operator):
+    # Reproduced (review): the entry's reason was sealed for the operator, so it stayed
+    # readable after the cardholder's erasure.
+    payment = pay(merchant, amount=5000)
+    who = context.AuditContext(
+        actor_type="user", actor_id=str(operator.pk), actor_label=operator.username
+    )
+    with context.replaced(who):
+        operations.operator_refund_create(
+            payment_id=payment.pk,
+            amount=1000,
+            expected_version=payment.version,
+            reason=f"{NAME} returned the item",
+        )
+        operations.operator_cardholder_erase(token_id=payment.card_token_id, reason="art. 17")
+    erasure = {
+        "operator.cardholder_erase",
+        "data_subject.erased",
+        "card_token.erased",
+        "transaction.personal_data_erased",
+    }
+    reasons = [
+        entry.revealed["reason"]
+        for entry in AuditEntry.objects.all()
+        if entry.event_type not in erasure
+    ]
+    assert not any(NAME in str(reason) for reason in reasons), reasons
+    assert personal.ERASED in reasons
+    report = verify_log()
+    assert report.ok, [broken.as_dict() for broken in report.breaks]
+
+
+def test_a_refund_of_an_erased_cardholders_payment_takes_no_new_free_text(merchant, operator):
+    # Reproduced (review): the refund row stored the new reason and metadata in plain.
+    payment = pay(merchant, amount=5000)
+    with context.bind(**context.system_actor("test:erasure")):
+        operations.operator_cardholder_erase(token_id=payment.card_token_id, reason="art. 17")
+        payment.refresh_from_db()
+        with pytest.raises(InvalidRequest, match="cardholder was erased"):
+            refund_create(payment=payment, amount=100, reason=f"{NAME} again")
+        with pytest.raises(InvalidRequest, match="cardholder was erased"):
+            refund_create(payment=payment, amount=100, metadata={"who": NAME})
+        refund = refund_create(payment=payment, amount=100)  # the money still goes back
+    assert (refund.reason, refund.metadata) == ("", {})
+    assert not Transaction.objects.filter(reason__contains=NAME).exists()
+
+
+def test_erasing_an_admin_user_also_clears_the_name_a_paused_job_shows(django_user_model, operator):
+    # Reproduced (review): payflow_jobrun.paused_by kept the erased user's name.
+    leaver = _staff(django_user_model, "marie.leaver", "operator")
+    who = context.AuditContext(actor_type="user", actor_id=str(leaver.pk), actor_label="marie")
+    with context.replaced(who):
+        operations.operator_job_set_paused(job="settlement", paused=True, reason="holiday")
+    call_command("audit_erase", "--user", "marie.leaver", "--reason", "left", "--by", "dpo")
+    assert [
+        (table, column)
+        for table, column, value in every_stored_value()
+        if "marie.leaver" in texts(value)
+    ] == []
