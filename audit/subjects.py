@@ -171,10 +171,6 @@ class DatabaseKeyStore:
 STORE = DatabaseKeyStore()
 
 
-def subject_erased(subject: str) -> bool:
-    return DataSubjectKey.objects.filter(subject=subject, wrapped__isnull=True).exists()
-
-
 @db.atomic
 def subject_erase(subject: str, *, anonymised: dict[str, int] | None = None) -> None:
     """Destroy ``subject``'s key and record the erasure (the actor and reason come from the

@@ -27,7 +27,9 @@ from ledger.models import CardToken, Transaction
 from ledger.services.transitions import row_compare_and_set
 from payflow.platform import personal
 
-TRANSACTION_FIELDS = ("metadata", "reason")
+#: A transaction's personal fields, and what each reads once anonymised.
+TRANSACTION_EMPTY: dict[str, Any] = {"metadata": {}, "reason": ""}
+TRANSACTION_FIELDS = tuple(TRANSACTION_EMPTY)
 CARD_TOKEN_FIELDS = ("fingerprint",)
 _ERASED_NONCE = bytes(12)
 
@@ -88,7 +90,7 @@ def cardholder_anonymise(token: CardToken) -> dict[str, int]:
         )  # the ledger's lock order: transactions by id
     )
     for txn in rows:
-        changes = {name: type(getattr(txn, name))() for name in TRANSACTION_FIELDS}
+        changes = dict(TRANSACTION_EMPTY)
         if all(getattr(txn, name) == value for name, value in changes.items()):
             continue
         row_compare_and_set(txn, event_type=EventType.TRANSACTION_PERSONAL_DATA_ERASED, **changes)

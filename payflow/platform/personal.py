@@ -224,7 +224,7 @@ def seal_entry(fields: dict[str, Any], *, reason_subject: str | None = None) -> 
         )
     actor = fields["actor"]
     person = person_subject(actor["id"]) if actor["type"] == PERSON_ACTOR and actor["id"] else None
-    context_subject = _context_subject(fields)
+    context_subject = _object_subject(fields, context_only=True)
     for name in CONTEXT_FIELDS:
         if _empty(fields[name]):
             continue
@@ -257,16 +257,11 @@ def seal_entry(fields: dict[str, Any], *, reason_subject: str | None = None) -> 
     return fields
 
 
-def _object_subject(fields: dict[str, Any]) -> str | None:
+def _object_subject(fields: dict[str, Any], *, context_only: bool = False) -> str | None:
+    """The entry's object's subject; with ``context_only``, only if the registration says
+    the entry's context is that subject's too."""
     registration = _registry.get(fields["object_type"])
-    if registration is None:
-        return None
-    return registration.subject_of(fields["object_id"], fields["new"] or fields["old"] or {})
-
-
-def _context_subject(fields: dict[str, Any]) -> str | None:
-    registration = _registry.get(fields["object_type"])
-    if registration is None or not registration.context:
+    if registration is None or (context_only and not registration.context):
         return None
     return registration.subject_of(fields["object_id"], fields["new"] or fields["old"] or {})
 
