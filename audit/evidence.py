@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db.models import Q
 
 from audit import tlog
-from audit.logviews import _nodes, note_with_cosignatures
+from audit.logviews import note_with_cosignatures
 from audit.models import AuditEntry, Checkpoint, LogLeaf
 from audit.objects import history_types
+from audit.sequencer import stored_nodes
 from payflow.platform import trail
 
 FORMAT = "payflow-audit-bundle/2"
@@ -104,7 +105,8 @@ def evidence_export(
     if not sealed:
         raise NothingToExport("no entry of this selection is sealed by a checkpoint yet")
     entries = []
-    for index, (_, prev_hash, digest, body, _, _) in sealed:
+    proofs = tlog.inclusion_proofs([index for index, _ in sealed], size, stored_nodes)
+    for (index, (_, prev_hash, digest, body, _, _)), proof in zip(sealed, proofs, strict=True):
         body = bytes(body)
         entries.append(
             {
@@ -113,7 +115,7 @@ def evidence_export(
                 "hash": digest,
                 "body": _b64(body),
                 "entry": json.loads(body),
-                "inclusion": [_b64(node) for node in tlog.inclusion_proof(index, size, _nodes)],
+                "inclusion": [_b64(node) for node in proof],
             }
         )
     bundle: dict[str, Any] = {
@@ -125,7 +127,7 @@ def evidence_export(
     }
     if object_type and object_id and not (merchant_id or since or until):
         first = AuditEntry.objects.filter(object_type=object_type, object_id=object_id)
-        if first.filter(prev_hash=tlog_genesis()).exists() and len(sealed) == len(rows):
+        if first.filter(prev_hash=trail.GENESIS_HASH).exists() and len(sealed) == len(rows):
             bundle["complete_objects"] = [[object_type, object_id]]
     if trusted_size is not None and trusted_root is not None:
         if not 0 < trusted_size <= size:
@@ -133,13 +135,11 @@ def evidence_export(
         bundle["consistency"] = {
             "from_size": trusted_size,
             "from_root": _b64(trusted_root),
-            "proof": [_b64(node) for node in tlog.consistency_proof(trusted_size, size, _nodes)],
+            "proof": [
+                _b64(node) for node in tlog.consistency_proof(trusted_size, size, stored_nodes)
+            ],
         }
     return bundle
-
-
-def tlog_genesis() -> str:
-    return trail.GENESIS_HASH
 
 
 def trusted_checkpoint(note_text: str) -> tuple[int, bytes]:

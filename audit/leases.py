@@ -28,12 +28,15 @@ def lease_owner() -> str:
 
 
 @db.atomic
-def lease_claim(name: str, owner: str) -> bool:
-    """Take (or renew) the named lease if it is free, expired or ours. Committed."""
+def lease_claim(name: str, owner: str, *, seconds: float | None = None) -> bool:
+    """Take (or renew) the named lease if it is free, expired or ours, for ``seconds``
+    (default ``AUDIT_ARCHIVE_LEASE_SECONDS``). Committed."""
     now = timezone.now()
     ArchiveLease.objects.get_or_create(name=name)
     claimable = Q(owner="") | Q(owner=owner) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
-    until = now + datetime.timedelta(seconds=settings.AUDIT_ARCHIVE_LEASE_SECONDS)
+    until = now + datetime.timedelta(
+        seconds=settings.AUDIT_ARCHIVE_LEASE_SECONDS if seconds is None else seconds
+    )
     return bool(
         ArchiveLease.objects.filter(claimable, name=name).update(owner=owner, expires_at=until)
     )

@@ -23,16 +23,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import tlog
-from audit.models import Checkpoint, Cosignature, LogNode
-from audit.sequencer import log_size
+from audit.models import Checkpoint, Cosignature
+from audit.sequencer import log_size, stored_nodes
 
 MAX_NOTE = 64 * 1024
-
-
-def _nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    wanted = {tlog.node_key(level, index): (level, index) for level, index in keys}
-    rows = LogNode.objects.filter(key__in=list(wanted)).values_list("key", "hash")
-    return {wanted[key]: bytes(digest) for key, digest in rows}
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -74,7 +68,7 @@ def consistency(request: HttpRequest) -> HttpResponse:
         return _error(400, "give from and to, whole numbers with 0 < from <= to")
     if new > log_size():
         return _error(404, f"the log is smaller than {new}")
-    proof = tlog.consistency_proof(old, new, _nodes)
+    proof = tlog.consistency_proof(old, new, stored_nodes)
     return JsonResponse(
         {"from": old, "to": new, "proof": [base64.b64encode(node).decode() for node in proof]}
     )
@@ -87,8 +81,8 @@ def inclusion(request: HttpRequest) -> HttpResponse:
         return _error(400, "give index and size, whole numbers with 0 <= index < size")
     if size > log_size():
         return _error(404, f"the log is smaller than {size}")
-    proof = tlog.inclusion_proof(index, size, _nodes)
-    leaf = _nodes([(0, index)]).get((0, index), b"")
+    proof = tlog.inclusion_proof(index, size, stored_nodes)
+    leaf = stored_nodes([(0, index)]).get((0, index), b"")
     return JsonResponse(
         {
             "index": index,

@@ -244,10 +244,6 @@ def live_entries(start: int, upto: int, *, times: bool = True) -> Iterator[LogEn
         )
 
 
-class UnreadableSegments(list):
-    """The problems of segments ``log_entries`` could not read (verification reports them)."""
-
-
 def log_entries(
     start: int, upto: int, problems: list[SegmentProblem] | None = None
 ) -> Iterator[LogEntry]:

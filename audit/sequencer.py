@@ -39,12 +39,12 @@ from typing import Any
 from confluent_kafka import Producer
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
 from audit import tlog
-from audit.leases import lease_owner
+from audit.leases import lease_claim, lease_owner, lease_release
 from audit.models import ArchiveLease, AuditEntry, Checkpoint, LogLeaf, LogNode, LogPublication
 from ledger.events import Topic
 from payflow.platform import db, kafka
@@ -88,7 +88,8 @@ def signing_key_from_environment() -> tlog.Signer:
     return signer
 
 
-def _get_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+def stored_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored perfect nodes (level, index) → hash among ``keys``, in one query."""
     wanted = {tlog.node_key(level, index): (level, index) for level, index in keys}
     rows = LogNode.objects.filter(key__in=list(wanted)).values_list("key", "hash")
     return {wanted[key]: bytes(digest) for key, digest in rows}
@@ -131,17 +132,17 @@ class Sequencer:
 
     def claim(self) -> bool:
         """Take (or renew) the sequencer lease; committed."""
-        return _lease_claim(self.owner)
+        return lease_claim(LEASE, self.owner, seconds=settings.AUDIT_SEQUENCER_LEASE_SECONDS)
 
     def release(self) -> None:
-        _lease_release(self.owner)
+        lease_release(LEASE, self.owner)
 
     # --- state ---------------------------------------------------------------------
 
     def load(self) -> None:
         """Rebuild the state from the stored log (after start, or a lost race)."""
         self.size = log_size()
-        self.compact = tlog.CompactRange.from_nodes(self.size, _get_nodes)
+        self.compact = tlog.CompactRange.from_nodes(self.size, stored_nodes)
         self.highest = LogLeaf.objects.aggregate(top=Max("entry_id"))["top"] or 0
         # Entries recorded in the last minutes may still be committing below `highest`.
         recent = timezone.now() - datetime.timedelta(seconds=max(600, 10 * self.settle_seconds))
@@ -290,22 +291,6 @@ class Sequencer:
 
 class LeaseLost(RuntimeError):
     """Another sequencer holds the lease now: this one stops appending."""
-
-
-@db.atomic
-def _lease_claim(owner: str) -> bool:
-    now = timezone.now()
-    ArchiveLease.objects.get_or_create(name=LEASE)
-    until = now + datetime.timedelta(seconds=settings.AUDIT_SEQUENCER_LEASE_SECONDS)
-    claimable = Q(owner="") | Q(owner=owner) | Q(expires_at__lt=now) | Q(expires_at__isnull=True)
-    return bool(
-        ArchiveLease.objects.filter(claimable, name=LEASE).update(owner=owner, expires_at=until)
-    )
-
-
-@db.atomic
-def _lease_release(owner: str) -> None:
-    ArchiveLease.objects.filter(name=LEASE, owner=owner).update(owner="", expires_at=None)
 
 
 @db.atomic

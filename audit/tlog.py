@@ -310,10 +310,6 @@ def node_key(level: int, index: int) -> int:
     return (level << 56) | index
 
 
-def node_of_key(key: int) -> tuple[int, int]:
-    return key >> 56, key & ((1 << 56) - 1)
-
-
 def leaf_hash_of_entry(entry_hash: bytes) -> bytes:
     """The leaf of an entry: ``SHA-256(0x00 ‖ entry hash)``."""
     return leaf_hash(entry_hash)
@@ -420,13 +416,32 @@ def _consistency_ranges(m: int, begin: int, end: int, complete: bool, out: list)
         out.append((begin, begin + k))
 
 
-def _proof(ranges: list[tuple[int, int]], get: Getter) -> list[bytes]:
+def _fetch(ranges: list[tuple[int, int]], get: Getter) -> dict[tuple[int, int], bytes]:
     keys = sorted({key for begin, end in ranges for key in perfect_nodes_for_range(begin, end)})
     nodes = get(keys) if keys else {}
     missing = [key for key in keys if key not in nodes]
     if missing:
         raise LookupError(f"stored nodes missing: {missing[:3]}")
+    return nodes
+
+
+def _proof(ranges: list[tuple[int, int]], get: Getter) -> list[bytes]:
+    nodes = _fetch(ranges, get)
     return [_range_hash(begin, end, nodes) for begin, end in ranges]
+
+
+def inclusion_proofs(indexes: Sequence[int], size: int, get: Getter) -> list[list[bytes]]:
+    """``inclusion_proof`` of each of ``indexes`` in the tree of ``size``, with one ``get``
+    call for all of them (an evidence bundle's entries)."""
+    if any(not 0 <= index < size for index in indexes):
+        raise ValueError("every index must be below the size")
+    each: list[list[tuple[int, int]]] = []
+    for index in indexes:
+        ranges: list[tuple[int, int]] = []
+        _inclusion_ranges(index, 0, size, ranges)
+        each.append(ranges)
+    nodes = _fetch([pair for ranges in each for pair in ranges], get)
+    return [[_range_hash(begin, end, nodes) for begin, end in ranges] for ranges in each]
 
 
 def inclusion_proof(index: int, size: int, get: Getter) -> list[bytes]:

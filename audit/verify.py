@@ -51,7 +51,7 @@ from audit.models import (
 )
 from audit.reconcile import reconcile_rows
 from audit.report import Break, LogEntry, VerificationReport
-from audit.sequencer import log_size
+from audit.sequencer import log_size, stored_nodes
 from payflow.platform import trail
 
 __all__ = ["Break", "LogEntry", "VerificationReport", "verify_log"]
@@ -99,7 +99,6 @@ def verify_log(
     start: int = 0,
     progress: Callable[[int, int], None] | None = None,
     reconcile: bool = True,
-    entries: Callable[[int, int], Iterator[LogEntry]] | None = None,
 ) -> VerificationReport:
     """Verify the log (and, with ``reconcile``, the ledger against it).
 
@@ -108,19 +107,23 @@ def verify_log(
     to an existing entry of that object (one lookup per chunk); no reconciliation."""
     report = VerificationReport()
     checkpoints = signed_checkpoints(report)
-    size = tlog_size()
+    size = log_size()
     report.size = size
     report.checkpoint_size = checkpoints[-1][0] if checkpoints else 0
     problems: list[Any] = []
-    read = entries or (lambda first, upto: segments.log_entries(first, upto, problems))
+
+    def read(first: int, upto: int) -> Iterator[LogEntry]:
+        return segments.log_entries(first, upto, problems)
+
     tips: dict[tuple[str, str], str] = {}
-    purged_before = max(segments.purged_before(), start)
-    whole = purged_before == segments.purged_before()  # the pass reads all that is left
+    purged = segments.purged_before()
+    purged_before = max(purged, start)
+    whole = purged_before == purged  # the pass reads all that is left
     if start:
         reconcile = False
     # After a retention purge (or from an incremental run's start) the tree resumes from
     # the stored nodes of the prefix.
-    compact = tlog.CompactRange.from_nodes(purged_before, _stored_nodes)
+    compact = tlog.CompactRange.from_nodes(purged_before, stored_nodes)
     pending = [(s, root) for s, root in checkpoints if s >= purged_before]
     pending.reverse()
     chunks = [(first, min(size, first + CHUNK)) for first in range(purged_before, size, CHUNK)]
@@ -143,7 +146,7 @@ def verify_log(
             leaves.append(
                 _check_entry(found, tips, stored_leaves, report, purged_before, unresolved, purges)
             )
-        _resolve_links(unresolved, report)
+        _resolve_links(unresolved, report, purged)
         # Compare with every checkpoint inside this chunk, at its exact size.
         position = start
         while pending and pending[-1][0] <= upto:
@@ -216,19 +219,9 @@ def _read_ahead(chunks, read) -> Iterator[tuple[list[LogEntry], dict[int, bytes]
             yield current
 
 
-def tlog_size() -> int:
-    return log_size()
-
-
 def _stored_leaves(start: int, upto: int) -> dict[int, bytes]:
     rows = LogNode.objects.filter(key__gte=start, key__lt=upto).values_list("key", "hash")
     return {key: bytes(digest) for key, digest in rows}
-
-
-def _stored_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    wanted = {tlog.node_key(level, index): (level, index) for level, index in keys}
-    rows = LogNode.objects.filter(key__in=list(wanted)).values_list("key", "hash")
-    return {wanted[key]: bytes(digest) for key, digest in rows}
 
 
 def _check_entry(
@@ -306,7 +299,7 @@ def _check_entry(
 
 
 def _resolve_links(
-    unresolved: list[tuple[tuple[str, str], str, int]], report: VerificationReport
+    unresolved: list[tuple[tuple[str, str], str, int]], report: VerificationReport, purged: int
 ) -> None:
     """Entries whose object's previous entry is before the range: it must exist (live)
     and be of the same object. Before a retention purge it may be gone: then accepted."""
@@ -318,13 +311,16 @@ def _resolve_links(
             hash__in=[prev for _, prev, _ in unresolved]
         ).values_list("hash", "object_type", "object_id")
     }
-    purged = segments.purged_before()
+    archived: bool | None = None  # asked once, and only if a link needs it
     for key, prev, index in unresolved:
         owner = found.get(prev)
         if owner == key:
             continue
-        if owner is None and index >= purged and _archived_prefix_exists():
-            continue
+        if owner is None and index >= purged:
+            if archived is None:
+                archived = _archived_prefix_exists()
+            if archived:
+                continue
         report.add(
             Break("chain_broken", key[0], key[1], index, "links to no earlier entry of the object")
         )
