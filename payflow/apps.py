@@ -16,13 +16,12 @@ class PayflowConfig(AppConfig):
         # and links the endpoint's object, in the change's transaction.
         from ledger.selectors import register_invariant_check
         from ledger.signals import ledger_changed
-        from payflow import checks, jobs, login_guard, operations  # noqa: F401
+        from payflow import checks, jobs, login_guard  # noqa: F401
         from payflow.api.idempotency import fence_ledger_change, idempotency_check_records
 
         ledger_changed.connect(fence_ledger_change, dispatch_uid="payflow.idempotency_fence")
         register_invariant_check(idempotency_check_records)
         login_guard.register_personal_fields()
-        operations.register_personal_fields()
 
         # kombu's filesystem transport (the embedded default broker) needs its folders
         # before the first message is sent or read.

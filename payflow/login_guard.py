@@ -85,12 +85,9 @@ def register_personal_fields() -> None:
 @db.atomic
 def _audit_failure(username: str, ip: str, count: int, refused: bool) -> None:
     user = get_user_model().objects.filter(username=username).only("pk").first()
-    who = context.current()
-    if user is not None:
-        # The address is the account's person's data (sealed for them), so it is not also
-        # the indexed actor id; an attempt on a name nobody has keeps it there.
-        who = dataclasses.replace(who, actor_id="login-attempt")
-    with context.replaced(who):
+    # The address is the account's person's data (sealed for them), so it is not also the
+    # indexed actor id; an attempt on a name nobody has keeps it there.
+    with context.bind(**({"actor_id": "login-attempt"} if user is not None else {})):
         audit_record(
             object_type="auth.user",
             object_id=str(user.pk) if user else "unknown",

@@ -39,7 +39,6 @@ from ledger.services.payments import payment_cancel, payment_capture
 from ledger.services.personal_data import (
     cardholder_anonymise,
     cardholder_subject,
-    transaction_subject,
 )
 from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
@@ -297,12 +296,6 @@ def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> ActionPla
         ),
         details={"job": job},
     )
-
-
-def register_personal_fields() -> None:
-    """An operator's action on a transaction: its reason names the transaction's
-    cardholder (``payflow.platform.personal``; the row's values hold nothing personal)."""
-    personal.register(operator_object_type("ledger.transaction"), (), transaction_subject)
 
 
 @dataclass(frozen=True)
