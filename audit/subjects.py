@@ -122,6 +122,13 @@ class DatabaseKeyStore:
             return None
         return self._make(subject, savepoint=True)
 
+    def erased(self, subject: str) -> bool:
+        hit, key = self._cached(subject)  # only a found row is cached
+        if hit:
+            return key is None
+        found, key = self._read(subject)
+        return found and key is None
+
     def _remember_at_commit(self, subject: str, key: bytes | None) -> None:
         # Inside a transaction the row read may be this transaction's own, uncommitted:
         # cached only once it commits (a rollback, or a savepoint's, discards the callback).

@@ -117,10 +117,17 @@ def audited_action(plan: Callable[P, ActionPlan[T]]) -> Callable[P, T]:
 
 
 def _subject_of(planned: ActionPlan[Any]) -> str:
+    """Whose personal data the action's reason is: the target's subject's; once that
+    subject was erased, the operator's who writes it (an erased subject takes no new
+    data, and a refund's reason must stay readable for whoever reviews the refund)."""
     registration = personal.registered().get(planned.object_type)
     if registration is None or not planned.reason_about_target:
         return ""
-    return registration.subject_of(str(planned.object_id), {}) or ""
+    subject = registration.subject_of(str(planned.object_id), {}) or ""
+    if subject and personal.key_store().erased(subject):
+        actor = context.current()
+        return person_subject(actor.actor_id) if actor.actor_type == "user" else ""
+    return subject
 
 
 def _payment(payment_id: Any) -> Transaction:

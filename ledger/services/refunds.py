@@ -36,7 +36,7 @@ from ledger.services.transitions import (
     transaction_fresh,
     transaction_insert,
 )
-from payflow.platform import db
+from payflow.platform import context, db
 
 _RETURNABLE = {TransactionStatus.CAPTURED, TransactionStatus.SETTLED}
 
@@ -90,6 +90,10 @@ def _reserve_on_payment(
 def _insert_child(
     payment: Transaction, type_: str, status: str, amount: int, reason: str, metadata: Any
 ) -> Transaction:
+    """The refund or chargeback row, under ``payment``. Its free texts are the payment's
+    cardholder's personal data; once that cardholder was erased, none is stored
+    (``_free_text_for``)."""
+    reason, metadata = _free_text_for(payment, reason[:500], metadata or {})
     return transaction_insert(
         merchant=payment.merchant,
         livemode=payment.livemode,
@@ -98,31 +102,36 @@ def _insert_child(
         amount=amount,
         currency=payment.currency,
         parent=payment,
-        reason=reason[:500],
-        metadata=metadata or {},
+        reason=reason,
+        metadata=metadata,
     )
 
 
-def _refuse_free_text_for_an_erased_cardholder(
-    payment: Transaction, reason: str, metadata: Any
-) -> None:
-    # Erased means erased: a refund still returns the money, but may not store new free
-    # text about the person (the row would hold it in plain, its entry as erased).
+def _free_text_for(payment: Transaction, reason: str, metadata: Any) -> tuple[str, Any]:
+    """The reason and metadata a child of ``payment`` stores.
+
+    Erased means erased: after the cardholder's erasure the money can still go back, but
+    no new free text about the person is stored (the row would hold it in plain while its
+    entry reads it as erased). New metadata or a merchant's reason is refused; an
+    operator's reason (the action's own, already on the action's entry, sealed for the
+    operator then: ``payflow.operations``) is not copied onto the row."""
     if not (reason or metadata) or payment.card_token_id is None:
-        return
+        return reason, metadata
     token = CardToken.objects.only("nonce", "ciphertext").get(pk=payment.card_token_id)
-    if card_token_erased(token):
-        raise InvalidRequest(
-            "this payment's cardholder was erased: a refund of it takes no reason or metadata",
-            param="reason" if reason else "metadata",
-        )
+    if not card_token_erased(token):
+        return reason, metadata
+    if not metadata and reason == context.current().reason:
+        return "", {}
+    raise InvalidRequest(
+        "this payment's cardholder was erased: a refund of it takes no reason or metadata",
+        param="metadata" if metadata else "reason",
+    )
 
 
 @db.atomic
 def _refund_book(
     payment: Transaction, amount: Any, reason: str, metadata: Any, expected_version: int | None
 ) -> tuple[Transaction, AcquirerCommand]:
-    _refuse_free_text_for_an_erased_cardholder(payment, reason, metadata)
     payment, value, status_before = _reserve_on_payment(
         payment.pk, payment.merchant_id, amount, expected_version, "refunded_amount"
     )

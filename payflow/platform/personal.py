@@ -62,6 +62,9 @@ class KeyStore(Protocol):
     def erase(self, subject: str) -> None:
         """Destroy the subject's key."""
 
+    def erased(self, subject: str) -> bool:
+        """Whether the subject's key was destroyed (a subject never keyed is not)."""
+
 
 @dataclass(frozen=True)
 class Registration:

@@ -361,6 +361,37 @@ def test_a_refund_of_an_erased_cardholders_payment_takes_no_new_free_text(mercha
     assert not Transaction.objects.filter(reason__contains=NAME).exists()
 
 
+@pytest.mark.parametrize("action", ["operator_refund_create", "operator_chargeback_create"])
+def test_an_operator_can_return_an_erased_cardholders_money_with_a_readable_reason(
+    merchant, operator, action
+):
+    # Reproduced (review): the operator's refund was refused ("takes no reason"), since
+    # the action's required reason reached the refund row; a chargeback escaped the check
+    # and stored its reason in plain on the row, which its entry read as erased.
+    payment = pay(merchant, amount=5000)
+    who = context.AuditContext(
+        actor_type="user", actor_id=str(operator.pk), actor_label=operator.username
+    )
+    with context.replaced(who):
+        operations.operator_cardholder_erase(token_id=payment.card_token_id, reason="art. 17")
+        payment.refresh_from_db()
+        getattr(operations, action)(
+            payment_id=payment.pk,
+            amount=1000,
+            expected_version=payment.version,
+            reason="card network case 4471",
+        )
+    child = Transaction.objects.get(parent=payment)
+    assert (child.amount, child.reason, child.metadata) == (1000, "", {})
+    # the reason is kept, readable, on the action's entries (the operator's data now)
+    action_entry = AuditEntry.objects.get(event_type=f"operator.{action.removeprefix('operator_')}")
+    assert action_entry.revealed["reason"] == "card network case 4471"
+    inserted = AuditEntry.objects.get(object_id=str(child.pk), action="insert")
+    assert inserted.revealed["reason"] == "card network case 4471"
+    report = verify_log()
+    assert report.ok, [broken.as_dict() for broken in report.breaks]
+
+
 def test_erasing_an_admin_user_also_clears_the_name_a_paused_job_shows(django_user_model, operator):
     # Reproduced (review): payflow_jobrun.paused_by kept the erased user's name.
     leaver = _staff(django_user_model, "marie.leaver", "operator")
