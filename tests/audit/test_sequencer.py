@@ -204,9 +204,7 @@ def _database_url():
     return f"mysql://root@127.0.0.1:3306/{name}"
 
 
-def test_an_entry_the_sequencer_left_out_is_unsequenced_however_the_counts_fall(
-    merchant, settings
-):
+def test_an_entry_the_sequencer_left_out_is_unsequenced_however_the_counts_fall(merchant, settings):
     # Verification counts the old live entries it read from the log against the table
     # (one COUNT) and looks for the missing ones only when the numbers differ: a payment
     # sequenced, then one whose entries never reach the log.
