@@ -39,15 +39,29 @@ def history_types(object_type: str) -> list[str]:
 def public_id(object_type: str, object_id: str) -> str:
     """The public id of an audited object (or of an operator action's target), or ``""``
     when it has none (internal objects, or a transaction that no longer exists)."""
-    object_type = target_type(object_type)
-    try:
-        value = uuid.UUID(str(object_id))
-    except ValueError:
-        return ""
-    if object_type in _FIXED:
-        return ids.encode(_FIXED[object_type], value)
-    if object_type == "ledger.transaction":
-        kind = Transaction.objects.filter(pk=value).values_list("type", flat=True).first()
-        if kind in ids.PREFIXES:
-            return ids.encode(kind, value)
-    return ""
+    return public_ids([(object_type, object_id)])[(object_type, object_id)]
+
+
+def public_ids(objects: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """``public_id`` of each (object type, object id), with one query for all the
+    transactions among them (a transaction's prefix is its type's)."""
+    found: dict[tuple[str, str], str] = {}
+    transactions: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    for object_type, object_id in objects:
+        found[(object_type, object_id)] = ""
+        base = target_type(object_type)
+        try:
+            value = uuid.UUID(str(object_id))
+        except ValueError:
+            continue
+        if base in _FIXED:
+            found[(object_type, object_id)] = ids.encode(_FIXED[base], value)
+        elif base == "ledger.transaction":
+            transactions.setdefault(value, []).append((object_type, object_id))
+    if transactions:
+        kinds = Transaction.objects.filter(pk__in=list(transactions)).values_list("pk", "type")
+        for pk, kind in kinds:
+            if kind in ids.PREFIXES:
+                for key in transactions[pk]:
+                    found[key] = ids.encode(kind, pk)
+    return found

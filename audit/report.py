@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.objects import public_id
+from audit.objects import public_id, public_ids
 
 MAX_BREAKS = 200
 #: Breaks that name a damaged part of the log as a whole (one each, however many entries it
@@ -23,12 +23,16 @@ class Break:
     index: int | None = None
     detail: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, known_public_id: str | None = None) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "object_type": self.object_type,
             "object_id": self.object_id,
-            "public_id": public_id(self.object_type, self.object_id),
+            "public_id": (
+                public_id(self.object_type, self.object_id)
+                if known_public_id is None
+                else known_public_id
+            ),
             "index": self.index,
             "detail": self.detail,
         }
@@ -63,6 +67,11 @@ class VerificationReport:
                 self.breaks.append(broken)
                 return
 
+    def breaks_as_dicts(self) -> list[dict[str, Any]]:
+        """The breaks as ``Break.as_dict`` gives them, their public ids in one query."""
+        known = public_ids([(b.object_type, b.object_id) for b in self.breaks])
+        return [b.as_dict(known[(b.object_type, b.object_id)]) for b in self.breaks]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -71,7 +80,7 @@ class VerificationReport:
             "checkpoint_size": self.checkpoint_size,
             "checkpoints": self.checkpoints,
             "rows_reconciled": self.rows_reconciled,
-            "breaks": [broken.as_dict() for broken in self.breaks],
+            "breaks": self.breaks_as_dicts(),
             "truncated": self.truncated,
         }
 

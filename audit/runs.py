@@ -62,6 +62,6 @@ def verification_execute(*, run_id: int) -> Any:
         total=report.size,
         finished_at=timezone.now(),
         checkpoint_size=report.checkpoint_size if report.ok else None,
-        breaks=[broken.as_dict() for broken in report.breaks],
+        breaks=report.breaks_as_dicts(),
     )
     return VerificationRun.objects.get(pk=run_id)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit import tlog
 from audit.models import AuditEntry, Checkpoint, LogLeaf, VerificationRun
 from audit.objects import public_id
+from audit.report import Break, VerificationReport
 from audit.runs import incremental_start, verification_execute
 from audit.sequencer import log_size
 from audit.verify import verify_log
@@ -287,3 +288,22 @@ def test_a_checkpoint_whose_stored_size_or_root_differ_from_its_signed_text_is_b
     with triggers_dropped():
         raw("UPDATE audit_checkpoint SET root = %s WHERE size = %s", ["ab" * 32, checkpoint.size])
     assert "bad_signature" in {b.kind for b in verify_log(reconcile=False).breaks}
+
+
+def test_a_reports_breaks_name_their_public_ids_with_one_query(merchant, django_assert_num_queries):
+    # Reproduced (review): each break's public id was a query of its own (up to 200 per
+    # report, for the auditors' page, the command and the stored run).
+    payments = [pay(merchant, amount=100 + n) for n in range(5)]
+    report = VerificationReport()
+    for payment in payments:
+        report.add(Break("row_mismatch", "ledger.transaction", str(payment.pk), None, "x"))
+        report.add(Break("chain_broken", "operator:ledger.transaction", str(payment.pk)))
+    report.add(Break("row_mismatch", "ledger.merchant", str(merchant.pk)))
+    report.add(Break("unsealed", "", "", 3, "the log"))
+    with django_assert_num_queries(1):
+        named = report.as_dict()["breaks"]
+    expected = [public_id("ledger.transaction", str(payment.pk)) for payment in payments]
+    assert [item["public_id"] for item in named[:10:2]] == expected
+    assert [item["public_id"] for item in named[1:10:2]] == expected  # operator actions
+    assert named[10]["public_id"].startswith("acct_")
+    assert named[11]["public_id"] == ""

@@ -29,8 +29,7 @@ class Command(BaseCommand):
                 f"incremental from log size {start}" if start else "no verified run yet: in full"
             )
         report = verify_log(start=start, reconcile=not no_reconcile)
-        for broken in report.breaks:
-            item = broken.as_dict()
+        for item in report.breaks_as_dicts():
             where = f" at index {item['index']}" if item["index"] is not None else ""
             who = item["public_id"] or f"{item['object_type']} {item['object_id']}".strip()
             self.stdout.write(
