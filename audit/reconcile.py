@@ -75,7 +75,10 @@ def _reconcile_chunk(
             hash__in=[row.audit_hash for row in rows if row.audit_hash], object_type=object_type
         ).values_list("hash", "id", "object_id", "body")
     }
-    bodies = {digest: body for digest, (_, _, body) in found.items()}
+    recorded_values = {
+        digest: json.loads(bytes(body))["new"] or {} for digest, (_, _, body) in found.items()
+    }
+    personal.prefetch_keys(recorded_values.values())  # one read for the chunk's subjects
     # Entries committed after the log pass read their leaves are not in `tips` yet: a row
     # whose latest entry is one of those is pending, not unaudited (an entry that stays
     # unsequenced is reported as `unsequenced`).
@@ -103,12 +106,10 @@ def _reconcile_chunk(
                 )
             )
             continue
-        body = bodies.get(row.audit_hash)
-        if body is None:
+        values = recorded_values.get(row.audit_hash)
+        if values is None:
             continue  # the latest entry is archived: its hash matched, its values are in the file
-        recorded = personal.reveal_values(
-            object_type, object_id, json.loads(bytes(body))["new"] or {}
-        )
+        recorded = personal.reveal_values(object_type, object_id, values)
         current = trail.canonical_values(row.snapshot())
         recorded_lines = recorded.pop("lines", None)
         changed = sorted(

@@ -67,4 +67,9 @@ def merchant_events(request) -> dict[str, Any]:
     queryset = OutboxEvent.objects.filter(
         merchant_id=request.user.pk, livemode=request.auth.livemode
     )
-    return paginate(request, queryset, "event", event_body)
+    return paginate(request, queryset, "event", event_body, _prefetch_keys)
+
+
+def _prefetch_keys(events: list[OutboxEvent]) -> None:
+    # a page of events of many cardholders: their keys in one read, not one each
+    personal.prefetch_keys(event.payload for event in events)

@@ -64,8 +64,14 @@ def parse_time(param: str, raw: str) -> datetime.datetime:
 
 
 def paginate(
-    request, queryset: QuerySet, kind: str, render: Callable[[Any], dict]
+    request,
+    queryset: QuerySet,
+    kind: str,
+    render: Callable[[Any], dict],
+    prepare: Callable[[list], None] | None = None,
 ) -> dict[str, Any]:
+    """A cursor page of ``queryset`` (newest first), each item through ``render``;
+    ``prepare`` sees the page's items first (to load what they all need at once)."""
     params = request.query_params
     limit = parse_limit(params.get("limit"))
     after, before = params.get("starting_after"), params.get("ending_before")
@@ -85,10 +91,10 @@ def paginate(
         )
         has_more = len(page) > limit
         page = list(reversed(page[:limit]))
-        return _page(request, page, has_more, render)
+        return _page(request, page, has_more, render, prepare)
     else:
         page = list(queryset.order_by("-pk")[: limit + 1])
-    return _page(request, page[:limit], len(page) > limit, render)
+    return _page(request, page[:limit], len(page) > limit, render, prepare)
 
 
 def _cursor(kind: str, public_id: str, param: str):
@@ -133,7 +139,9 @@ def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.S
     )
 
 
-def _page(request, items: list, has_more: bool, render) -> dict[str, Any]:
+def _page(request, items: list, has_more: bool, render, prepare=None) -> dict[str, Any]:
+    if prepare is not None:
+        prepare(items)
     return {
         "object": "list",
         "url": request.path,

@@ -23,7 +23,8 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -404,3 +405,27 @@ def test_erasing_an_admin_user_also_clears_the_name_a_paused_job_shows(django_us
         for table, column, value in every_stored_value()
         if "marie.leaver" in texts(value)
     ] == []
+
+
+def test_a_page_of_events_and_reconciliation_read_the_cardholders_keys_at_once(merchant):
+    # Reproduced (review): every cardholder's key was a read of its own, on the events
+    # page (a page of 100 events: up to 100 reads) and in reconciliation (per row).
+    api = api_for(merchant)
+    for n in range(6):
+        paid_by(api, f"Holder {n}", {"order": f"o-{n}"}, f"key-{n}")
+    sequence()
+
+    def key_reads(run):
+        STORE.forget()
+        with CaptureQueriesContext(connection) as queries:
+            result = run()
+        return result, sum("audit_datasubjectkey" in q["sql"] for q in queries.captured_queries)
+
+    page, reads = key_reads(lambda: api.get("/v1/events?limit=100"))
+    assert page.status_code == 200
+    opened = [e["data"]["object"].get("metadata") for e in page.json()["data"]]
+    assert {"order": "o-3"} in opened
+    assert reads == 1
+    report, reads = key_reads(verify_log)
+    assert report.ok, [broken.as_dict() for broken in report.breaks]
+    assert reads <= 2  # a chunk of transactions, one of card tokens
