@@ -376,6 +376,19 @@ def run_forever(sequencer: Sequencer, *, poll: float = 0.2, stop: Any = None) ->
     sequencer.release()
 
 
+def first_unsealed_entry(sealed: int) -> tuple[str, str, datetime.datetime] | None:
+    """The live entry of leaf ``sealed``, the first leaf no checkpoint of size ``sealed``
+    covers: (object type, object id, created at); None if there is no such leaf or entry."""
+    entry_id = LogLeaf.objects.filter(index=sealed).values_list("entry_id", flat=True).first()
+    if entry_id is None:
+        return None
+    return (
+        AuditEntry.objects.filter(id=entry_id)
+        .values_list("object_type", "object_id", "created_at")
+        .first()
+    )
+
+
 def sequencer_lag_seconds(now: datetime.datetime | None = None) -> float:
     """How long the oldest entry not yet sealed by a checkpoint has waited (0 when every
     entry is sealed): entries beyond the log's head, and leaves beyond the last checkpoint.
@@ -387,13 +400,9 @@ def sequencer_lag_seconds(now: datetime.datetime | None = None) -> float:
         AuditEntry.objects.filter(id__gt=head).order_by("id").values_list("created_at", flat=True)
     ).first()
     sealed = Checkpoint.objects.order_by("-size").values_list("size", flat=True).first() or 0
-    first_unsealed = LogLeaf.objects.filter(index=sealed).values_list("entry_id", flat=True).first()
+    first_unsealed = first_unsealed_entry(sealed)
     if first_unsealed is not None:
-        unsealed_at = (
-            AuditEntry.objects.filter(id=first_unsealed)
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if unsealed_at is not None and (waiting is None or unsealed_at < waiting):
+        unsealed_at = first_unsealed[2]
+        if waiting is None or unsealed_at < waiting:
             waiting = unsealed_at
     return 0.0 if waiting is None else max(0.0, (now - waiting).total_seconds())

@@ -51,7 +51,7 @@ from audit.models import (
 )
 from audit.reconcile import reconcile_rows
 from audit.report import Break, LogEntry, VerificationReport
-from audit.sequencer import log_size, stored_nodes
+from audit.sequencer import first_unsealed_entry, log_size, stored_nodes
 from payflow.platform import trail
 
 __all__ = ["Break", "LogEntry", "VerificationReport", "verify_log"]
@@ -454,16 +454,7 @@ def _check_sealed(report: VerificationReport, size: int) -> None:
     if size <= report.checkpoint_size:
         return
     lag = datetime.timedelta(seconds=settings.AUDIT_SEQUENCER_MAX_LAG_SECONDS)
-    first = (
-        LogLeaf.objects.filter(index=report.checkpoint_size)
-        .values_list("entry_id", flat=True)
-        .first()
-    )
-    entry = (
-        AuditEntry.objects.filter(id=first or 0)
-        .values_list("object_type", "object_id", "created_at")
-        .first()
-    )
+    entry = first_unsealed_entry(report.checkpoint_size)
     if entry is None or entry[2] < timezone.now() - lag:
         object_type, object_id = (entry[0], entry[1]) if entry else ("", "")
         report.add(
