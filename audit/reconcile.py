@@ -109,7 +109,7 @@ def _reconcile_chunk(
         values = recorded_values.get(row.audit_hash)
         if values is None:
             continue  # the latest entry is archived: its hash matched, its values are in the file
-        recorded = personal.reveal_values(object_type, object_id, values)
+        recorded = dict(personal.reveal_values(object_type, object_id, values))
         current = trail.canonical_values(row.snapshot())
         recorded_lines = recorded.pop("lines", None)
         changed = sorted(

@@ -69,6 +69,11 @@ def _unwrap(subject: str, wrapped: bytes, version: int) -> bytes | None:
         return None  # not this subject's (moved between rows): as good as erased
 
 
+def _opened(subject: str, wrapped: bytes | None, version: int) -> bytes | None:
+    """A key row's key: ``None`` once erased (its wrapped key gone)."""
+    return None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
+
+
 class DatabaseKeyStore:
     """The key store ``payflow.platform.personal`` uses (installed by ``audit.apps``)."""
 
@@ -106,7 +111,7 @@ class DatabaseKeyStore:
         if row is None:
             return False, None
         wrapped, version = row
-        return True, None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
+        return True, _opened(subject, wrapped, version)
 
     def key_for(self, subject: str, *, create: bool, fresh: bool = False) -> bytes | None:
         hit, key = self._cached(subject)
@@ -132,7 +137,7 @@ class DatabaseKeyStore:
             "subject", "wrapped", "kek_version"
         )
         for subject, wrapped, version in rows:
-            key = None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
+            key = _opened(subject, wrapped, version)
             self._remember_at_commit(subject, key)
 
     def erased(self, subject: str) -> bool:
@@ -170,7 +175,7 @@ class DatabaseKeyStore:
                 .values_list("wrapped", "kek_version")
                 .get()
             )
-            return None if wrapped is None else _unwrap(subject, bytes(wrapped), version)
+            return _opened(subject, wrapped, version)
         self._remember_at_commit(subject, key)
         return key
 
