@@ -12,11 +12,18 @@ from __future__ import annotations
 import uuid
 
 from ledger import ids
+from ledger.exceptions import NotFound
 from ledger.models import Transaction
 
 OPERATOR_PREFIX = "operator:"
 
 _FIXED = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
+_KINDS = {prefix: kind for kind, prefix in ids.PREFIXES.items()}
+_TYPE_OF_KIND = {
+    **{kind: "ledger.transaction" for kind in ("payment", "refund", "chargeback", "payout")},
+    "merchant": "ledger.merchant",
+    "token": "ledger.cardtoken",
+}
 
 
 def operator_object_type(target_type: str) -> str:
@@ -65,3 +72,21 @@ def public_ids(objects: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
                 for key in transactions[pk]:
                     found[key] = ids.encode(kind, pk)
     return found
+
+
+def from_public_id(text: str) -> tuple[str, str] | None:
+    """(object type, object id) as entries name the object behind a public id (``pay_…``,
+    ``re_…``, ``cb_…``, ``po_…``, ``acct_…``, ``tok_…``), or None for anything else. A
+    transaction's id must carry its own type's prefix (``pay_`` of a refund is not it)."""
+    prefix, _, _ = text.strip().partition("_")
+    kind = _KINDS.get(prefix)
+    if kind not in _TYPE_OF_KIND:
+        return None
+    try:
+        value = ids.decode(kind, text.strip())
+    except NotFound:
+        return None
+    transaction = _TYPE_OF_KIND[kind] == "ledger.transaction"
+    if transaction and not Transaction.objects.filter(pk=value, type=kind).exists():
+        return None
+    return _TYPE_OF_KIND[kind], str(value)

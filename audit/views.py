@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -34,16 +33,17 @@ from audit.sequencer import log_size
 from audit.tasks import verification_run
 from payflow.platform import context, personal, trail
 
-AUDITOR_GROUP = "auditor"
+AUDITOR_GROUP = "auditor"  # payflow.roles.AUDITOR (that layer is above this one)
 
 
 def auditor_required(view):
-    """Login required; then only members of the auditor group (403 for anyone else)."""
+    """Login required; then only members of the auditor group (anyone else gets an HTML
+    403 page saying why)."""
 
     @login_required
     def wrapper(request: HttpRequest, *args, **kwargs):
         if not request.user.groups.filter(name=AUDITOR_GROUP).exists():
-            raise PermissionDenied("auditors only")
+            return render(request, "audit/forbidden.html", status=403)
         return view(request, *args, **kwargs)
 
     wrapper.__name__ = view.__name__

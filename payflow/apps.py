@@ -2,9 +2,11 @@ from pathlib import Path
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.admin import apps as admin_apps
 
 
 class PayflowConfig(AppConfig):
+    default = True  # the module holds the admin's config too
     name = "payflow"
     verbose_name = "PayFlow platform"
 
@@ -28,3 +30,11 @@ class PayflowConfig(AppConfig):
         for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
             if isinstance(folder, str):
                 Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+class PayFlowAdminConfig(admin_apps.AdminConfig):
+    """Django's admin on PayFlow's site (``payflow.admin_site``: where each role lands)."""
+
+    default = False
+
+    default_site = "payflow.admin_site.PayFlowAdminSite"

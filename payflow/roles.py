@@ -99,3 +99,8 @@ def _has_model(apps, app: str, model: str) -> bool:
     except LookupError:
         return False
     return True
+
+
+def has_role(user, role: str) -> bool:
+    """Whether ``user`` (logged in) belongs to the group of ``role``."""
+    return bool(getattr(user, "is_authenticated", False) and user.groups.filter(name=role).exists())

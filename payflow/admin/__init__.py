@@ -6,8 +6,6 @@ from django.contrib import admin
 from payflow.admin import audit, cards, jobs, journal, merchants, outbox, transactions
 from payflow.login_guard import ThrottledAdminLoginForm
 
-admin.site.site_header = "PayFlow operations"
-admin.site.site_title = "PayFlow admin"
 admin.site.login_form = ThrottledAdminLoginForm  # throttled; failed logins audited
 
 __all__ = ["audit", "cards", "jobs", "journal", "merchants", "outbox", "transactions"]

@@ -1,0 +1,52 @@
+"""The admin site: Django's, with what the two roles need to find their pages (outside
+the ``payflow.admin`` package, which registers the model admins on it).
+
+- An auditor who logs in without asking for a page lands on the auditors' pages
+  (``/audit/``), not on the admin index; an operator (or a user with both roles) lands on
+  the admin as before.
+- Every admin page links to ``/audit/`` for users with the auditor role (the header's
+  user links, ``templates/admin/base_site.html``).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+from payflow import roles
+
+
+class PayFlowAdminSite(admin.AdminSite):
+    site_header = "PayFlow operations"
+    site_title = "PayFlow admin"
+    site_url = None  # no public site: the header links to the admin and the audit pages
+
+    def each_context(self, request: HttpRequest) -> dict:
+        context = super().each_context(request)
+        context["audit_url"] = (
+            reverse("audit:dashboard") if roles.has_role(request.user, roles.AUDITOR) else ""
+        )
+        return context
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None):
+        response = super().login(request, extra_context)
+        asked = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME)
+        if (
+            request.method == "POST"
+            and isinstance(response, HttpResponseRedirect)
+            and asked in (None, "", reverse("admin:index", current_app=self.name))
+            and lands_on_audit(request.user)
+        ):
+            return HttpResponseRedirect(reverse("audit:dashboard"))
+        return response
+
+
+def lands_on_audit(user) -> bool:
+    """An auditor who is not also an operator (nor a superuser) starts on ``/audit/``."""
+    return (
+        roles.has_role(user, roles.AUDITOR)
+        and not user.is_superuser
+        and not roles.has_role(user, roles.OPERATOR)
+    )
