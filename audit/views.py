@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
+from audit import timeline
 from audit.archive import segment_check
 from audit.evidence import NothingToExport, evidence_export, trusted_checkpoint
 from audit.logviews import note_with_cosignatures
@@ -26,8 +27,10 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
-from audit.objects import history_types
+from audit.objects import from_public_id, history_types
+from audit.objects import public_id as public_id_of
 from audit.runs import verification_start
+from audit.search import search
 from audit.segments import SegmentProblem, read_segment
 from audit.sequencer import log_size
 from audit.tasks import verification_run
@@ -123,10 +126,84 @@ def verification(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 @auditor_required
+def search_view(request: HttpRequest) -> HttpResponse:
+    """The search box: one public id goes straight to its history; anything else lists
+    the objects it names and their entries, filtered (``audit.search``)."""
+    asked = {
+        key: request.GET.get(key, "").strip()[:200]
+        for key in ("q", "event_type", "actor", "since", "until", "before")
+    }
+    if asked["q"] and not any(asked[key] for key in ("event_type", "actor", "since", "until")):
+        found = from_public_id(asked["q"])
+        if found is not None:
+            return redirect("audit:record_by_public_id", public_id=asked["q"])
+    problem = ""
+    try:
+        since = _moment(asked["since"], "since")
+        until = _moment(asked["until"], "until")
+        before = int(asked["before"]) if asked["before"].isdigit() else None
+    except NothingToExport as exc:
+        problem, since, until, before = str(exc), None, None, None
+        asked["since"] = asked["until"] = ""  # not written back: it could be anything
+    result = None
+    if not problem and any(asked[key] for key in ("q", "event_type", "actor", "since", "until")):
+        result = search(
+            text=asked["q"],
+            event_type=asked["event_type"],
+            actor=asked["actor"],
+            since=since,
+            until=until,
+            before=before,
+        )
+    shown = dict(asked)
+    if result is not None and asked["q"] and not result.objects:
+        shown["q"] = ""  # what named nothing is not written back into the page
+    if result is not None and asked["actor"] and not result.entries:
+        shown["actor"] = ""
+    return render(
+        request,
+        "audit/search.html",
+        {
+            "asked": shown,
+            "searched": result is not None,
+            "result": result,
+            "problem": problem,
+            "more": _more_url(request, result),
+        },
+        status=400 if problem else 200,
+    )
+
+
+def _more_url(request: HttpRequest, result) -> str:
+    if result is None or result.before is None:
+        return ""
+    query = request.GET.copy()
+    query["before"] = str(result.before)
+    return f"{reverse('audit:search')}?{query.urlencode()}"
+
+
+@require_GET
+@auditor_required
+def record_by_public_id(request: HttpRequest, public_id: str) -> HttpResponse:
+    """An object's history by the id people know (``pay_…``, ``re_…``, ``acct_…``,
+    ``tok_…``). An id that names nothing is not echoed (it could be a card number)."""
+    found = from_public_id(public_id)
+    if found is None:
+        return render(request, "audit/record.html", {"unknown": True, "rows": []}, status=404)
+    return _record(request, *found)
+
+
+@require_GET
+@auditor_required
 def record(request: HttpRequest, object_type: str, object_id: str) -> HttpResponse:
     """Every entry of one object, oldest first, each checked: its bytes hash to its hash,
-    it links to the previous entry, and its leaf in the log; ``?archived=1`` also reads the
-    archive segment files for the object's archived entries."""
+    it links to the previous entry, and its leaf is proven in the latest signed checkpoint;
+    ``?archived=1`` also reads the archive segment files for the object's archived
+    entries. Each entry shows what it changed, field by field (``audit.timeline``)."""
+    return _record(request, object_type, object_id)
+
+
+def _record(request: HttpRequest, object_type: str, object_id: str) -> HttpResponse:
     rows = list(
         AuditEntry.objects.filter(
             object_type__in=history_types(object_type), object_id=object_id
@@ -156,6 +233,18 @@ def record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespon
             row.prev_hash == (before or trail.GENESIS_HASH) if not row.archived_before else None
         )
         previous[row.object_type] = row.hash
+    checkpoint = Checkpoint.objects.order_by("-size").first()
+    proofs = (
+        timeline.proven(
+            [(row.index, row.hash) for row in ordered if row.index is not None],
+            checkpoint.size,
+            checkpoint.root,
+        )
+        if checkpoint
+        else {}
+    )
+    for row in ordered:
+        row.proof_ok = proofs.get(row.index)
     return render(
         request,
         "audit/record.html",
@@ -163,6 +252,8 @@ def record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespon
             "rows": ordered,
             "object_type": object_type,
             "object_id": object_id,
+            "public_id": public_id_of(object_type, object_id),
+            "checkpoint": checkpoint,
             "segments": ArchiveSegment.objects.filter(rows_deleted_at__isnull=False).count(),
             "archive_error": archive_error,
             "showing_archived": request.GET.get("archived") == "1",
@@ -180,6 +271,7 @@ def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived
         hash=digest,
         index=index,
         hash_ok=trail.entry_hash(prev_hash, body) == digest,
+        changes=timeline.changes(fields["old"], fields["new"]),
         archived=archived,
         archived_before=False,
     )

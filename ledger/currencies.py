@@ -99,3 +99,36 @@ def validate_amount(amount: object, *, param: str = "amount") -> int:
     if amount > MAX_AMOUNT:
         raise InvalidAmount(f"{param} must be at most {MAX_AMOUNT}", param=param)
     return amount
+
+
+def to_major(amount: int, currency: str) -> str:
+    """How a person reads ``amount`` minor units: ``"12.50"`` for 1250 EUR, ``"1250"`` for
+    1250 JPY, ``"-0.05"`` for -5 EUR (exact: integer arithmetic, never a float)."""
+    exponent = EXPONENTS.get(currency, 2)
+    sign = "-" if amount < 0 else ""
+    whole, fraction = divmod(abs(amount), 10**exponent)
+    return f"{sign}{whole}.{fraction:0{exponent}d}" if exponent else f"{sign}{whole}"
+
+
+def from_major(text: str, currency: str, *, param: str = "amount") -> int:
+    """The minor units of an amount a person typed in major units (``"12.50"`` EUR → 1250,
+    ``"12,5"`` → 1250, ``"1250"`` JPY → 1250). ``InvalidAmount`` for anything else: more
+    decimals than the currency has, signs, exponents, thousands separators, blanks."""
+    exponent = EXPONENTS[normalize_currency(currency)]
+    cleaned = text.strip().replace(",", ".", 1) if isinstance(text, str) else ""
+    whole, dot, fraction = cleaned.partition(".")
+    if (
+        not whole.isdigit()
+        or not whole.isascii()
+        or (dot and not (fraction.isdigit() and fraction.isascii()))
+        or len(fraction) > exponent
+        or (dot and not fraction)
+    ):
+        places = f"at most {exponent} decimals" if exponent else "no decimals"
+        raise InvalidAmount(
+            f"{param} must be an amount in {currency.upper()} with {places}, e.g. "
+            f"{to_major(1250, currency.upper())}",
+            param=param,
+        )
+    minor = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or 0)
+    return validate_amount(minor, param=param)

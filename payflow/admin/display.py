@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from ledger import ids
-from ledger.currencies import EXPONENTS
+from ledger.currencies import to_major
 from ledger.models import Transaction
 
 TRANSACTION_PREFIXES = {
@@ -15,9 +15,7 @@ TRANSACTION_PREFIXES = {
 
 def money(amount: int, currency: str) -> str:
     """``2500 (25.00 EUR)``: the integer the ledger holds, and how a human reads it."""
-    exponent = EXPONENTS.get(currency, 2)
-    major = f"{amount / 10**exponent:.{exponent}f}" if exponent else str(amount)
-    return f"{amount} ({major} {currency})"
+    return f"{amount} ({to_major(amount, currency)} {currency})"
 
 
 def public_id(txn: Transaction) -> str:

@@ -134,10 +134,10 @@ def test_a_record_history_includes_archived_entries_on_request(client, django_us
     url = f"/audit/records/ledger.transaction/{payment.pk}"
     live_only = client.get(url).content.decode()
     assert "Include this object's archived entries" in live_only
-    assert live_only.count("<em>archived</em></td>") == 0
+    assert live_only.count("<em>archived</em></div>") == 0
     assert "payment.partially_refunded" in live_only
     page = client.get(url + "?archived=1").content.decode()
-    assert page.count("<em>archived</em></td>") == archived_of_payment
+    assert page.count("<em>archived</em></div>") == archived_of_payment
     assert "payment.partially_refunded" in page
     assert "payment.captured" in page
     assert "contents ✗" not in page
