@@ -10,22 +10,28 @@ log's public key alone.
 from __future__ import annotations
 
 import base64
+import csv
 import datetime
+import io
 import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 
-from audit import tlog
+from audit import timeline, tlog
 from audit.logviews import note_with_cosignatures
 from audit.models import AuditEntry, Checkpoint, LogLeaf
-from audit.objects import history_types
+from audit.objects import history_types, public_ids
 from audit.sequencer import stored_nodes
-from payflow.platform import trail
+from payflow.platform import personal, trail
 
 FORMAT = "payflow-audit-bundle/2"
-MAX_ENTRIES = 10_000
+MAX_ENTRIES = 1_000_000  # streamed a chunk at a time; beyond this, narrow the selection
+CHUNK = 1000
 
 
 class NothingToExport(ValueError):
@@ -63,7 +69,160 @@ def select_entries(
     return query
 
 
-def evidence_export(
+@dataclass
+class Export:
+    """A selection checked and counted, ready to stream as a bundle or as CSV.
+
+    Entries come in log order, ``CHUNK`` at a time (one query for the leaves, one for the
+    entries, one for the proofs' nodes per chunk), so a large range is never held whole."""
+
+    checkpoint: Checkpoint
+    selected: Any  # the AuditEntry queryset of the selection
+    count: int  # entries of the selection sealed by the checkpoint
+    complete_object: tuple[str, str] | None
+    consistency: dict[str, Any] | None
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+    def sealed_chunks(self) -> Iterator[list[tuple[int, str, str, bytes, list[bytes]]]]:
+        """(index, prev_hash, hash, body, inclusion proof) of every sealed entry of the
+        selection, in log order, a chunk at a time."""
+        after = -1
+        while True:
+            leaves = list(
+                LogLeaf.objects.filter(
+                    index__lt=self.size, index__gt=after, entry_id__in=self.selected.values("id")
+                )
+                .order_by("index")
+                .values_list("index", "entry_id")[:CHUNK]
+            )
+            if not leaves:
+                return
+            rows = {
+                pk: (prev_hash, digest, bytes(body))
+                for pk, prev_hash, digest, body in AuditEntry.objects.filter(
+                    pk__in=[entry_id for _, entry_id in leaves]
+                ).values_list("id", "prev_hash", "hash", "body")
+            }
+            proofs = tlog.inclusion_proofs([index for index, _ in leaves], self.size, stored_nodes)
+            yield [
+                (index, *rows[entry_id], proof)
+                for (index, entry_id), proof in zip(leaves, proofs, strict=True)
+            ]
+            after = leaves[-1][0]
+
+    def bundle_chunks(self) -> Iterator[str]:
+        """The bundle (§5) as JSON text, one entry per line."""
+        head: dict[str, Any] = {
+            "format": FORMAT,
+            "origin": settings.AUDIT_LOG_ORIGIN,
+            "checkpoint": note_with_cosignatures(self.checkpoint),
+            "tree_size": self.size,
+        }
+        if self.complete_object is not None:
+            head["complete_objects"] = [list(self.complete_object)]
+        if self.consistency is not None:
+            head["consistency"] = self.consistency
+        yield json.dumps(head)[:-1] + ', "entries": [\n'
+        first = True
+        for chunk in self.sealed_chunks():
+            lines = []
+            for index, prev_hash, digest, body, proof in chunk:
+                entry = {
+                    "index": index,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                    "body": _b64(body),
+                    "entry": json.loads(body),
+                    "inclusion": [_b64(node) for node in proof],
+                }
+                lines.append(("  " if first else ", ") + json.dumps(entry, ensure_ascii=False))
+                first = False
+            yield "\n".join(lines) + "\n"
+        yield "]}\n"
+
+    def bundle(self) -> dict[str, Any]:
+        return json.loads("".join(self.bundle_chunks()))
+
+    def csv_chunks(self) -> Iterator[str]:
+        """The same entries as CSV for spreadsheets: one row each, personal data opened
+        (``[erased]`` once erased), what each changed as ``field: old → new`` in major
+        units, and the hashes and canonical bytes for cross-checking with the bundle."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for chunk in self.sealed_chunks():
+            parsed = [json.loads(body) for _, _, _, body, _ in chunk]
+            personal.prefetch_keys(_sealable(fields) for fields in parsed)
+            names = public_ids([(fields["object_type"], fields["object_id"]) for fields in parsed])
+            for (index, prev_hash, digest, body, _), fields in zip(chunk, parsed, strict=True):
+                shown = personal.reveal_entry(fields)
+                actor = shown["actor"]
+                writer.writerow(
+                    [
+                        _cell(value)
+                        for value in (
+                            index,
+                            shown["created_at"],
+                            shown["event_type"],
+                            shown["action"],
+                            shown["object_type"],
+                            shown["object_id"],
+                            names[(fields["object_type"], fields["object_id"])],
+                            actor.get("type", ""),
+                            actor.get("id", ""),
+                            actor.get("label", ""),
+                            shown["reason"],
+                            shown["request_id"],
+                            shown["task_id"],
+                            shown["ip"],
+                            shown["user_agent"],
+                            timeline.describe(shown["old"], shown["new"]),
+                            digest,
+                            prev_hash,
+                            body.decode("utf-8"),
+                        )
+                    ]
+                )
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        yield out.getvalue()
+
+
+def _sealable(fields: dict[str, Any]) -> dict[str, Any]:
+    """The members of an entry that may hold sealed values, as one mapping (for
+    ``personal.prefetch_keys``: every subject's key read at once)."""
+    members = {name: fields.get(name) for name in ("ip", "reason", "user_agent")}
+    members["actor"] = fields["actor"].get("label")
+    for side in ("old", "new"):
+        members.update({f"{side}.{key}": value for key, value in (fields.get(side) or {}).items()})
+    return members
+
+
+CSV_COLUMNS = (
+    "index", "created_at", "event_type", "action", "object_type", "object_id", "public_id",
+    "actor_type", "actor_id", "actor_label", "reason", "request_id", "task_id", "ip",
+    "user_agent", "changes", "hash", "prev_hash", "body",
+)  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: a value starting like a formula (``=``,
+    ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'`` (OWASP's CSV injection advice); a
+    negative number stays a number."""
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def evidence_prepare(
     *,
     object_type: str | None = None,
     object_id: str | None = None,
@@ -72,74 +231,50 @@ def evidence_export(
     until: datetime.datetime | None = None,
     trusted_size: int | None = None,
     trusted_root: bytes | None = None,
-) -> dict[str, Any]:
-    """The bundle for a selection (at most ``MAX_ENTRIES`` entries, oldest first), proved
-    against the latest checkpoint. ``NothingToExport`` when nothing is sealed yet."""
+) -> Export:
+    """A selection ready to stream (at most ``MAX_ENTRIES`` entries), proved against the
+    latest checkpoint. ``NothingToExport`` (with the reason) when nothing of it is sealed
+    yet, when it is too large, or when the trusted checkpoint does not fit."""
     checkpoint = Checkpoint.objects.order_by("-size").first()
     if checkpoint is None:
         raise NothingToExport("the log has no signed checkpoint yet")
     size = checkpoint.size
-    rows = list(
-        select_entries(
-            object_type=object_type,
-            object_id=object_id,
-            merchant_id=merchant_id,
-            since=since,
-            until=until,
-        )
-        .order_by("id")
-        .values_list("id", "prev_hash", "hash", "body", "object_type", "object_id")[
-            : MAX_ENTRIES + 1
-        ]
+    selected = select_entries(
+        object_type=object_type,
+        object_id=object_id,
+        merchant_id=merchant_id,
+        since=since,
+        until=until,
     )
-    if len(rows) > MAX_ENTRIES:
+    count = LogLeaf.objects.filter(index__lt=size, entry_id__in=selected.values("id")).count()
+    if count > MAX_ENTRIES:
         raise NothingToExport(
             f"more than {MAX_ENTRIES} entries: narrow the selection (a shorter time range)"
         )
-    leaves = dict(
-        LogLeaf.objects.filter(entry_id__in=[row[0] for row in rows], index__lt=size).values_list(
-            "entry_id", "index"
-        )
-    )
-    sealed = sorted((leaves[row[0]], row) for row in rows if row[0] in leaves)
-    if not sealed:
+    if not count:
         raise NothingToExport("no entry of this selection is sealed by a checkpoint yet")
-    entries = []
-    proofs = tlog.inclusion_proofs([index for index, _ in sealed], size, stored_nodes)
-    for (index, (_, prev_hash, digest, body, _, _)), proof in zip(sealed, proofs, strict=True):
-        body = bytes(body)
-        entries.append(
-            {
-                "index": index,
-                "prev_hash": prev_hash,
-                "hash": digest,
-                "body": _b64(body),
-                "entry": json.loads(body),
-                "inclusion": [_b64(node) for node in proof],
-            }
-        )
-    bundle: dict[str, Any] = {
-        "format": FORMAT,
-        "origin": settings.AUDIT_LOG_ORIGIN,
-        "checkpoint": note_with_cosignatures(checkpoint),
-        "tree_size": size,
-        "entries": entries,
-    }
+    complete = None
     if object_type and object_id and not (merchant_id or since or until):
-        first = AuditEntry.objects.filter(object_type=object_type, object_id=object_id)
-        if first.filter(prev_hash=trail.GENESIS_HASH).exists() and len(sealed) == len(rows):
-            bundle["complete_objects"] = [[object_type, object_id]]
+        own = AuditEntry.objects.filter(object_type=object_type, object_id=object_id)
+        if own.filter(prev_hash=trail.GENESIS_HASH).exists() and count == selected.count():
+            complete = (object_type, object_id)
+    consistency = None
     if trusted_size is not None and trusted_root is not None:
         if not 0 < trusted_size <= size:
             raise NothingToExport(f"the trusted checkpoint's size must be 1..{size}")
-        bundle["consistency"] = {
+        consistency = {
             "from_size": trusted_size,
             "from_root": _b64(trusted_root),
             "proof": [
                 _b64(node) for node in tlog.consistency_proof(trusted_size, size, stored_nodes)
             ],
         }
-    return bundle
+    return Export(checkpoint, selected, count, complete, consistency)
+
+
+def evidence_export(**selection: Any) -> dict[str, Any]:
+    """The bundle of ``evidence_prepare(**selection)``, whole (as the pages stream it)."""
+    return evidence_prepare(**selection).bundle()
 
 
 def trusted_checkpoint(note_text: str) -> tuple[int, bytes]:

@@ -9,12 +9,14 @@ shows both). Amounts are integers of minor units in entries (``docs/audit-format
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from audit import merkle, tlog
 from audit.sequencer import stored_nodes
+from ledger import ids
 from ledger.currencies import EXPONENTS, to_major
 
 #: Audited fields that hold an amount of minor units (of the object's ``currency``).
@@ -23,12 +25,19 @@ MONEY_FIELDS = frozenset(
 )
 
 
+#: Audited fields that name another object, shown by its public id (the UUID on hover).
+PUBLIC_ID_FIELDS = {"merchant": "merchant", "card_token": "token"}
+
+
 @dataclass(frozen=True)
 class Shown:
     """A value as the page shows it, and the raw value an entry holds (for a hover)."""
 
     text: str
     raw: str = ""
+
+
+_ABSENT = Shown("—")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,15 @@ def changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Chan
     return found
 
 
+def describe(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    """``changes`` on one line: ``field: old → new; …`` (``—`` for a side where the field
+    does not exist: an insert's or a delete's), money in major units."""
+    return "; ".join(
+        f"{change.field}: {(change.old or _ABSENT).text} → {(change.new or _ABSENT).text}"
+        for change in changes(old, new)
+    )
+
+
 def shown(name: str, value: Any, currency: str = "") -> Shown:
     """One field's value for a person: money in major units with its currency, a journal
     entry's lines one per posting, nested values as compact JSON, absent values as ``—``."""
@@ -64,6 +82,11 @@ def shown(name: str, value: Any, currency: str = "") -> Shown:
         return Shown("—")
     if name in MONEY_FIELDS and currency in EXPONENTS and _is_integer(value):
         return Shown(f"{to_major(int(value), currency)} {currency}", f"{value} minor units")
+    if name in PUBLIC_ID_FIELDS and isinstance(value, str):
+        try:
+            return Shown(ids.encode(PUBLIC_ID_FIELDS[name], uuid.UUID(value)), value)
+        except ValueError:
+            return Shown(value)
     if name == "lines" and isinstance(value, list):
         return Shown("; ".join(_line(line) for line in value), _compact(value))
     if isinstance(value, (dict, list)):

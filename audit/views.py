@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit import timeline
 from audit.archive import segment_check
-from audit.evidence import NothingToExport, evidence_export, trusted_checkpoint
+from audit.evidence import NothingToExport, evidence_prepare, trusted_checkpoint
 from audit.logviews import note_with_cosignatures
 from audit.models import (
     ArchiveSegment,
@@ -339,44 +339,81 @@ def public_key(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @auditor_required
-def export(request: HttpRequest) -> HttpResponse:
-    """An evidence bundle for one object (``object_type`` and ``object_id``), a merchant
-    (``merchant``) or a time range (``since``/``until``, ISO 8601), optionally with a
-    consistency proof from a checkpoint the auditor trusts (``trusted``: its note)."""
+def export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """Evidence for one object (``object``: its public id, or ``object_type`` and
+    ``object_id``), a merchant (``merchant``: ``acct_…`` or its id) or a time range
+    (``since``/``until``, ISO 8601), optionally with a consistency proof from a checkpoint
+    the auditor trusts (``trusted``: its note). ``format=json`` streams the bundle
+    (``docs/audit-formats.md`` §5), ``format=csv`` the same entries as CSV; the
+    ``X-Payflow-Entries`` header says how many entries follow (the page's progress bar).
+    ``show=form`` shows the form filled in with the query instead (a history's link)."""
     wanted = {
         key: request.GET.get(key, "").strip()
-        for key in ("object_type", "object_id", "merchant", "since", "until", "trusted")
+        for key in ("object", "object_type", "object_id", "merchant", "since", "until", "trusted")
     }
+    wanted["format"] = request.GET.get("format", "json")
     # A note ends with its newline (which strip() removed); a browser sends a textarea's
     # line breaks as CRLF.
     if wanted["trusted"]:
         wanted["trusted"] = wanted["trusted"].replace("\r\n", "\n") + "\n"
-    if not any(wanted[key] for key in ("object_id", "merchant", "since", "until")):
+    asked = any(wanted[key] for key in ("object", "object_id", "merchant", "since", "until"))
+    if not asked or request.GET.get("show") == "form":  # the form, filled in from a link
         return render(request, "audit/export.html", {"wanted": wanted})
     try:
-        if bool(wanted["object_type"]) != bool(wanted["object_id"]):
-            raise NothingToExport("give both the object's type and its id")
+        if wanted["format"] not in ("json", "csv"):
+            raise NothingToExport("format must be json or csv")
+        object_type, object_id = _exported_object(wanted)
         since = _moment(wanted["since"], "since")
         until = _moment(wanted["until"], "until")
         trusted = trusted_checkpoint(wanted["trusted"]) if wanted["trusted"] else (None, None)
-        bundle = evidence_export(
-            object_type=wanted["object_type"] or None,
-            object_id=wanted["object_id"] or None,
-            merchant_id=wanted["merchant"] or None,
+        prepared = evidence_prepare(
+            object_type=object_type,
+            object_id=object_id,
+            merchant_id=_exported_merchant(wanted["merchant"]),
             since=since,
             until=until,
             trusted_size=trusted[0],
             trusted_root=trusted[1],
         )
     except NothingToExport as exc:
+        for key in ("object", "object_id", "merchant", "since", "until", "trusted"):
+            wanted[key] = ""  # not written back: what did not fit could be anything
         return render(
             request, "audit/export.html", {"wanted": wanted, "error": str(exc)}, status=409
         )
-    response = HttpResponse(json.dumps(bundle, indent=1), content_type="application/json")
-    response["Content-Disposition"] = (
-        f'attachment; filename="evidence-{bundle["tree_size"]}-{len(bundle["entries"])}.json"'
-    )
+    name = f"evidence-{prepared.size}-{prepared.count}"
+    if wanted["format"] == "csv":
+        response = StreamingHttpResponse(
+            prepared.csv_chunks(), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    else:
+        response = StreamingHttpResponse(prepared.bundle_chunks(), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    response["X-Payflow-Entries"] = str(prepared.count)
     return response
+
+
+def _exported_object(wanted: dict[str, str]) -> tuple[str | None, str | None]:
+    if wanted["object"]:
+        found = from_public_id(wanted["object"])
+        if found is None:
+            raise NothingToExport(
+                "no payment, refund, chargeback, payout, merchant or card token has that id"
+            )
+        return found
+    if bool(wanted["object_type"]) != bool(wanted["object_id"]):
+        raise NothingToExport("give both the object's type and its id")
+    return wanted["object_type"] or None, wanted["object_id"] or None
+
+
+def _exported_merchant(text: str) -> str | None:
+    if not text:
+        return None
+    found = from_public_id(text) if "_" in text else ("ledger.merchant", text)
+    if found is None or found[0] != "ledger.merchant":
+        raise NothingToExport("the merchant must be its id (acct_…)")
+    return found[1]
 
 
 def _moment(text: str, name: str):

@@ -1,15 +1,25 @@
-"""An auditor in headless Chromium: verify the log, read a history, download the log's key
-and a checkpoint, export evidence (with a consistency proof from a checkpoint pasted into
-the form), then see a tamper named by the next verification."""
+"""An auditor in headless Chromium (issue #16's journey): logs in and lands on /audit/,
+verifies the log, saves the log's key and a checkpoint, searches a payment's pay_ id, reads
+its timeline with the refund's change in major units, downloads the payment's bundle (with
+the consistency proof from the saved checkpoint, checked by ``tools/verify_evidence.py``)
+and its CSV, then sees a DBA's tamper named by the next verification, with a link to the
+payment. Each page's screenshot is saved (``var/test-artifacts``) and checked non-blank."""
 
 import base64
+import csv
+import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
+from PIL import Image
 
 from audit import merkle, tlog
 from audit.models import AuditEntry, Checkpoint, LogLeaf
+from ledger import ids
 from ledger.models import Transaction
 from ledger.services.refunds import refund_create
 from payflow.platform import trail
@@ -17,6 +27,10 @@ from tests.audit.conftest import raw, sequence, triggers_dropped
 from tests.ledger.conftest import pay
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "verify_evidence.py"
+#: Screenshots of each page the auditor saw, for a person to look at after the run.
+ARTIFACTS = ROOT / "var" / "test-artifacts"
 
 
 @pytest.fixture(
@@ -48,11 +62,26 @@ def auditor(django_user_model):
 
 
 def log_in(page, live_server):
-    page.goto(f"{live_server.url}/audit/")
+    """Logs in at the admin's login page, asking for no page: an auditor lands on /audit/."""
+    page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "alice")
     page.fill("#id_password", "alice-pass-12345")
     page.click("input[type=submit]")
     page.wait_for_selector("h1:has-text('Audit log')")
+    assert page.url == f"{live_server.url}/audit/"
+
+
+def shot(page, name):
+    """A screenshot of the page as a test artifact (``ARTIFACTS``), checked to show a page
+    and not a blank or single-colour surface."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    data = page.screenshot(full_page=True)
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 16) or []
+    assert len(colours) > 20, (name, len(colours))
+    white = {colour: count for count, colour in colours}.get((255, 255, 255), 0)
+    assert white < 0.98 * image.width * image.height, name
+    (ARTIFACTS / f"auditor-{name}.png").write_bytes(data)
 
 
 def run_verification(page, live_server):
@@ -99,77 +128,94 @@ def check_bundle(bundle, verifier_key):
     return signed
 
 
-def test_an_auditor_verifies_reads_a_history_exports_evidence_and_sees_a_tamper(
+def test_an_auditor_finds_a_payment_reads_proves_exports_and_sees_a_tamper(
     live_server, page, auditor, merchant, tasks_run, tmp_path
 ):
     payment = pay(merchant, amount=5000)
-    refund_create(payment=payment, amount=700)
+    public = ids.encode("payment", payment.pk)
     sequence()
     first = Checkpoint.objects.get()
+
+    # logs in and lands on /audit/; verification (in the web process or the real worker)
     log_in(page, live_server)
     assert f"{first.size} entries in the log" in page.inner_text("main")
-
-    # verification runs (in the web process or the real worker) and comes back OK
+    assert page.inner_text("#logged-in-as") == "alice"
+    shot(page, "dashboard")
     assert run_verification(page, live_server).startswith("OK")
 
-    # the history of the payment, every entry checked, each at its log index
-    page.goto(f"{live_server.url}/audit/records/ledger.transaction/{payment.pk}")
-    assert page.locator("text=contents ✓").count() == 4
-    assert page.locator("text=link ✓").count() == 4
-    assert page.locator("text=not sequenced yet").count() == 0
-
-    # the log's verifier key and the first checkpoint, downloaded from the checkpoints page
+    # saves the log's verifier key and the first checkpoint from the checkpoints page
     page.goto(f"{live_server.url}/audit/checkpoints")
-    key = download(page, lambda: page.click("#public-key"), tmp_path / "audit-log.vkey")
-    verifier_key = key.read_text().strip()
-    trusted = download(
-        page,
-        lambda: page.click(f"text=checkpoint-{first.size}.txt"),
-        tmp_path / "trusted.txt",
-    ).read_text()
+    key_file = download(page, lambda: page.click("#public-key"), tmp_path / "audit-log.vkey")
+    verifier_key = key_file.read_text().strip()
+    trusted_file = download(
+        page, lambda: page.click(f"text=checkpoint-{first.size}.txt"), tmp_path / "trusted.txt"
+    )
+    trusted = trusted_file.read_text()
     assert tlog.verify_note(trusted, tlog.Verifier(verifier_key)).size == first.size
+    shot(page, "checkpoints")
 
-    # the log grows; the auditor exports the payment's history, pasting the trusted
-    # checkpoint, and gets inclusion proofs and the consistency proof from it
-    refund_create(payment=Transaction.objects.get(pk=payment.pk), amount=300)
+    # the merchant refunds 12.50 EUR; the auditor searches the pay_ id from the dashboard
+    refund_create(payment=Transaction.objects.get(pk=payment.pk), amount=1250)
     sequence()
     latest = Checkpoint.objects.order_by("-size").first()
-    page.goto(f"{live_server.url}/audit/export")
-    page.fill("input[name=object_type]", "ledger.transaction")
-    page.fill("input[name=object_id]", str(payment.pk))
+    page.goto(f"{live_server.url}/audit/")
+    page.fill("form.search input[name=q]", public)
+    page.click("form.search button")
+    page.wait_for_selector(f"h1:has-text('History of {public}')")
+    entries = AuditEntry.objects.filter(object_id=str(payment.pk)).count()
+    assert page.locator("text=contents ✓").count() == entries
+    assert page.locator("text=link ✓").count() == entries
+    assert page.locator("text=in checkpoint ✓").count() == entries
+    refund = page.locator("li.entry", has_text="payment.partially_refunded")
+    row = refund.locator("table.diff tr", has_text="refunded_amount")
+    assert row.inner_text().split("\t") == ["refunded_amount", "0.00 EUR", "12.50 EUR"]
+    assert row.locator("span").nth(1).get_attribute("title") == "1250 minor units"
+    shot(page, "history")
+
+    # downloads the object's bundle (with the consistency proof from the saved checkpoint)
+    page.click("text=Export this object's evidence")
+    page.wait_for_selector("h1:has-text('Evidence export')")
+    assert page.input_value("input[name=object]") == public  # filled in by the link
     page.fill("textarea[name=trusted]", trusted)  # the browser sends its lines with CRLF
     bundle_file = download(
-        page, lambda: page.click("button:has-text('Download bundle')"), tmp_path / "bundle.json"
+        page, lambda: page.click("button:has-text('Download')"), tmp_path / "bundle.json"
     )
+    assert page.inner_text("#export-status") == f"{entries} entries downloaded."
+    shot(page, "export")
     bundle = json.loads(bundle_file.read_text())
     assert check_bundle(bundle, verifier_key).size == latest.size
     assert bundle["consistency"]["from_size"] == first.size
     assert bundle["complete_objects"] == [["ledger.transaction", str(payment.pk)]]
-    assert len(bundle["entries"]) == AuditEntry.objects.filter(object_id=str(payment.pk)).count()
+    assert len(bundle["entries"]) == entries
+    tool = subprocess.run(
+        [sys.executable, "-I", str(TOOL), str(bundle_file), "--public-key", str(key_file),
+         "--trusted-checkpoint", str(trusted_file)],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert tool.returncode == 0, tool.stdout + tool.stderr
     altered = json.loads(bundle_file.read_text())
     altered["entries"][0]["hash"] = "0" * 64
     with pytest.raises(AssertionError):
         check_bundle(altered, verifier_key)
 
-    # a time range: every entry recorded in it
-    page.goto(f"{live_server.url}/audit/export")
-    page.fill("input[name=since]", AuditEntry.objects.order_by("id")[0].created_at.isoformat())
-    in_range = json.loads(
-        download(
-            page, lambda: page.click("button:has-text('Download bundle')"), tmp_path / "range.json"
-        ).read_text()
+    # and the same entries as CSV
+    page.check("input[name=format][value=csv]")
+    csv_file = download(
+        page, lambda: page.click("button:has-text('Download')"), tmp_path / "entries.csv"
     )
-    check_bundle(in_range, verifier_key)
-    assert len(in_range["entries"]) == latest.size
+    rows = list(csv.DictReader(io.StringIO(csv_file.read_text())))
+    assert [row["hash"] for row in rows] == [entry["hash"] for entry in bundle["entries"]]
+    assert any("refunded_amount: 0.00 EUR → 12.50 EUR" in row["changes"] for row in rows)
 
     # a bad request is explained on the form, not a crash
     page.goto(f"{live_server.url}/audit/export")
     page.fill("input[name=merchant]", str(merchant.pk))
     page.fill("input[name=since]", "yesterday")
-    page.click("button:has-text('Download bundle')")
+    page.click("button:has-text('Download')")
+    page.wait_for_selector("[role=alert]")
     assert "since must be an ISO 8601 time" in page.inner_text("[role=alert]")
 
-    # after a tamper (as a DBA would), the next verification names the entry
+    # after a tamper (as a DBA would), the next verification names the payment
     target = AuditEntry.objects.filter(object_id=str(payment.pk)).order_by("id")[1]
     fields = target.fields
     fields["reason"] = "edited"
@@ -180,10 +226,12 @@ def test_an_auditor_verifies_reads_a_history_exports_evidence_and_sees_a_tamper(
             [trail.encode_body(fields), target.id],
         )
     assert run_verification(page, live_server).startswith("BROKEN")
+    shot(page, "broken")
     index = LogLeaf.objects.get(entry_id=target.id).index
-    row = page.locator("tr.break").first.inner_text()
-    assert row.startswith("hash_mismatch\t")
-    assert f"\t{index}\t" in row
-    page.locator("tr.break a").first.click()
-    page.wait_for_selector("h1:has-text('History of')")
+    row = page.locator("tr.break").first
+    assert row.inner_text().startswith(f"hash_mismatch\t{public}")
+    assert f"\t{index}\t" in row.inner_text()
+    row.locator("a").first.click()
+    page.wait_for_selector(f"h1:has-text('History of {public}')")
     assert page.locator("text=contents ✗").count() == 1
+    shot(page, "tampered-history")

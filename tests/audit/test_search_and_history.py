@@ -187,3 +187,11 @@ def test_each_entry_is_proven_in_the_latest_checkpoint_and_a_bad_node_shows(
         raw("UPDATE audit_lognode SET hash = %s WHERE `key` = %s", [b"\x00" * 32, index ^ 1])
     page = client.get(url).content.decode()
     assert "in checkpoint ✗" in page
+
+
+def test_the_objects_an_entry_names_read_by_their_public_ids(client, auditor, merchant, refunded):
+    payment, _ = refunded
+    page = client.get(f"/audit/records/{ids.encode('payment', payment.pk)}").content.decode()
+    merchant_id = ids.encode("merchant", merchant.pk)
+    assert f'<span title="{merchant.pk}">{merchant_id}</span>' in page
+    assert f'<span title="{payment.card_token_id}">tok_{payment.card_token_id.hex}</span>' in page

@@ -14,12 +14,12 @@ from tests.payflow.conftest import PASSWORD
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, live_server, username):
+def log_in(page, live_server, username, lands_on="#site-name:has-text('PayFlow operations')"):
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_selector("#site-name:has-text('PayFlow operations')")
+    page.wait_for_selector(lands_on)
 
 
 def test_an_operator_finds_a_payment_and_refunds_part_of_it_with_a_reason(
@@ -57,7 +57,9 @@ def test_an_operator_finds_a_payment_and_refunds_part_of_it_with_a_reason(
 
 def test_an_auditor_can_read_a_transaction_but_not_change_it(live_server, page, auditor):
     payment = pay(merchant_create(name="Audited Shop"), amount=5000)
-    log_in(page, live_server, "alice")
+    log_in(page, live_server, "alice", lands_on="h1:has-text('Audit log')")  # /audit/
+    page.click("text=Admin")
+    page.wait_for_selector("#audit-link")  # the admin links back to /audit/
 
     page.goto(f"{live_server.url}/admin/ledger/transaction/{payment.pk}/change/")
     page.wait_for_selector("#audit-history")

@@ -1,0 +1,59 @@
+// The evidence export form: download with a progress bar. The server says how many entries
+// follow (X-Payflow-Entries); the bundle holds one entry per line and the CSV one row per
+// entry, so counting line breaks while the response streams in tells how far it is.
+// Without this script the form still works: the browser downloads the response itself.
+"use strict";
+(function () {
+  const form = document.getElementById("export-form");
+  const bar = document.getElementById("export-progress");
+  const status = document.getElementById("export-status");
+  if (!form || !bar || !window.fetch || !window.ReadableStream) return;
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const url = form.action + "?" + new URLSearchParams(new FormData(form)).toString();
+    status.textContent = "Preparing…";
+    bar.hidden = false;
+    bar.removeAttribute("value");
+    let response;
+    try {
+      response = await fetch(url, { credentials: "same-origin" });
+    } catch (error) {
+      status.textContent = "The download failed: " + error;
+      return;
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || type.startsWith("text/html")) {
+      // a refusal is the form again with the reason: let the browser load it as a page
+      // (form.submit() does not fire this listener again)
+      form.submit();
+      return;
+    }
+    const total = parseInt(response.headers.get("X-Payflow-Entries") || "0", 10);
+    const reader = response.body.getReader();
+    const parts = [];
+    let lines = 0;
+    let received = 0;
+    bar.max = Math.max(total, 1);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      received += value.length;
+      for (let i = 0; i < value.length; i++) if (value[i] === 10) lines++;
+      const entries = Math.min(Math.max(lines - 1, 0), total);
+      bar.value = entries;
+      status.textContent = entries + " of " + total + " entries (" + Math.round(received / 1024) + " KiB)";
+    }
+    bar.value = bar.max;
+    status.textContent = total + " entries downloaded.";
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = /filename="([^"]+)"/.exec(disposition);
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob(parts, { type: type }));
+    link.download = match ? match[1] : "evidence";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  });
+})();

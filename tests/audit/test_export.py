@@ -1,0 +1,156 @@
+"""Evidence an auditor can ask for by the ids they know, read in a spreadsheet, and download
+in full however large the range: the export streams, a chunk of entries at a time.
+
+Reproduced before: the export asked for an object's internal type and UUID (``pay_…`` was
+refused), a merchant by its UUID only, offered no CSV, and built the whole bundle in memory
+(at most 10,000 entries)."""
+
+import csv
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import Group
+
+from audit import evidence
+from audit.models import AuditEntry, Checkpoint
+from ledger import ids
+from ledger.models import Transaction
+from ledger.services.merchants import merchant_create
+from ledger.services.refunds import refund_create
+from payflow.platform import context
+from tests.audit.conftest import sequence
+from tests.audit.test_offline_verifier import Verifier
+from tests.ledger.conftest import pay
+
+PAN = "4111111111111111"
+
+
+@pytest.fixture
+def auditor(client, django_user_model):
+    user = django_user_model.objects.create_user("alice", password="pw-for-tests-1")
+    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def refunded(merchant):
+    payment = pay(merchant, amount=5000)
+    refund_create(payment=payment, amount=1250)
+    sequence()
+    return Transaction.objects.get(pk=payment.pk)
+
+
+def download(client, **query):
+    response = client.get("/audit/export", query)
+    assert response.status_code == 200, response.content.decode()
+    assert response.streaming  # never built whole in memory
+    return response, b"".join(response.streaming_content)
+
+
+def test_an_object_is_exported_by_its_public_id_and_the_bundle_verifies_offline(
+    client, auditor, refunded, tmp_path
+):
+    public = ids.encode("payment", refunded.pk)
+    response, body = download(client, object=public)
+    by_uuid = json.loads(
+        download(client, object_type="ledger.transaction", object_id=str(refunded.pk))[1]
+    )
+    bundle = json.loads(body)
+    assert bundle == by_uuid
+    assert bundle["complete_objects"] == [["ledger.transaction", str(refunded.pk)]]
+    count = AuditEntry.objects.filter(object_id=str(refunded.pk)).count()
+    assert int(response["X-Payflow-Entries"]) == len(bundle["entries"]) == count
+    result = Verifier(tmp_path)(body)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_merchant_is_exported_by_its_acct_id(client, auditor, merchant, refunded):
+    by_acct = json.loads(download(client, merchant=ids.encode("merchant", merchant.pk))[1])
+    by_uuid = json.loads(download(client, merchant=str(merchant.pk))[1])
+    assert by_acct == by_uuid
+    assert {e["entry"]["object_type"] for e in by_acct["entries"]} >= {
+        "ledger.merchant",
+        "ledger.transaction",
+    }
+
+
+def test_the_csv_holds_the_same_entries_readable(client, auditor, refunded):
+    public = ids.encode("payment", refunded.pk)
+    bundle = json.loads(download(client, object=public)[1])
+    response, body = download(client, object=public, format="csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].endswith('.csv"')
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    assert [row["hash"] for row in rows] == [entry["hash"] for entry in bundle["entries"]]
+    assert [int(row["index"]) for row in rows] == [entry["index"] for entry in bundle["entries"]]
+    assert {row["public_id"] for row in rows} == {public}
+    assert rows[0]["changes"].startswith("amount: — → 50.00 EUR")
+    changed = [row for row in rows if "refunded_amount: 0.00 EUR → 12.50 EUR" in row["changes"]]
+    assert [row["event_type"] for row in changed] == ["payment.partially_refunded"]
+    for row, entry in zip(rows, bundle["entries"], strict=True):
+        assert row["body"] == json.dumps(entry["entry"], ensure_ascii=False, separators=(",", ":"))
+        assert row["actor_id"] == "tests"
+
+
+def test_a_csv_cell_never_starts_a_formula(client, auditor, db):
+    with context.bind(reason='=HYPERLINK("http://evil.example","click")'):
+        shop = merchant_create(name="@SUM(1+1) Shop")
+    sequence()
+    _, body = download(client, merchant=ids.encode("merchant", shop.pk), format="csv")
+    row = next(csv.DictReader(io.StringIO(body.decode())))
+    assert row["reason"] == '\'=HYPERLINK("http://evil.example","click")'
+    assert row["changes"].startswith("default_currency:")  # starts with a field name
+    assert evidence._cell("-5") == "-5"  # a negative number stays a number
+    assert evidence._cell("-cmd") == "'-cmd"
+    assert evidence._cell("+1") == "'+1"
+
+
+def test_a_large_range_streams_a_chunk_at_a_time_in_log_order(
+    client, auditor, merchant, monkeypatch, tmp_path
+):
+    for amount in (100, 200, 300):
+        pay(merchant, amount=amount)
+    sequence()
+    monkeypatch.setattr(evidence, "CHUNK", 4)
+    first = AuditEntry.objects.order_by("id").first().created_at.isoformat()
+    response = client.get("/audit/export", {"since": first})
+    chunks = list(response.streaming_content)
+    size = Checkpoint.objects.order_by("-size").first().size
+    assert int(response["X-Payflow-Entries"]) == size
+    assert len(chunks) >= size // 4  # a chunk of 4 entries at a time
+    body = b"".join(chunks)
+    assert body.count(b"\n") == size + 2  # one entry per line: what the progress bar counts
+    indexes = [entry["index"] for entry in json.loads(body)["entries"]]
+    assert indexes == list(range(size))
+    result = Verifier(tmp_path)(body)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ({"object": PAN}, "no payment, refund, chargeback, payout, merchant or card token"),
+        ({"object": "pay_" + "0" * 32}, "no payment, refund, chargeback, payout, merchant"),
+        ({"merchant": PAN}, "no entry of this selection is sealed"),
+        ({"merchant": "pay_" + "1" * 32}, "the merchant must be its id (acct_…)"),
+        ({"merchant": "acct_x", "format": "xml"}, "format must be json or csv"),
+        ({"since": PAN}, "since must be an ISO 8601 time"),
+    ],
+)
+def test_an_export_that_names_nothing_says_so_without_echoing_it(
+    client, auditor, refunded, query, says
+):
+    response = client.get("/audit/export", query)
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert says in page
+    assert PAN not in page
+    assert 'id="export-form"' in page
+
+
+def test_the_export_page_loads_its_progress_script_from_its_own_origin(client, auditor, db):
+    page = client.get("/audit/export").content.decode()
+    assert '<script src="/static/audit/export.js" defer></script>' in page
+    assert '<progress id="export-progress" hidden></progress>' in page
