@@ -120,8 +120,22 @@ def verification_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 @auditor_required
 def verification(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A run's progress, then its result: every break by kind, object (with a link to the
+    entry in its history) and log index, and the last signed checkpoint before the first
+    broken entry (what was proved up to it still holds)."""
     run = get_object_or_404(VerificationRun, pk=run_id)
-    return render(request, "audit/verification.html", {"run": run})
+    indexes = [b["index"] for b in run.breaks if b.get("index") is not None]
+    first_bad = min(indexes) if indexes else None
+    last_good = (
+        Checkpoint.objects.filter(size__lte=first_bad).order_by("-size").first()
+        if first_bad is not None
+        else None
+    )
+    return render(
+        request,
+        "audit/verification.html",
+        {"run": run, "first_bad": first_bad, "last_good": last_good},
+    )
 
 
 @require_GET

@@ -408,3 +408,33 @@ def test_a_broken_run_lists_every_break_with_a_link_to_the_objects_history(
         "The run failed: disk full"
         in client.get(f"/audit/verifications/{failed.id}").content.decode()
     )
+
+
+@pytest.mark.django_db(transaction=True)  # dropping triggers is DDL: it commits
+def test_a_broken_run_names_the_first_bad_entry_and_the_last_good_checkpoint(
+    client, auditor, merchant, eager
+):
+    pay(merchant)
+    sequence()
+    before = Checkpoint.objects.order_by("-size").first()
+    second = pay(merchant)
+    sequence()
+    target = AuditEntry.objects.filter(object_id=str(second.pk)).order_by("id").first()
+    fields = target.fields
+    fields["reason"] = "edited"
+    fields.pop("v")
+    with triggers_dropped():
+        raw(
+            "UPDATE audit_auditentry SET body = %s WHERE id = %s",
+            [trail.encode_body(fields), target.id],
+        )
+    page = client.get(client.post("/audit/verifications")["Location"]).content.decode()
+    index = LogLeaf.objects.get(entry_id=target.id).index
+    assert index >= before.size
+    assert f"The first broken entry is at log index {index}." in page
+    assert f"The last checkpoint before it, size {before.size} " in page
+    assert f"root <code>{before.root}</code>" in page
+    assert f'href="/audit/checkpoints/{before.size}.txt"' in page
+    assert f'href="/audit/records/ledger.transaction/{second.pk}#entry-{index}"' in page
+    history = client.get(f"/audit/records/ledger.transaction/{second.pk}").content.decode()
+    assert f'id="entry-{index}"' in history  # the link's anchor
