@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit import timeline
 from audit.archive import segment_check
 from audit.evidence import NothingToExport, evidence_prepare, trusted_checkpoint
+from audit.forks import check_checkpoints
 from audit.logviews import note_with_cosignatures
 from audit.models import (
     ArchiveSegment,
@@ -321,16 +322,72 @@ def _archived_rows(object_type: str, object_id: str) -> list[SimpleNamespace]:
 @require_GET
 @auditor_required
 def checkpoints(request: HttpRequest) -> HttpResponse:
+    """The signed checkpoints, newest first, a page at a time (``before``: a size), each
+    with its witnesses' cosignatures; a chart of the log's size over time; and a fork
+    alarm when the shown checkpoints and the stored tree disagree (``audit.forks``)."""
+    before = request.GET.get("before", "")
+    shown = Checkpoint.objects.order_by("-size").prefetch_related("cosignatures")
+    if before.isdigit():
+        shown = shown.filter(size__lt=int(before))
+    page = list(shown[: CHECKPOINT_PAGE + 1])
+    # the next larger checkpoint too, so the page's newest is checked against it
+    newer = (
+        Checkpoint.objects.filter(size__gt=page[0].size).order_by("size").first() if page else None
+    )
+    alarms = check_checkpoints(page + ([newer] if newer else []))
+    more = page[CHECKPOINT_PAGE - 1].size if len(page) > CHECKPOINT_PAGE else None
     return render(
         request,
         "audit/checkpoints.html",
         {
-            "checkpoints": Checkpoint.objects.order_by("-size").prefetch_related("cosignatures")[
-                :500
-            ],
+            "checkpoints": page[:CHECKPOINT_PAGE],
+            "alarms": alarms,
+            "alarmed": {alarm.size for alarm in alarms},
+            "more": more,
+            "chart": _size_chart(),
             "public_key": settings.AUDIT_PUBLIC_KEY,
         },
     )
+
+
+CHECKPOINT_PAGE = 100
+_CHART_POINTS = 60
+_CHART_WIDTH, _CHART_HEIGHT = 600, 140
+
+
+def _size_chart() -> dict | None:
+    """The log's size over its life, from up to ``_CHART_POINTS`` checkpoints evenly spread
+    by size (one primary-key lookup each), as SVG polyline points."""
+    latest = Checkpoint.objects.order_by("-size").values_list("size", "created_at").first()
+    first = Checkpoint.objects.order_by("size").values_list("size", "created_at").first()
+    if latest is None or first is None or latest[0] == first[0]:
+        return None
+    samples = {first, latest}
+    for step in range(1, _CHART_POINTS - 1):
+        target = first[0] + (latest[0] - first[0]) * step // (_CHART_POINTS - 1)
+        found = (
+            Checkpoint.objects.filter(size__lte=target)
+            .order_by("-size")
+            .values_list("size", "created_at")
+            .first()
+        )
+        if found:
+            samples.add(found)
+    ordered = sorted(samples)
+    start, end = first[1].timestamp(), max(latest[1].timestamp(), first[1].timestamp() + 1)
+    points = " ".join(
+        f"{(moment.timestamp() - start) / (end - start) * _CHART_WIDTH:.1f},"
+        f"{_CHART_HEIGHT - size / latest[0] * _CHART_HEIGHT:.1f}"
+        for size, moment in ordered
+    )
+    return {
+        "points": points,
+        "width": _CHART_WIDTH,
+        "height": _CHART_HEIGHT,
+        "first": first,
+        "latest": latest,
+        "samples": len(ordered),
+    }
 
 
 @require_GET
