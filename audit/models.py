@@ -100,6 +100,9 @@ class LogLeaf(models.Model):
     index = models.PositiveBigIntegerField(primary_key=True)
     entry_id = models.PositiveBigIntegerField(unique=True)
 
+    class Meta:
+        verbose_name_plural = "log leaves"
+
     def __str__(self) -> str:
         return f"leaf {self.index} = entry {self.entry_id}"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
+from ledger import ids
 from payflow.platform.db import uuid7
 
 
@@ -11,6 +14,16 @@ class EventStatus(models.TextChoices):
     PENDING = "pending"
     PUBLISHED = "published"
     DEAD = "dead"
+
+
+def public_aggregate(kind: str, aggregate_id: str) -> str:
+    """An aggregate by the id people know (``pay_…``), or its id when it has none."""
+    if kind not in ids.PREFIXES:
+        return aggregate_id
+    try:
+        return ids.encode(kind, uuid.UUID(aggregate_id))
+    except ValueError:
+        return aggregate_id
 
 
 class OutboxEvent(models.Model):
@@ -60,7 +73,8 @@ class OutboxEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.aggregate_id}#{self.sequence}"
+        aggregate = public_aggregate(self.aggregate_type, self.aggregate_id)
+        return f"{self.event_type} {aggregate}#{self.sequence}"
 
 
 class RelayLease(models.Model):

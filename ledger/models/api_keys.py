@@ -36,6 +36,9 @@ class ApiKey(AuditedModel):
     # Never the hash. last_used_at is telemetry and not audited.
     audit_fields = ("id", "merchant", "name", "mode", "prefix", "revoked_at", "version")
 
+    class Meta:
+        verbose_name = "API key"
+
     def __str__(self) -> str:
         return f"sk_{self.mode}_{self.prefix}…"
 

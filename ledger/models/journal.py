@@ -110,6 +110,7 @@ class JournalEntry(AuditedModel):
 
     class Meta:
         indexes = [models.Index(fields=["merchant", "posted_at"], name="journal_merchant_date")]
+        verbose_name_plural = "journal entries"
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"

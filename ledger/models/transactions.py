@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
+from ledger import ids
 from payflow.platform.db import uuid7
 from payflow.platform.guards import AuditedModel
 
@@ -128,7 +129,8 @@ class Transaction(AuditedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} {self.id} {self.status}"
+        # the id people know (pay_…, re_…, cb_…, po_…): admin titles, breadcrumbs, links
+        return ids.encode(self.type, self.id) if self.type in ids.PREFIXES else str(self.id)
 
     @property
     def returned_amount(self) -> int:

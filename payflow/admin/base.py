@@ -10,7 +10,6 @@ Whether a user may run the actions of a model is the model's Django ``change`` p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +22,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
-from ledger.exceptions import ConcurrentUpdate, LedgerError
+from ledger.currencies import from_major, to_major
+from ledger.exceptions import ConcurrentUpdate, InvalidAmount, LedgerError
 from outbox.services import NotDead
 from payflow.jobs import JobPauseRefused
 from payflow.operations import OperatorActionRefused
 from payflow.platform.db import TransactionRetriesExhausted
-
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -54,6 +52,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         """(label, url) of the actions offered on ``obj``'s page."""
         return []
 
+    def audit_record_url(self, obj: Any) -> str:
+        """The object's history in the auditors' pages (shown to auditors), or ``""``."""
+        return ""
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
         tools = (
@@ -61,8 +63,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
             if obj is not None and self.has_operate_permission(request)
             else []
         )
+        record = self.audit_record_url(obj) if obj is not None else ""
         return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "operator_tools": tools}
+            request,
+            object_id,
+            form_url,
+            {**(extra_context or {}), "operator_tools": tools, "audit_record_url": record},
         )
 
     def action_url(self, name: str, obj: Any) -> str:
@@ -94,27 +100,6 @@ def one_selected(
     return HttpResponseRedirect(model_admin.action_url(action, queryset.first()))
 
 
-def amount_field(required: bool = False, help_text: str = "") -> forms.CharField:
-    return forms.CharField(
-        required=required,
-        max_length=15,
-        help_text=help_text or "In minor units (1050 is 10.50 EUR). Empty: all that remains.",
-    )
-
-
-def clean_amount(value: str) -> int | None:
-    """A whole positive number of minor units, or None when left empty."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    if not _WHOLE_NUMBER.fullmatch(value) or int(value) == 0:
-        raise forms.ValidationError(
-            "Enter a whole positive number of minor units (e.g. 1050 for 10.50 EUR), "
-            "without a decimal point or currency."
-        )
-    return int(value)
-
-
 class ReasonForm(forms.Form):
     """Every operator action asks why; the reason goes into every audit row it writes."""
 
@@ -143,11 +128,31 @@ class ReasonForm(forms.Form):
 
 
 class AmountReasonForm(ReasonForm):
-    amount = amount_field()
+    """An amount typed in the currency's major units (``12.50`` EUR, ``1250`` JPY), stored
+    in minor units (``ledger.currencies.from_major``), and a reason."""
+
+    amount = forms.CharField(required=False, max_length=20)
     field_order = ["amount", "reason"]
+    empty_means = "all that remains"
+
+    def __init__(self, *args: Any, currency: str = "EUR", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        field = self.fields["amount"]
+        field.label = f"Amount ({currency})"
+        field.help_text = (
+            f"In {currency}, e.g. {to_major(1250, currency)}. Empty: {self.empty_means}."
+        )
+        field.widget.attrs.update({"inputmode": "decimal", "autocomplete": "off"})
 
     def clean_amount(self) -> int | None:
-        return clean_amount(self.cleaned_data["amount"])
+        value = (self.cleaned_data["amount"] or "").strip()
+        if not value:
+            return None
+        try:
+            return from_major(value, self.currency)
+        except InvalidAmount as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 def refusal_message(exc: Exception, noun: str) -> str:
@@ -188,6 +193,7 @@ class ActionPage:
     noun: str = "object"
     initial: dict[str, Any] | None = None
     summary: list[tuple[str, Any]] | None = None
+    form_kwargs: dict[str, Any] | None = None  # e.g. the currency of an amount form
     # result → a response of its own (the API key's secret page) instead of a redirect
     respond: Callable[[Any], HttpResponse] | None = None
 
@@ -205,7 +211,7 @@ def render_action(
     if not model_admin.has_operate_permission(request):
         raise PermissionDenied
     data = request.POST if request.method == "POST" else None
-    form = page.form_class(data, initial=page.initial or {})
+    form = page.form_class(data, initial=page.initial or {}, **(page.form_kwargs or {}))
     if request.method == "POST" and form.is_valid():
         try:
             result = page.perform(form.cleaned_data)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.utils.html import format_html
+
 from ledger import ids
 from ledger.currencies import to_major
 from ledger.models import Transaction
@@ -14,8 +16,15 @@ TRANSACTION_PREFIXES = {
 
 
 def money(amount: int, currency: str) -> str:
-    """``2500 (25.00 EUR)``: the integer the ledger holds, and how a human reads it."""
-    return f"{amount} ({to_major(amount, currency)} {currency})"
+    """``25.00 EUR``: how a person reads the minor units the ledger holds (messages)."""
+    return f"{to_major(amount, currency)} {currency}"
+
+
+def money_html(amount: int, currency: str) -> str:
+    """``money`` for a page, the integer the ledger holds on hover."""
+    return format_html(
+        '<span class="money" title="{} minor units">{}</span>', amount, money(amount, currency)
+    )
 
 
 def public_id(txn: Transaction) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.utils.html import format_html, format_html_join
 
+from audit import timeline
 from audit.models import AuditEntry
 from audit.objects import history_types
 from outbox.models import OutboxEvent
@@ -14,11 +15,12 @@ HISTORY_LIMIT = 200
 
 
 def _changes(entry: AuditEntry, fields: dict[str, Any]) -> str:
-    old, new = fields["old"] or {}, fields["new"] or {}
+    """What the entry changed, field by field, money in major units (``audit.timeline``)."""
     if entry.action == "insert":
         return "created"
-    changed = [key for key in sorted(new) if old.get(key) != new.get(key) and key != "version"]
-    return ", ".join(f"{key}: {old.get(key)!s} → {new.get(key)!s}" for key in changed) or "—"
+    old = {key: value for key, value in (fields["old"] or {}).items() if key != "version"}
+    new = {key: value for key, value in (fields["new"] or {}).items() if key != "version"}
+    return timeline.describe(old, new) or "—"
 
 
 def audit_history(object_type: str, object_id: Any) -> str:

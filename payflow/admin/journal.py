@@ -9,7 +9,7 @@ from django.db.models import Sum
 from ledger.models import Account, JournalEntry, JournalLine
 from ledger.selectors import account_balance_of_lines
 from payflow.admin.base import ReadOnlyAdmin
-from payflow.admin.display import money
+from payflow.admin.display import money_html
 
 
 class JournalLineInline(admin.TabularInline):
@@ -63,8 +63,8 @@ class AccountAdmin(ReadOnlyAdmin):
     def balance_from_lines(self, obj: Account) -> str:
         total = getattr(obj, "lines_total", None)  # annotated by get_queryset
         balance = account_balance_of_lines(obj, int(total or 0))
-        return money(balance, obj.currency)
+        return money_html(balance, obj.currency)
 
     @admin.display(description="running balance (available only)")
     def tracked_balance(self, obj: Account) -> str:
-        return money(obj.balance, obj.currency) if obj.kind == "merchant_available" else "—"
+        return money_html(obj.balance, obj.currency) if obj.kind == "merchant_available" else "—"

@@ -26,7 +26,7 @@ from payflow.admin.base import (
     one_selected,
     render_action,
 )
-from payflow.admin.display import money, parse_object_id
+from payflow.admin.display import money_html, parse_object_id
 from payflow.admin.history import audit_history
 
 
@@ -94,9 +94,9 @@ class MerchantAdmin(ReadOnlyAdmin):
                 (
                     mode,
                     currency,
-                    money(values["pending"], currency),
-                    money(values["available"], currency),
-                    money(values["receivable"], currency),
+                    money_html(values["pending"], currency),
+                    money_html(values["available"], currency),
+                    money_html(values["receivable"], currency),
                 )
                 for mode, currency, values in rows
             ),

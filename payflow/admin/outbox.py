@@ -10,7 +10,8 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 
-from outbox.models import EventStatus, OutboxEvent
+from ledger import ids
+from outbox.models import EventStatus, OutboxEvent, public_aggregate
 from outbox.services import outbox_backlog
 from payflow import operations
 from payflow.admin.base import (
@@ -34,7 +35,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     change_list_template = "admin/outbox/outboxevent/change_list.html"
     list_display = (
         "event_type",
-        "aggregate_id",
+        "object",
         "sequence",
         "status",
         "attempts",
@@ -45,8 +46,23 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "livemode", "aggregate_type", "topic")
     search_fields = ("=aggregate_id", "=id")
+    search_help_text = "An object's id (pay_…, re_…, acct_… or a UUID), or an event's id."
     show_full_result_count = False
     actions = ["requeue_selected"]
+
+    @admin.display(description="object", ordering="aggregate_id")
+    def object(self, obj: OutboxEvent) -> str:
+        """The aggregate by the id people know (``pay_…``), its UUID when it has none."""
+        return public_aggregate(obj.aggregate_type, obj.aggregate_id)
+
+    def get_search_results(self, request, queryset, search_term):
+        prefix, _, hex_part = search_term.strip().partition("_")
+        if hex_part and prefix in ids.PREFIXES.values():
+            try:
+                search_term = str(uuid.UUID(hex=hex_part))
+            except ValueError:
+                return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="lag")
     def lag(self, obj: OutboxEvent) -> str:

@@ -3,13 +3,12 @@ book a chargeback, each a confirmation page at the version the operator saw."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.db.models import Q
-from django.urls import path
-from django.utils.html import format_html_join
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from ledger.models import Transaction, TransactionStatus, TransactionType
+from ledger.models import JournalEntry, JournalLine, Transaction, TransactionStatus, TransactionType
 from payflow import operations
 from payflow.admin.base import (
     ActionPage,
@@ -20,14 +19,18 @@ from payflow.admin.base import (
     one_selected,
     render_action,
 )
-from payflow.admin.display import TRANSACTION_PREFIXES, money, parse_object_id, public_id
+from payflow.admin.display import (
+    TRANSACTION_PREFIXES,
+    money,
+    money_html,
+    parse_object_id,
+    public_id,
+)
 from payflow.admin.history import audit_history, outbox_history
 
 
 class CaptureForm(AmountReasonForm):
-    amount = forms.CharField(
-        required=False, max_length=15, help_text="In minor units. Empty: the whole authorization."
-    )
+    empty_means = "the whole authorization"
 
 
 @admin.register(Transaction)
@@ -83,6 +86,7 @@ class TransactionAdmin(ReadOnlyAdmin):
         "completed_at",
         "version",
         "children",
+        "journal",
         "history",
         "events",
     )
@@ -95,27 +99,27 @@ class TransactionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount")
     def amount_display(self, obj: Transaction) -> str:
-        return money(obj.amount, obj.currency)
+        return money_html(obj.amount, obj.currency)
 
     @admin.display(description="captured")
     def captured(self, obj: Transaction) -> str:
-        return money(obj.captured_amount, obj.currency)
+        return money_html(obj.captured_amount, obj.currency)
 
     @admin.display(description="refunded")
     def refunded(self, obj: Transaction) -> str:
-        return money(obj.refunded_amount, obj.currency)
+        return money_html(obj.refunded_amount, obj.currency)
 
     @admin.display(description="charged back")
     def charged_back(self, obj: Transaction) -> str:
-        return money(obj.charged_back_amount, obj.currency)
+        return money_html(obj.charged_back_amount, obj.currency)
 
     @admin.display(description="returned")
     def returned(self, obj: Transaction) -> str:
-        return money(obj.returned_amount, obj.currency)
+        return money_html(obj.returned_amount, obj.currency)
 
     @admin.display(description="refundable")
     def remaining(self, obj: Transaction) -> str:
-        return money(obj.refundable_amount, obj.currency)
+        return money_html(obj.refundable_amount, obj.currency)
 
     @admin.display(description="card")
     def card(self, obj: Transaction) -> str:
@@ -136,13 +140,50 @@ class TransactionAdmin(ReadOnlyAdmin):
                         self.change_url(child),
                         public_id(child),
                         child.status,
-                        money(child.amount, child.currency),
+                        money_html(child.amount, child.currency),
                     )
                     for child in rows
                 ),
             )
             or "None."
         )
+
+    @admin.display(description="journal")
+    def journal(self, obj: Transaction) -> str:
+        """Every journal entry the transaction posted, each line in major units (positive
+        debit, negative credit), with a link to its account."""
+        entries = JournalEntry.objects.filter(transaction=obj).order_by("posted_at", "id")
+        lines = (
+            JournalLine.objects.filter(entry__in=entries)
+            .select_related("entry", "account")
+            .order_by("entry__posted_at", "entry_id", "id")
+        )
+        rows = format_html_join(
+            "",
+            "<tr class='journal-line'><td>{}</td><td>{}</td><td><a href='{}'>{}</a></td>"
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    line.entry.posted_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    line.entry.kind,
+                    reverse("admin:ledger_account_change", args=[line.account_id]),
+                    f"{line.account.kind} ({'live' if line.account.livemode else 'test'})",
+                    money_html(line.amount, line.currency) if line.amount > 0 else "",
+                    money_html(-line.amount, line.currency) if line.amount < 0 else "",
+                )
+                for line in lines
+            ),
+        )
+        if not rows:
+            return "No journal entries."
+        return format_html(
+            "<table id='journal-lines'><thead><tr><th>posted (UTC)</th><th>entry</th>"
+            "<th>account</th><th>debit</th><th>credit</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def audit_record_url(self, obj: Transaction) -> str:
+        return reverse("audit:record_by_public_id", args=[public_id(obj)])
 
     @admin.display(description="audit history")
     def history(self, obj: Transaction) -> str:
@@ -230,12 +271,15 @@ class TransactionAdmin(ReadOnlyAdmin):
             success=success,
             noun=payment.type,
             initial={"expected_version": payment.version},
+            form_kwargs=(
+                {"currency": payment.currency} if issubclass(form_class, AmountReasonForm) else None
+            ),
             summary=[
                 ("payment", public_id(payment)),
                 ("status", payment.status),
-                ("authorized", money(payment.amount, payment.currency)),
-                ("captured", money(payment.captured_amount, payment.currency)),
-                ("refundable", money(payment.refundable_amount, payment.currency)),
+                ("authorized", money_html(payment.amount, payment.currency)),
+                ("captured", money_html(payment.captured_amount, payment.currency)),
+                ("refundable", money_html(payment.refundable_amount, payment.currency)),
                 ("version", payment.version),
             ],
         )

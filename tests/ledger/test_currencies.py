@@ -65,9 +65,12 @@ def test_an_amount_reads_in_major_units_exactly(minor, currency, major):
 
 
 def test_the_admin_shows_a_large_balance_to_the_cent():
-    from payflow.admin.display import money
+    from payflow.admin.display import money, money_html
 
-    assert money(2**53 + 1, "EUR") == "9007199254740993 (90071992547409.93 EUR)"
+    assert money(2**53 + 1, "EUR") == "90071992547409.93 EUR"
+    assert money_html(2**53 + 1, "EUR") == (
+        '<span class="money" title="9007199254740993 minor units">90071992547409.93 EUR</span>'
+    )
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ def test_an_operator_refund_is_audited_with_the_operator_and_the_reason(client, 
     url = f"/admin/ledger/transaction/{payment.pk}/refund/"
 
     response = client.post(
-        url, {"amount": "1200", "reason": "customer returned a pair", "expected_version": "3"}
+        url, {"amount": "12.00", "reason": "customer returned a pair", "expected_version": "3"}
     )
 
     assert response.status_code == 302, response.content.decode()
@@ -129,7 +129,7 @@ def test_an_operator_action_leaves_the_payment_changeable_and_the_log_verified(
     client.force_login(operator)
     response = client.post(
         f"/admin/ledger/transaction/{payment.pk}/refund/",
-        {"amount": "1200", "reason": "customer returned a pair", "expected_version": "3"},
+        {"amount": "12", "reason": "customer returned a pair", "expected_version": "3"},
     )
     assert response.status_code == 302, response.content.decode()
 
@@ -152,12 +152,14 @@ def test_an_operator_action_leaves_the_payment_changeable_and_the_log_verified(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"amount": "12.50", "reason": "x"}, "whole positive number of minor units"),
-        ({"amount": "-3", "reason": "x"}, "whole positive number of minor units"),
-        ({"amount": "99999999999999999999", "reason": "x"}, "at most 15 characters"),
-        ({"amount": "100", "reason": "   "}, "This field is required"),
-        ({"amount": "999999", "reason": "too much"}, "exceeds what remains refundable"),
-        ({"amount": "100", "reason": "x", "expected_version": "abc"}, "reopen it"),
+        ({"amount": "12.505", "reason": "x"}, "amount in EUR with at most 2 decimals, e.g. 12.50"),
+        ({"amount": "-3", "reason": "x"}, "amount in EUR with at most 2 decimals"),
+        ({"amount": "1,000.00", "reason": "x"}, "amount in EUR with at most 2 decimals"),
+        ({"amount": "0.00", "reason": "x"}, "amount must be greater than zero"),
+        ({"amount": "9" * 21, "reason": "x"}, "at most 20 characters"),
+        ({"amount": "1.00", "reason": "   "}, "This field is required"),
+        ({"amount": "9999.99", "reason": "too much"}, "exceeds what remains refundable"),
+        ({"amount": "1.00", "reason": "x", "expected_version": "abc"}, "reopen it"),
     ],
 )
 def test_bad_input_in_a_refund_gives_a_clear_message_and_changes_nothing(
@@ -182,7 +184,7 @@ def test_a_refund_of_a_payment_changed_since_it_was_opened_is_refused(client, op
     refund_create(payment=payment, amount=100)
     response = client.post(
         f"/admin/ledger/transaction/{payment.pk}/refund/",
-        {"amount": "200", "reason": "goodwill", "expected_version": "3"},
+        {"amount": "2.00", "reason": "goodwill", "expected_version": "3"},
     )
     # then
     assert response.status_code == 400
@@ -200,7 +202,7 @@ def test_capture_cancel_and_chargeback_call_the_ledger_services(client, operator
 
     captured = client.post(
         f"{base}/{to_capture.pk}/capture/",
-        {"amount": "2500", "reason": "phone order", "expected_version": "2"},
+        {"amount": "25.00", "reason": "phone order", "expected_version": "2"},
     )
     cancelled = client.post(
         f"{base}/{to_cancel.pk}/cancel/", {"reason": "duplicate", "expected_version": "2"}
@@ -418,3 +420,25 @@ def test_unknown_ids_in_admin_urls_are_not_found_not_errors(client, operator):
     requeue = client.post("/admin/outbox/outboxevent/nope/requeue/", {"reason": "x"})
     assert requeue.status_code == 404
     assert client.get("/admin/ledger/transaction/not-a-uuid/change/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("currency", "typed", "minor", "label"),
+    [("EUR", "12.50", 1250, "12.50"), ("JPY", "1250", 1250, "1250"),
+     ("KWD", "1.250", 1250, "1.250")],
+)  # fmt: skip
+def test_an_operator_types_amounts_in_the_currencys_major_units(
+    client, operator, merchant, currency, typed, minor, label
+):
+    # Reproduced before: the refund form took minor units ("1250" for 12.50 EUR) and said so
+    payment = pay(merchant, amount=5000, currency=currency)
+    client.force_login(operator)
+    url = f"/admin/ledger/transaction/{payment.pk}/refund/"
+    form = client.get(url).content.decode()
+    assert f"Amount ({currency})" in form
+    assert f"In {currency}, e.g. {label}. Empty: all that remains." in form
+    response = client.post(
+        url, {"amount": typed, "reason": "customer returned it", "expected_version": "3"}
+    )
+    assert response.status_code == 302, response.content.decode()
+    assert Transaction.objects.get(pk=payment.pk).refunded_amount == minor

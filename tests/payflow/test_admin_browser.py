@@ -35,24 +35,24 @@ def test_an_operator_finds_a_payment_and_refunds_part_of_it_with_a_reason(
     page.fill("#searchbar", public)
     page.press("#searchbar", "Enter")
     page.click(f"a:has-text('{public}')")
-    page.wait_for_selector("text=5000 (50.00 EUR)")
+    page.wait_for_selector("span.money[title='5000 minor units']:has-text('50.00 EUR')")
 
-    # refunds 12.00 EUR of it, with a reason, after a first try with a bad amount
+    # refunds 12.50 EUR of it, typed in euros, with a reason, after a first try with a bad amount
     page.click("a.operator-action-link:has-text('Refund')")
-    page.fill("#id_amount", "12.00")
+    page.fill("#id_amount", "12.505")
     page.fill("#id_reason", "Customer returned one croissant tray")
     page.click("#confirm-action")
-    assert "whole positive number of minor units" in page.inner_text(".errorlist")
-    page.fill("#id_amount", "1200")
+    assert "at most 2 decimals" in page.inner_text(".errorlist")
+    page.fill("#id_amount", "12.50")
     page.click("#confirm-action")
-    assert "Refunded 1200 (12.00 EUR)" in page.inner_text("ul.messagelist")
+    assert "Refunded 12.50 EUR" in page.inner_text("ul.messagelist")
 
     # the payment's audit history names the operator and the reason
     history = page.locator("#audit-history tr.audit-row", has_text="payment.partially_refunded")
     assert history.count() == 1
     assert history.locator("td.actor").inner_text() == "olivia (user)"
     assert history.locator("td.reason").inner_text() == "Customer returned one croissant tray"
-    assert Transaction.objects.get(pk=payment.pk).refunded_amount == 1200
+    assert Transaction.objects.get(pk=payment.pk).refunded_amount == 1250
 
 
 def test_an_auditor_can_read_a_transaction_but_not_change_it(live_server, page, auditor):

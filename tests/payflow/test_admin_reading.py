@@ -1,0 +1,89 @@
+"""What an operator reads in the admin: public ids where a person reads an id, proper names,
+money in major units, a payment's journal lines and where its audit history is.
+
+Reproduced before: titles and breadcrumbs read ``payment 01a2…-… captured``; the journal
+and outbox lists showed UUIDs; the index said "Journal entrys" and "Api keys"; amounts
+read "5000 (50.00 EUR)"; a payment's page had no journal lines; the history's changes
+were ``refunded_amount: 0 → 1250``."""
+
+import pytest
+
+from ledger import ids
+from ledger.models import JournalLine
+from ledger.services.merchants import merchant_create
+from ledger.services.refunds import refund_create
+from outbox.models import OutboxEvent
+from tests.ledger.conftest import pay
+
+
+@pytest.fixture
+def merchant(db):
+    return merchant_create(name="Boulangerie Martin")
+
+
+@pytest.fixture
+def refunded(merchant):
+    payment = pay(merchant, amount=5000)
+    refund_create(payment=payment, amount=1250)
+    return payment
+
+
+def test_the_index_names_models_properly(client, operator):
+    client.force_login(operator)
+    page = client.get("/admin/").content.decode()
+    assert "Journal entries" in page
+    assert "API keys" in page
+    assert "entrys" not in page
+    assert "Api keys" not in page
+
+
+def test_a_payments_page_reads_by_public_id_in_major_units(client, operator, refunded):
+    client.force_login(operator)
+    public = ids.encode("payment", refunded.pk)
+    page = client.get(f"/admin/ledger/transaction/{refunded.pk}/change/").content.decode()
+    assert f"<title>{public} | View transaction | PayFlow admin</title>" in page
+    assert f"&rsaquo; {public}\n" in page  # the breadcrumb
+    assert '<span class="money" title="5000 minor units">50.00 EUR</span>' in page
+    assert "5000 (50.00 EUR)" not in page
+    assert "refunded_amount: 0.00 EUR → 12.50 EUR" in page  # the audit history's change
+
+
+def test_a_payments_page_shows_its_journal_lines(client, operator, refunded):
+    client.force_login(operator)
+    page = client.get(f"/admin/ledger/transaction/{refunded.pk}/change/").content.decode()
+    lines = JournalLine.objects.filter(entry__transaction=refunded)
+    assert lines.count() >= 2
+    assert page.count("<tr class='journal-line'>") == lines.count()
+    assert '<table id="journal-lines">' in page or "<table id='journal-lines'>" in page
+    for line in lines.select_related("account"):
+        assert f"/admin/ledger/account/{line.account_id}/change/" in page
+    assert '<span class="money" title="5000 minor units">50.00 EUR</span></td>' in page
+
+
+def test_the_audit_log_link_is_there_for_auditors_only(client, operator, auditor, refunded):
+    public = ids.encode("payment", refunded.pk)
+    url = f"/admin/ledger/transaction/{refunded.pk}/change/"
+    client.force_login(operator)
+    assert 'id="audit-record-link"' not in client.get(url).content.decode()
+    client.force_login(auditor)
+    page = client.get(url).content.decode()
+    assert f'<a href="/audit/records/{public}" id="audit-record-link">' in page
+
+
+def test_the_outbox_list_names_objects_by_public_id_and_finds_them_by_it(
+    client, operator, refunded
+):
+    client.force_login(operator)
+    public = ids.encode("payment", refunded.pk)
+    page = client.get("/admin/outbox/outboxevent/").content.decode()
+    assert public in page
+    found = client.get("/admin/outbox/outboxevent/", {"q": public}).content.decode()
+    events = OutboxEvent.objects.filter(aggregate_id=str(refunded.pk)).count()
+    assert found.count(f'<td class="field-object">{public}</td>') == events
+    assert "0 results" in client.get("/admin/outbox/outboxevent/", {"q": "pay_zz"}).content.decode()
+
+
+def test_the_journal_list_names_transactions_by_public_id(client, operator, refunded):
+    client.force_login(operator)
+    page = client.get("/admin/ledger/journalentry/").content.decode()
+    assert ids.encode("payment", refunded.pk) in page
