@@ -23,18 +23,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import signals
+from celery.schedules import maybe_schedule
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from payflow import celery as payflow_celery
-from payflow.models import JobRun
-from payflow.platform import db
+from payflow.models import JobRun, JobRunRecord
+from payflow.platform import context, db
 
 logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 2000
+
+
+#: Runs of each job kept for the jobs page (``JobRunRecord``).
+JOB_HISTORY = 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,18 @@ class ScheduledJob:
     every: str
     kwargs: dict[str, Any]
     last_run: JobRun | None
+    next_run: datetime.datetime | None = None  # when beat fires it next (None: paused)
+    recent: tuple[JobRunRecord, ...] = ()  # its last runs, newest first
+
+
+def next_run(schedule: Any, last_started: datetime.datetime | None) -> datetime.datetime:
+    """When beat next fires an entry of ``schedule``, counted from its last recorded start
+    (from now when it never ran): beat's own bookkeeping lives in its process, so this is
+    an estimate, exact for crontabs and within one interval for intervals."""
+    now = timezone.now()
+    remaining = maybe_schedule(schedule).remaining_estimate(last_started or now)
+    moment = max(now, now + remaining) + datetime.timedelta(microseconds=500_000)
+    return moment.replace(microsecond=0)  # to the second (crontabs land on .999…)
 
 
 def describe_schedule(schedule: Any) -> str:
@@ -60,19 +77,34 @@ def describe_schedule(schedule: Any) -> str:
     return str(schedule)
 
 
-def scheduled_jobs() -> list[ScheduledJob]:
-    """Every beat entry, in schedule order, with its latest recorded run (or None)."""
+def scheduled_jobs(*, with_history: bool = False) -> list[ScheduledJob]:
+    """Every beat entry, in schedule order, with its latest recorded run (or None), when
+    beat fires it next, and (``with_history``) its last ``JOB_HISTORY`` runs."""
     runs = {run.job: run for run in JobRun.objects.all()}
-    return [
-        ScheduledJob(
-            name=name,
-            task=entry["task"],
-            every=describe_schedule(entry["schedule"]),
-            kwargs=dict(entry.get("kwargs") or {}),
-            last_run=runs.get(name),
+    recent: dict[str, list[JobRunRecord]] = {}
+    if with_history:
+        for record in JobRunRecord.objects.order_by("-id")[: JOB_HISTORY * 50]:
+            kept = recent.setdefault(record.job, [])
+            if len(kept) < JOB_HISTORY:
+                kept.append(record)
+    jobs = []
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        run = runs.get(name)
+        paused = run is not None and run.paused_at is not None
+        jobs.append(
+            ScheduledJob(
+                name=name,
+                task=entry["task"],
+                every=describe_schedule(entry["schedule"]),
+                kwargs=dict(entry.get("kwargs") or {}),
+                last_run=run,
+                next_run=None
+                if paused
+                else next_run(entry["schedule"], run.last_started_at if run else None),
+                recent=tuple(recent.get(name, ())),
+            )
         )
-        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
-    ]
+    return jobs
 
 
 def job_name_for(task_name: str, kwargs: dict[str, Any] | None) -> str | None:
@@ -122,14 +154,27 @@ def job_run_record(
     ok: bool,
     result: Any = None,
     error: str = "",
+    started_by: str = "",
 ) -> None:
-    """Record one finished run of ``job``: overwrite its latest run, add to its totals.
+    """Record one finished run of ``job``: overwrite its latest run, add to its totals,
+    and keep it among the job's last ``JOB_HISTORY`` runs (``JobRunRecord``).
 
     One transaction. Counters move with ``F()`` expressions, so two runs finishing at once
     both count. The first run of a job inserts its row; losing that insert race to a
     concurrent first run is caught in a savepoint and turned into the update.
     """
     finished_at = timezone.now()
+    _keep_record(
+        JobRunRecord(
+            job=job,
+            task=task,
+            started_at=started_at,
+            duration_seconds=round(duration_seconds, 6),
+            status=JobRun.OK if ok else JobRun.FAILED,
+            error="" if ok else error[:500],
+            started_by=started_by[:100],
+        )
+    )
     values: dict[str, Any] = {
         "task": task,
         "last_started_at": started_at,
@@ -149,6 +194,59 @@ def job_run_record(
             JobRun.objects.create(job=job, runs=1, failures=0 if ok else 1, **values)
     except IntegrityError:
         JobRun.objects.filter(job=job).update(**values, **counts)
+
+
+def _keep_record(record: JobRunRecord) -> None:
+    record.save(force_insert=True)
+    older = list(
+        JobRunRecord.objects.filter(job=record.job)
+        .order_by("-id")
+        .values_list("id", flat=True)[JOB_HISTORY : JOB_HISTORY + 1]
+    )
+    if older:
+        JobRunRecord.objects.filter(job=record.job, id__lte=older[0]).delete()
+
+
+# --- running now -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A scheduled job an operator asked to run now (``operations.operator_job_run_now``
+    audits the request; ``job_run_now_send`` then queues it, outside any transaction)."""
+
+    job: str
+    task: str
+    kwargs: dict[str, Any]
+
+
+def job_run_request(job: str) -> RunRequest:
+    """What running ``job`` now means: its task with the schedule's arguments;
+    ``JobPauseRefused`` for a name that is not a scheduled job."""
+    task = _task_of(job)
+    return RunRequest(job, task, dict(settings.CELERY_BEAT_SCHEDULE[job].get("kwargs") or {}))
+
+
+def job_run_now_send(request: RunRequest) -> str:
+    """Queue one run of the job for the workers; the id of the queued task. Not beat's run
+    (no ``payflow_job`` header), so it runs even while the job is paused, and is recorded
+    with the operator who asked (the audit context travels in the message's headers)."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("queue a job outside any database transaction")
+    headers = context.current().as_headers()
+    try:
+        sent = payflow_celery.app.send_task(request.task, kwargs=request.kwargs, headers=headers)
+    except Exception as exc:  # the broker: down, refusing, timing out
+        logger.warning("could not queue a run of %s", request.job, exc_info=True)
+        raise JobQueueFailed(
+            f"the run of {request.job} was not queued: the message broker did not take it "
+            f"({type(exc).__name__}); the request is in the audit log, try again"
+        ) from None
+    return str(sent.id)
+
+
+class JobQueueFailed(Exception):
+    """The broker did not take a run an operator asked for."""
 
 
 # --- pausing ---------------------------------------------------------------------------
@@ -235,6 +333,13 @@ def _job_finished(
         return
     ok = state == "SUCCESS"
     error = "" if ok else f"{type(retval).__name__}: {retval}"
+    headers = {**(getattr(task.request, "headers", None) or {}), **vars(task.request)}
+    if headers.get("payflow_job"):
+        started_by = "beat"
+    elif headers.get("payflow_actor_type") and headers.get("payflow_actor_id"):
+        started_by = f"{headers['payflow_actor_type']}:{headers['payflow_actor_id']}"
+    else:
+        started_by = ""
     try:
         job_run_record(
             job=job,
@@ -244,6 +349,7 @@ def _job_finished(
             ok=ok,
             result=retval if ok else None,
             error=error,
+            started_by=started_by,
         )
     except Exception:  # the record of a run must never turn a good run into a failed one
         logger.exception("could not record the run of job %s", job)

@@ -118,3 +118,28 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job}: {self.last_status or 'never run'}"
+
+
+class JobRunRecord(models.Model):
+    """One run of a scheduled job, for the jobs page: the last ``JOB_HISTORY`` of each job
+    are kept (``payflow.jobs.job_run_record`` inserts one and trims the older ones in the
+    same transaction). ``started_by``: ``beat``, or the actor who asked for the run
+    (``user:<id>`` for an operator's "run now"), or ``""`` when unknown."""
+
+    OK, FAILED = JobRun.OK, JobRun.FAILED
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.CharField(max_length=100)
+    task = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    status = models.CharField(max_length=16)
+    error = models.CharField(max_length=500, blank=True, default="")
+    started_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "id"], name="jobrunrecord_job")]
+        verbose_name = "scheduled job run record"
+
+    def __str__(self) -> str:
+        return f"{self.job} at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.status}"

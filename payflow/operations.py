@@ -43,7 +43,7 @@ from ledger.services.personal_data import (
 from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
-from payflow.jobs import job_pause, job_resume
+from payflow.jobs import RunRequest, job_pause, job_resume, job_run_request
 from payflow.models import IdempotencyRecord, JobRun
 from payflow.platform import context, db, personal
 from payflow.platform.personal import person_subject
@@ -302,6 +302,22 @@ def operator_job_set_paused(*, job: str, paused: bool, reason: str) -> ActionPla
             else job_resume(job=job)
         ),
         details={"job": job},
+    )
+
+
+@audited_action
+def operator_job_run_now(*, job: str, reason: str) -> ActionPlan[RunRequest]:
+    """Ask for one run of a scheduled job now (audited: who, when, why). Returns what to
+    queue; the caller queues it with ``jobs.job_run_now_send`` once this transaction has
+    committed (no message is sent from inside a transaction). ``JobPauseRefused`` for a
+    name that is not a scheduled job. The run is recorded with the operator who asked."""
+    request = job_run_request(job)
+    return ActionPlan(
+        "job_run_now",
+        "payflow.jobrun",
+        job,
+        perform=lambda: request,
+        details={"job": job, "task": request.task},
     )
 
 

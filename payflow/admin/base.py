@@ -25,7 +25,7 @@ from django.views.decorators.cache import never_cache
 from ledger.currencies import from_major, to_major
 from ledger.exceptions import ConcurrentUpdate, InvalidAmount, LedgerError
 from outbox.services import NotDead
-from payflow.jobs import JobPauseRefused
+from payflow.jobs import JobPauseRefused, JobQueueFailed
 from payflow.operations import OperatorActionRefused
 from payflow.platform.db import TransactionRetriesExhausted
 
@@ -166,7 +166,7 @@ def refusal_message(exc: Exception, noun: str) -> str:
         return f"Refused: {exc.message}"
     if isinstance(exc, NotDead):
         return "Refused: this event is not dead (it was requeued or delivered meanwhile)."
-    if isinstance(exc, OperatorActionRefused | JobPauseRefused):
+    if isinstance(exc, OperatorActionRefused | JobPauseRefused | JobQueueFailed):
         return f"Refused: {exc}."
     if isinstance(exc, TransactionRetriesExhausted):
         return "The database was too busy to complete this; nothing was done. Try again."
@@ -178,6 +178,7 @@ REFUSALS = (
     NotDead,
     OperatorActionRefused,
     JobPauseRefused,
+    JobQueueFailed,
     TransactionRetriesExhausted,
 )
 
