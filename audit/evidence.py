@@ -14,7 +14,6 @@ import csv
 import datetime
 import io
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from audit.logviews import note_with_cosignatures
 from audit.models import AuditEntry, Checkpoint, LogLeaf
 from audit.objects import history_types, public_ids
 from audit.sequencer import stored_nodes
-from payflow.platform import personal, trail
+from payflow.platform import personal, spreadsheets, trail
 
 FORMAT = "payflow-audit-bundle/2"
 MAX_ENTRIES = 1_000_000  # streamed a chunk at a time; beyond this, narrow the selection
@@ -162,7 +161,7 @@ class Export:
                 actor = shown["actor"]
                 writer.writerow(
                     [
-                        _cell(value)
+                        spreadsheets.cell(value)
                         for value in (
                             index,
                             shown["created_at"],
@@ -207,19 +206,6 @@ CSV_COLUMNS = (
     "actor_type", "actor_id", "actor_label", "reason", "request_id", "task_id", "ip",
     "user_agent", "changes", "hash", "prev_hash", "body",
 )  # fmt: skip
-
-
-def _cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: a value starting like a formula (``=``,
-    ``+``, ``-``, ``@``, tab, CR) is prefixed with ``'`` (OWASP's CSV injection advice); a
-    negative number stays a number."""
-    text = value if isinstance(value, str) else ("" if value is None else str(value))
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(text):
-        return "'" + text
-    return text
-
-
-_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def evidence_prepare(

@@ -18,7 +18,7 @@ from ledger import ids
 from ledger.models import Transaction
 from ledger.services.merchants import merchant_create
 from ledger.services.refunds import refund_create
-from payflow.platform import context
+from payflow.platform import context, spreadsheets
 from tests.audit.conftest import sequence
 from tests.audit.test_offline_verifier import Verifier
 from tests.ledger.conftest import pay
@@ -102,9 +102,10 @@ def test_a_csv_cell_never_starts_a_formula(client, auditor, db):
     row = next(csv.DictReader(io.StringIO(body.decode())))
     assert row["reason"] == '\'=HYPERLINK("http://evil.example","click")'
     assert row["changes"].startswith("default_currency:")  # starts with a field name
-    assert evidence._cell("-5") == "-5"  # a negative number stays a number
-    assert evidence._cell("-cmd") == "'-cmd"
-    assert evidence._cell("+1") == "'+1"
+    assert spreadsheets.cell("-5") == "-5"  # a negative number stays a number
+    assert spreadsheets.cell("-12.50") == "-12.50"
+    assert spreadsheets.cell("-cmd") == "'-cmd"
+    assert spreadsheets.cell("+1") == "'+1"
 
 
 def test_a_large_range_streams_a_chunk_at_a_time_in_log_order(
