@@ -86,12 +86,11 @@ class TransactionAdmin(ReadOnlyAdmin):
         "type",
         "status",
         "amount_display",
-        "captured",
-        "returned",
+        "captured_returned",
         "merchant",
-        "livemode",
+        "mode",
         "external_reference",
-        "initiated_at",
+        "initiated",
     )
     list_filter = (
         "livemode",
@@ -141,6 +140,22 @@ class TransactionAdmin(ReadOnlyAdmin):
     @admin.display(description="id", ordering="id")
     def public_id(self, obj: Transaction) -> str:
         return public_id(obj)
+
+    @admin.display(description="captured / returned")
+    def captured_returned(self, obj: Transaction) -> str:
+        return format_html(
+            "{} / {}",
+            money_html(obj.captured_amount, obj.currency),
+            money_html(obj.returned_amount, obj.currency),
+        )
+
+    @admin.display(description="mode", ordering="livemode")
+    def mode(self, obj: Transaction) -> str:
+        return "live" if obj.livemode else "test"
+
+    @admin.display(description="initiated (UTC)", ordering="initiated_at")
+    def initiated(self, obj: Transaction) -> str:
+        return obj.initiated_at.strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="amount")
     def amount_display(self, obj: Transaction) -> str:
@@ -195,22 +210,23 @@ class TransactionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="journal")
     def journal(self, obj: Transaction) -> str:
-        """Every journal entry the transaction posted, each line in major units (positive
-        debit, negative credit), with a link to its account."""
-        entries = JournalEntry.objects.filter(transaction=obj).order_by("posted_at", "id")
+        """Every journal entry the transaction and its refunds and chargebacks posted, each
+        line in major units (positive debit, negative credit), with a link to its account."""
+        entries = JournalEntry.objects.filter(Q(transaction=obj) | Q(transaction__parent=obj))
         lines = (
             JournalLine.objects.filter(entry__in=entries)
-            .select_related("entry", "account")
+            .select_related("entry", "entry__transaction", "account")
             .order_by("entry__posted_at", "entry_id", "id")
         )
         rows = format_html_join(
             "",
-            "<tr class='journal-line'><td>{}</td><td>{}</td><td><a href='{}'>{}</a></td>"
-            "<td>{}</td><td>{}</td></tr>",
+            "<tr class='journal-line'><td>{}</td><td>{}</td><td>{}</td>"
+            "<td><a href='{}'>{}</a></td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     line.entry.posted_at.strftime("%Y-%m-%d %H:%M:%S"),
                     line.entry.kind,
+                    public_id(line.entry.transaction) if line.entry.transaction else "—",
                     reverse("admin:ledger_account_change", args=[line.account_id]),
                     f"{line.account.kind} ({'live' if line.account.livemode else 'test'})",
                     money_html(line.amount, line.currency) if line.amount > 0 else "",
@@ -223,7 +239,8 @@ class TransactionAdmin(ReadOnlyAdmin):
             return "No journal entries."
         return format_html(
             "<table id='journal-lines'><thead><tr><th>posted (UTC)</th><th>entry</th>"
-            "<th>account</th><th>debit</th><th>credit</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>for</th><th>account</th><th>debit</th><th>credit</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
             rows,
         )
 

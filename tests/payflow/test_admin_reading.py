@@ -7,6 +7,7 @@ read "5000 (50.00 EUR)"; a payment's page had no journal lines; the history's ch
 were ``refunded_amount: 0 → 1250``."""
 
 import pytest
+from django.db.models import Q
 
 from ledger import ids
 from ledger.models import JournalLine
@@ -51,8 +52,10 @@ def test_a_payments_page_reads_by_public_id_in_major_units(client, operator, ref
 def test_a_payments_page_shows_its_journal_lines(client, operator, refunded):
     client.force_login(operator)
     page = client.get(f"/admin/ledger/transaction/{refunded.pk}/change/").content.decode()
-    lines = JournalLine.objects.filter(entry__transaction=refunded)
-    assert lines.count() >= 2
+    lines = JournalLine.objects.filter(
+        Q(entry__transaction=refunded) | Q(entry__transaction__parent=refunded)
+    )  # the payment's and its refund's
+    assert lines.filter(entry__transaction__parent=refunded).count() >= 2
     assert page.count("<tr class='journal-line'>") == lines.count()
     assert '<table id="journal-lines">' in page or "<table id='journal-lines'>" in page
     for line in lines.select_related("account"):
