@@ -17,6 +17,7 @@ from audit.models import (
     VerificationRun,
 )
 from payflow.admin.base import ReadOnlyAdmin
+from payflow.admin.display import looks_like_public_id, uuid_of_public_id
 
 
 def _field_names(model: Any) -> tuple[str, ...]:
@@ -54,8 +55,19 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     )
     list_filter = ("actor_type", "action", "object_type")
     search_fields = ("=object_id", "=request_id", "=actor_id")
+    search_help_text = (
+        "An object's id (pay_…, acct_…, tok_… or its UUID), a request id or an actor id."
+    )
     show_full_result_count = False
     actions = None
+
+    def get_search_results(self, request, queryset, search_term):
+        value = uuid_of_public_id(search_term)
+        if value is not None:  # entries name objects by their UUID
+            return queryset.filter(object_id=str(value)), False
+        if looks_like_public_id(search_term):
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
     def get_fields(self, request, obj=None):
         return _field_names(AuditEntry)

@@ -4,6 +4,7 @@ action: erase the cardholder (GDPR art. 17, ``operations.operator_cardholder_era
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Q
 from django.urls import path
 
 from ledger import ids
@@ -11,6 +12,7 @@ from ledger.models import CardToken
 from ledger.services.personal_data import card_token_erased
 from payflow import operations
 from payflow.admin.base import ActionPage, ReadOnlyAdmin, ReasonForm, get_or_404, render_action
+from payflow.admin.display import looks_like_public_id, uuid_of_public_id
 from payflow.admin.history import audit_history
 
 
@@ -18,10 +20,11 @@ from payflow.admin.history import audit_history
 class CardTokenAdmin(ReadOnlyAdmin):
     """Masked: brand, last four and expiry. Never the ciphertext, nonce or fingerprint."""
 
-    list_display = ("masked", "merchant", "livemode", "expiry", "created_at")
+    list_display = ("token_id", "masked", "merchant", "livemode", "expiry", "created_at")
     list_filter = ("livemode", "brand")
     list_select_related = ("merchant",)
     search_fields = ("last4",)
+    search_help_text = "A card token's id (tok_…), a merchant's (acct_…), or the last four digits."
     fields = ("token_id", "merchant", "brand", "last4", "expiry", "created_at", "erased", "history")
     readonly_fields = fields
     operate_permission = "ledger.change_cardtoken"
@@ -34,9 +37,17 @@ class CardTokenAdmin(ReadOnlyAdmin):
     def expiry(self, obj: CardToken) -> str:
         return f"{obj.exp_month:02d}/{obj.exp_year}"
 
-    @admin.display(description="id")
+    @admin.display(description="id", ordering="id")
     def token_id(self, obj: CardToken) -> str:
         return ids.encode("token", obj.pk)
+
+    def get_search_results(self, request, queryset, search_term):
+        value = uuid_of_public_id(search_term)
+        if value is not None:
+            return queryset.filter(Q(pk=value) | Q(merchant_id=value)), False
+        if looks_like_public_id(search_term):
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="cardholder erased", boolean=True)
     def erased(self, obj: CardToken) -> bool:

@@ -48,3 +48,26 @@ def parse_object_id(term: str) -> tuple[str, uuid.UUID] | None:
         return "uuid", uuid.UUID(term)
     except ValueError:
         return None
+
+
+#: The prefix of every public id an operator may type into a search box, and its kind.
+PUBLIC_PREFIXES = {prefix: kind for kind, prefix in ids.PREFIXES.items()}
+
+
+def uuid_of_public_id(term: str) -> uuid.UUID | None:
+    """The UUID behind any public id (``pay_…``, ``re_…``, ``acct_…``, ``tok_…``, …), or
+    None when ``term`` is not one."""
+    prefix, _, hex_part = term.strip().partition("_")
+    kind = PUBLIC_PREFIXES.get(prefix)
+    if kind is None or not hex_part:
+        return None
+    try:
+        return ids.decode(kind, term.strip())
+    except Exception:
+        return None
+
+
+def looks_like_public_id(term: str) -> bool:
+    """Whether ``term`` has a public id's prefix (then a malformed one finds nothing)."""
+    prefix, underscore, _ = term.strip().partition("_")
+    return bool(underscore) and prefix in PUBLIC_PREFIXES

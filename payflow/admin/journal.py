@@ -4,18 +4,23 @@ balance their lines give (by the ledger's sign rule) next to the running balance
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from ledger.models import Account, JournalEntry, JournalLine
 from ledger.selectors import account_balance_of_lines
 from payflow.admin.base import ReadOnlyAdmin
-from payflow.admin.display import money_html
+from payflow.admin.display import looks_like_public_id, money_html, uuid_of_public_id
 
 
 class JournalLineInline(admin.TabularInline):
     model = JournalLine
-    fields = ("account", "amount", "currency")
+    fields = ("account", "amount_display")
     readonly_fields = fields
+
+    @admin.display(description="amount (debit +, credit -)")
+    def amount_display(self, obj: JournalLine) -> str:
+        return money_html(obj.amount, obj.currency)
+
     extra = 0
     can_delete = False
 
@@ -31,18 +36,36 @@ class JournalEntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "kind", "merchant", "livemode", "transaction", "posted_at")
     list_filter = ("livemode", "kind")
     list_select_related = ("merchant", "transaction")
+    search_fields = ("merchant__name",)
+    search_help_text = (
+        "A transaction's id (pay_…, re_…, cb_…, po_…), a merchant's (acct_…) or name."
+    )
     fields = ("id", "kind", "merchant", "transaction", "description", "posted_at")
     readonly_fields = fields
     inlines = [JournalLineInline]
     show_full_result_count = False
 
+    def get_search_results(self, request, queryset, search_term):
+        value = uuid_of_public_id(search_term)
+        if value is not None:
+            return queryset.filter(
+                Q(transaction_id=value) | Q(transaction__parent_id=value) | Q(merchant_id=value)
+            ), False
+        if looks_like_public_id(search_term):
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
 
 @admin.register(JournalLine)
 class JournalLineAdmin(ReadOnlyAdmin):
-    list_display = ("id", "entry", "account", "amount", "currency")
+    list_display = ("id", "entry", "account", "amount_display")
     list_filter = ("currency", "account__kind")
     list_select_related = ("entry", "account")
     show_full_result_count = False
+
+    @admin.display(description="amount (debit +, credit -)", ordering="amount")
+    def amount_display(self, obj: JournalLine) -> str:
+        return money_html(obj.amount, obj.currency)
 
 
 @admin.register(Account)

@@ -17,6 +17,7 @@ from ledger import ids
 from ledger.currencies import EXPONENTS
 from ledger.models import ApiKey, ApiKeyMode, Merchant, MerchantStatus
 from ledger.selectors import merchant_balances
+from ledger.services.api_keys import PREFIX_LENGTH
 from payflow import operations
 from payflow.admin.base import (
     ActionPage,
@@ -265,6 +266,19 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     )
     list_filter = ("mode", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("prefix", "name", "merchant__name")
+    search_help_text = (
+        "A key as shown (sk_test_abc123…) or its prefix, its name, a merchant's name."
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        # a key as the admin shows it: sk_<mode>_<prefix>… (or the whole secret): its prefix
+        term = search_term.strip().rstrip("…")
+        if term.startswith(("sk_test_", "sk_live_")):
+            mode, random_part = term.split("_", 2)[1:]
+            found = queryset.filter(mode=mode, prefix__startswith=random_part[:PREFIX_LENGTH])
+            return found, False
+        return super().get_search_results(request, queryset, search_term)
+
     list_select_related = ("merchant",)
     # Never the hash.
     fields = (

@@ -9,8 +9,10 @@ were ``refunded_amount: 0 → 1250``."""
 import pytest
 from django.db.models import Q
 
+from audit.models import AuditEntry
 from ledger import ids
 from ledger.models import JournalLine
+from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
 from ledger.services.refunds import refund_create
 from outbox.models import OutboxEvent
@@ -90,3 +92,42 @@ def test_the_journal_list_names_transactions_by_public_id(client, operator, refu
     client.force_login(operator)
     page = client.get("/admin/ledger/journalentry/").content.decode()
     assert ids.encode("payment", refunded.pk) in page
+
+
+def found(client, path, term):
+    response = client.get(path, {"q": term})
+    assert response.status_code == 200
+    return response.context["cl"].result_count
+
+
+def test_every_list_finds_objects_by_the_ids_people_type(client, operator, merchant, refunded):
+    client.force_login(operator)
+    payment = ids.encode("payment", refunded.pk)
+    token = ids.encode("token", refunded.card_token_id)
+    shop = ids.encode("merchant", merchant.pk)
+    key = api_key_create(merchant=merchant).api_key
+    cards = "/admin/ledger/cardtoken/"
+    assert found(client, cards, token) == 1
+    assert found(client, cards, shop) == 1  # the merchant's cards
+    assert found(client, cards, "tok_" + "0" * 32) == 0
+    assert found(client, cards, "tok_nonsense") == 0  # a malformed id: nothing, not an error
+    journal = "/admin/ledger/journalentry/"
+    refund = refunded.children.get()
+    assert found(client, journal, payment) == 2  # the capture's and the refund's entries
+    assert found(client, journal, ids.encode("refund", refund.pk)) == 1
+    entries = "/admin/audit/auditentry/"
+    assert (
+        found(client, entries, payment)
+        == AuditEntry.objects.filter(object_id=str(refunded.pk)).count()
+    )
+    assert found(client, entries, "pay_zz") == 0
+    keys = "/admin/ledger/apikey/"
+    assert found(client, keys, str(key)) == 1  # as the list shows it: sk_test_<prefix>…
+    assert found(client, keys, f"sk_live_{key.prefix}") == 0  # the other mode
+    assert found(client, keys, key.prefix) == 1
+
+
+def test_journal_lines_read_in_major_units(client, operator, refunded):
+    client.force_login(operator)
+    page = client.get("/admin/ledger/journalline/").content.decode()
+    assert '<span class="money" title="-1250 minor units">-12.50 EUR</span>' in page
