@@ -3,9 +3,11 @@ import importlib
 import json
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 
 from ledger.services.merchants import merchant_create
+from payflow.platform import trail
 
 log_migration = importlib.import_module("audit.migrations.0008_transparency_log")
 
@@ -66,13 +68,36 @@ def raw(sql, params=()):
         cursor.execute(sql, params)
 
 
+def edit_entry(entry, reason="edited"):
+    """As a DBA would: rewrite one entry's ``reason`` in its stored bytes, triggers dropped
+    (its hash is left as it was, so verification sees the bytes no longer match)."""
+
+    fields = entry.fields
+    fields["reason"] = reason
+    fields.pop("v")
+    with triggers_dropped():
+        raw(
+            "UPDATE audit_auditentry SET body = %s WHERE id = %s",
+            [trail.encode_body(fields), entry.id],
+        )
+
+
+@pytest.fixture
+def auditor(client, django_user_model):
+    """A logged-in member of the auditor group (the test client)."""
+
+    user = django_user_model.objects.create_user("alice", password="pw-for-tests-1")
+    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
+    client.force_login(user)
+    return user
+
+
 def rewrite_chain(object_type, object_id, change, *, from_position=1):
     """As an attacker with DBA rights: edit the ``new`` values of one object's entry (its
     ``from_position``-th, 0-based) with ``change`` and re-hash every later entry of that
     object, and the row's ``audit_hash``, so the object's chain alone is consistent again.
     Triggers are dropped for the edit and restored. Returns the edited entry's id."""
     from audit.models import AuditEntry
-    from payflow.platform import trail
 
     entries = list(
         AuditEntry.objects.filter(object_type=object_type, object_id=object_id).order_by("id")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
-from PIL import Image
 
 from audit import merkle, tlog
 from audit.models import AuditEntry, Checkpoint, LogLeaf
@@ -23,14 +22,13 @@ from ledger import ids
 from ledger.models import Transaction
 from ledger.services.refunds import refund_create
 from payflow.platform import trail
-from tests.audit.conftest import raw, sequence, triggers_dropped
+from tests.audit.conftest import edit_entry, sequence
+from tests.infra.screenshots import checked_screenshot
 from tests.ledger.conftest import pay
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "verify_evidence.py"
-#: Screenshots of each page the auditor saw, for a person to look at after the run.
-ARTIFACTS = ROOT / "var" / "test-artifacts"
 
 
 @pytest.fixture(
@@ -72,16 +70,7 @@ def log_in(page, live_server):
 
 
 def shot(page, name):
-    """A screenshot of the page as a test artifact (``ARTIFACTS``), checked to show a page
-    and not a blank or single-colour surface."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    data = page.screenshot(full_page=True)
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    colours = image.getcolors(maxcolors=1 << 16) or []
-    assert len(colours) > 20, (name, len(colours))
-    white = {colour: count for count, colour in colours}.get((255, 255, 255), 0)
-    assert white < 0.98 * image.width * image.height, name
-    (ARTIFACTS / f"auditor-{name}.png").write_bytes(data)
+    checked_screenshot(page, f"auditor-{name}")
 
 
 def run_verification(page, live_server):
@@ -217,14 +206,7 @@ def test_an_auditor_finds_a_payment_reads_proves_exports_and_sees_a_tamper(
 
     # after a tamper (as a DBA would), the next verification names the payment
     target = AuditEntry.objects.filter(object_id=str(payment.pk)).order_by("id")[1]
-    fields = target.fields
-    fields["reason"] = "edited"
-    fields.pop("v")
-    with triggers_dropped():
-        raw(
-            "UPDATE audit_auditentry SET body = %s WHERE id = %s",
-            [trail.encode_body(fields), target.id],
-        )
+    edit_entry(target)
     assert run_verification(page, live_server).startswith("BROKEN")
     shot(page, "broken")
     index = LogLeaf.objects.get(entry_id=target.id).index

@@ -5,20 +5,11 @@ Reproduced before: the page listed checkpoints only (no chart, no check of any k
 rewritten tree or a re-signed checkpoint looked the same as an honest one."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from audit import views
 from audit.models import Checkpoint
 from tests.audit.conftest import raw, sequence, triggers_dropped
 from tests.ledger.conftest import pay
-
-
-@pytest.fixture
-def auditor(client, django_user_model):
-    user = django_user_model.objects.create_user("alice", password="pw-for-tests-1")
-    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

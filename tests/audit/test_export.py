@@ -10,7 +10,6 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import Group
 
 from audit import evidence
 from audit.models import AuditEntry, Checkpoint
@@ -24,14 +23,6 @@ from tests.audit.test_offline_verifier import Verifier
 from tests.ledger.conftest import pay
 
 PAN = "4111111111111111"
-
-
-@pytest.fixture
-def auditor(client, django_user_model):
-    user = django_user_model.objects.create_user("alice", password="pw-for-tests-1")
-    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

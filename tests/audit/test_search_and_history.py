@@ -6,7 +6,6 @@ change as two Python-repr dicts in a narrow column, amounts in minor units, and 
 that an entry is in a signed checkpoint."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from audit import search
 from audit.models import AuditEntry, Checkpoint, LogLeaf
@@ -19,14 +18,6 @@ from tests.audit.conftest import raw, sequence, triggers_dropped
 from tests.ledger.conftest import pay
 
 PAN = "4111111111111111"
-
-
-@pytest.fixture
-def auditor(client, django_user_model):
-    user = django_user_model.objects.create_user("alice", password="pw-for-tests-1")
-    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from audit import merkle, tlog
 from audit.models import AuditEntry, Checkpoint, Cosignature, LogLeaf, VerificationRun
 from ledger.services.refunds import refund_create
 from payflow.platform import trail
-from tests.audit.conftest import raw, sequence, test_sequencer, triggers_dropped
+from tests.audit.conftest import edit_entry, raw, sequence, test_sequencer, triggers_dropped
 from tests.ledger.conftest import pay
 
 
@@ -420,14 +420,7 @@ def test_a_broken_run_names_the_first_bad_entry_and_the_last_good_checkpoint(
     second = pay(merchant)
     sequence()
     target = AuditEntry.objects.filter(object_id=str(second.pk)).order_by("id").first()
-    fields = target.fields
-    fields["reason"] = "edited"
-    fields.pop("v")
-    with triggers_dropped():
-        raw(
-            "UPDATE audit_auditentry SET body = %s WHERE id = %s",
-            [trail.encode_body(fields), target.id],
-        )
+    edit_entry(target)
     page = client.get(client.post("/audit/verifications")["Location"]).content.decode()
     index = LogLeaf.objects.get(entry_id=target.id).index
     assert index >= before.size

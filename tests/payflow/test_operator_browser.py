@@ -7,15 +7,14 @@ Every list the operator reads fits the window; each page's screenshot is saved
 import csv
 import io
 import time
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from ledger import ids
 from ledger.models import JournalLine, Transaction
 from ledger.services.merchants import merchant_create
 from payflow.models import JobRunRecord
+from tests.infra.screenshots import checked_screenshot
 from tests.ledger.conftest import pay
 from tests.payflow.conftest import PASSWORD
 
@@ -24,19 +23,11 @@ pytestmark = [
     pytest.mark.celery_worker,
     pytest.mark.django_db(transaction=True),
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 WIDTH = 1366
 
 
 def shot(page, name):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    data = page.screenshot(full_page=True)
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    colours = image.getcolors(maxcolors=1 << 16) or []
-    assert len(colours) > 20, (name, len(colours))
-    white = {colour: count for count, colour in colours}.get((255, 255, 255), 0)
-    assert white < 0.98 * image.width * image.height, name
-    (ARTIFACTS / f"operator-{name}.png").write_bytes(data)
+    checked_screenshot(page, f"operator-{name}")
 
 
 def fits(page, what):
