@@ -14,6 +14,7 @@ import csv
 import datetime
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,27 @@ from audit.objects import history_types, public_ids
 from audit.sequencer import stored_nodes
 from payflow.platform import personal, spreadsheets, trail
 
+logger = logging.getLogger(__name__)
+
 FORMAT = "payflow-audit-bundle/2"
 MAX_ENTRIES = 1_000_000  # streamed a chunk at a time; beyond this, narrow the selection
 CHUNK = 1000
 
 
 class NothingToExport(ValueError):
-    """The selection holds no entry sealed by a checkpoint yet (or is not a valid one)."""
+    """The selection holds no entry sealed by a checkpoint yet, or too many (409)."""
+
+
+class ExportBroken(RuntimeError):
+    """An export could not be finished once it had begun streaming."""
+
+
+#: How a streamed export that could not be finished ends.
+FAILED = "EXPORT FAILED"
+
+
+class UnreadableExport(NothingToExport):
+    """The request cannot be read: a malformed id, time, format or trusted note (400)."""
 
 
 def _b64(data: bytes) -> str:
@@ -87,8 +102,10 @@ class Export:
 
     def sealed_chunks(self) -> Iterator[list[tuple[int, str, str, bytes, list[bytes]]]]:
         """(index, prev_hash, hash, body, inclusion proof) of every sealed entry of the
-        selection, in log order, a chunk at a time."""
-        after = -1
+        selection, in log order, a chunk at a time. ``ExportBroken`` when the selection
+        changed while it was read (entries archived meanwhile: fewer than counted) or the
+        tree lacks a node a proof needs."""
+        after, streamed = -1, 0
         while True:
             leaves = list(
                 LogLeaf.objects.filter(
@@ -98,6 +115,11 @@ class Export:
                 .values_list("index", "entry_id")[:CHUNK]
             )
             if not leaves:
+                if streamed != self.count:
+                    raise ExportBroken(
+                        f"{streamed} of the {self.count} entries counted could be read: "
+                        "some left the live table meanwhile (archived); export again"
+                    )
                 return
             rows = {
                 pk: (prev_hash, digest, bytes(body))
@@ -105,15 +127,36 @@ class Export:
                     pk__in=[entry_id for _, entry_id in leaves]
                 ).values_list("id", "prev_hash", "hash", "body")
             }
-            proofs = tlog.inclusion_proofs([index for index, _ in leaves], self.size, stored_nodes)
+            if len(rows) != len(leaves):
+                raise ExportBroken("entries left the live table while they were read; export again")
+            try:
+                proofs = tlog.inclusion_proofs(
+                    [index for index, _ in leaves], self.size, stored_nodes
+                )
+            except LookupError:
+                raise ExportBroken(
+                    "the stored tree lacks nodes the inclusion proofs need: the tree was "
+                    "damaged (run a verification)"
+                ) from None
             yield [
                 (index, *rows[entry_id], proof)
                 for (index, entry_id), proof in zip(leaves, proofs, strict=True)
             ]
+            streamed += len(leaves)
             after = leaves[-1][0]
 
     def bundle_chunks(self) -> Iterator[str]:
-        """The bundle (§5) as JSON text, one entry per line."""
+        """The bundle (§5) as JSON text, one entry per line. Should the selection change or
+        the tree fail while it streams (the response has begun), the text ends with an
+        ``EXPORT FAILED`` line instead of the closing bracket: no verifier takes it for a
+        bundle, and a person reading it sees why."""
+        try:
+            yield from self._bundle_text()
+        except ExportBroken as broken:
+            logger.warning("evidence export broken: %s", broken)
+            yield f"\n{FAILED}: {broken}\n"
+
+    def _bundle_text(self) -> Iterator[str]:
         head: dict[str, Any] = {
             "format": FORMAT,
             "origin": settings.AUDIT_LOG_ORIGIN,
@@ -148,7 +191,15 @@ class Export:
     def csv_chunks(self) -> Iterator[str]:
         """The same entries as CSV for spreadsheets: one row each, personal data opened
         (``[erased]`` once erased), what each changed as ``field: old → new`` in major
-        units, and the hashes and canonical bytes for cross-checking with the bundle."""
+        units, and the hashes and canonical bytes for cross-checking with the bundle. A
+        failure while it streams ends it with an ``EXPORT FAILED`` row saying why."""
+        try:
+            yield from self._csv_text()
+        except ExportBroken as broken:
+            logger.warning("evidence export broken: %s", broken)
+            yield f"{FAILED},{json.dumps(str(broken))}\r\n"
+
+    def _csv_text(self) -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
@@ -247,7 +298,7 @@ def evidence_prepare(
     consistency = None
     if trusted_size is not None and trusted_root is not None:
         if not 0 < trusted_size <= size:
-            raise NothingToExport(f"the trusted checkpoint's size must be 1..{size}")
+            raise UnreadableExport(f"the trusted checkpoint's size must be 1..{size}")
         consistency = {
             "from_size": trusted_size,
             "from_root": _b64(trusted_root),
@@ -269,5 +320,5 @@ def trusted_checkpoint(note_text: str) -> tuple[int, bytes]:
     try:
         signed = tlog.verify_note(note_text, tlog.Verifier(settings.AUDIT_PUBLIC_KEY))
     except tlog.NoteError as exc:
-        raise NothingToExport(f"the trusted checkpoint does not verify: {exc}") from None
+        raise UnreadableExport(f"the trusted checkpoint does not verify: {exc}") from None
     return signed.size, signed.root

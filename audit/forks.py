@@ -12,14 +12,17 @@ signed for another tree).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 
 from audit import merkle, tlog
 from audit.models import Checkpoint
-from audit.sequencer import stored_nodes
+from audit.sequencer import batched
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,9 @@ class Alarm:
 
 def check_checkpoints(checkpoints: Sequence[Checkpoint]) -> list[Alarm]:
     """Alarms for ``checkpoints`` (any order): each note verifies and says its own size and
-    root; each is consistent with the next larger one, by a proof from the stored nodes."""
+    root; the stored tree's root at the largest one's size is its signed root; and each is
+    consistent with the next larger one, by a proof from the stored nodes. Every node the
+    checks need is read in one query (``sequencer.batched``)."""
     verifier = tlog.Verifier(settings.AUDIT_PUBLIC_KEY)
     alarms = []
     readable = []
@@ -44,9 +49,35 @@ def check_checkpoints(checkpoints: Sequence[Checkpoint]) -> list[Alarm]:
             alarms.append(Alarm(checkpoint.size, "its note names another size or root"))
             continue
         readable.append(checkpoint)
-    for older, newer in itertools.pairwise(readable):
-        proof = tlog.consistency_proof(older.size, newer.size, stored_nodes)
-        if not merkle.verify_consistency(
+    if not readable:
+        return alarms
+    pairs = list(itertools.pairwise(readable))
+    newest = readable[-1]
+
+    def proofs(get: tlog.Getter) -> tuple[bytes | None, list[list[bytes] | None]]:
+        def root() -> bytes:
+            return tlog.root_at(newest.size, get)
+
+        links: list[list[bytes] | None] = []
+        for older, newer in pairs:
+
+            def link(older: Checkpoint = older, newer: Checkpoint = newer) -> list[bytes]:
+                return tlog.consistency_proof(older.size, newer.size, get)
+
+            links.append(_or_none(link))
+        return _or_none(root), links
+
+    root, consistency = batched(proofs)
+    if root is None:
+        alarms.append(Alarm(newest.size, _MISSING))
+    elif root.hex() != newest.root:
+        alarms.append(
+            Alarm(newest.size, "the stored tree's root at its size is not its signed root")
+        )
+    for (older, newer), proof in zip(pairs, consistency, strict=True):
+        if proof is None:
+            alarms.append(Alarm(newer.size, _MISSING))
+        elif not merkle.verify_consistency(
             older.size, newer.size, bytes.fromhex(older.root), bytes.fromhex(newer.root), proof
         ):
             alarms.append(
@@ -57,3 +88,13 @@ def check_checkpoints(checkpoints: Sequence[Checkpoint]) -> list[Alarm]:
                 )
             )
     return alarms
+
+
+_MISSING = "the stored tree lacks nodes its proofs need: the tree was damaged"
+
+
+def _or_none(compute: Callable[[], T]) -> T | None:
+    try:
+        return compute()
+    except LookupError:
+        return None

@@ -32,9 +32,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Producer
 from django.conf import settings
@@ -93,6 +94,25 @@ def stored_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     wanted = {tlog.node_key(level, index): (level, index) for level, index in keys}
     rows = LogNode.objects.filter(key__in=list(wanted)).values_list("key", "hash")
     return {wanted[key]: bytes(digest) for key, digest in rows}
+
+
+T = TypeVar("T")
+
+
+def batched(compute: Callable[[tlog.Getter], T]) -> T:
+    """``compute(get)`` with every stored node it asks for read in one query: a first pass
+    with a getter that only notes the keys (proof shapes depend on sizes alone), then the
+    real pass from what one read found. A node the log lacks is still missing then
+    (``LookupError``, as with ``stored_nodes``)."""
+    wanted: set[tuple[int, int]] = set()
+
+    def note(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted.update(keys)
+        return dict.fromkeys(keys, bytes(32))
+
+    compute(note)
+    found = stored_nodes(sorted(wanted)) if wanted else {}
+    return compute(lambda keys: {key: found[key] for key in keys if key in found})
 
 
 def log_size() -> int:

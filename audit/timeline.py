@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit import merkle, tlog
-from audit.sequencer import stored_nodes
+from audit.sequencer import batched, stored_nodes
 from ledger import ids
 from ledger.currencies import EXPONENTS, to_major
 
@@ -118,16 +118,25 @@ def _compact(value: Any) -> str:
 
 def proven(entries: Iterable[tuple[int, str]], size: int, root_hex: str) -> dict[int, bool]:
     """For each (log index, entry hash) below ``size``: whether its inclusion proof, built
-    from the stored tree, leads to the signed ``root``."""
+    from the stored tree (every node read in one query), leads to the signed ``root``. An
+    entry whose proof needs a node the log lacks is not proven (False)."""
     root = bytes.fromhex(root_hex)
+    wanted = [(index, digest) for index, digest in entries if index < size]
+    indexes = [index for index, _ in wanted]
+    paths: list[list[bytes] | None]
+    try:
+        paths = list(batched(lambda get: tlog.inclusion_proofs(indexes, size, get)))
+    except LookupError:  # some node is missing: prove each on its own, to name which
+        paths = [_path_or_none(index, size) for index in indexes]
     return {
-        index: merkle.verify_inclusion(
-            bytes.fromhex(digest),
-            index,
-            size,
-            tlog.inclusion_proof(index, size, stored_nodes),
-            root,
-        )
-        for index, digest in entries
-        if index < size
+        index: path is not None
+        and merkle.verify_inclusion(bytes.fromhex(digest), index, size, path, root)
+        for (index, digest), path in zip(wanted, paths, strict=True)
     }
+
+
+def _path_or_none(index: int, size: int) -> list[bytes] | None:
+    try:
+        return tlog.inclusion_proof(index, size, stored_nodes)
+    except LookupError:
+        return None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from types import SimpleNamespace
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,7 +20,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit import timeline
 from audit.archive import segment_check
-from audit.evidence import NothingToExport, evidence_prepare, trusted_checkpoint
+from audit.evidence import (
+    NothingToExport,
+    UnreadableExport,
+    evidence_prepare,
+    trusted_checkpoint,
+)
 from audit.forks import check_checkpoints
 from audit.logviews import note_with_cosignatures
 from audit.models import (
@@ -28,13 +37,14 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
-from audit.objects import from_public_id, history_types
+from audit.objects import from_public_id, history_types, target_type
 from audit.objects import public_id as public_id_of
 from audit.runs import verification_start
 from audit.search import search
 from audit.segments import SegmentProblem, read_segment
 from audit.sequencer import log_size
 from audit.tasks import verification_run
+from ledger.models import Merchant
 from payflow.platform import context, personal, trail
 
 AUDITOR_GROUP = "auditor"  # payflow.roles.AUDITOR (that layer is above this one)
@@ -156,10 +166,9 @@ def search_view(request: HttpRequest) -> HttpResponse:
     try:
         since = _moment(asked["since"], "since")
         until = _moment(asked["until"], "until")
-        before = int(asked["before"]) if asked["before"].isdigit() else None
     except NothingToExport as exc:
-        problem, since, until, before = str(exc), None, None, None
-        asked["since"] = asked["until"] = ""  # not written back: it could be anything
+        problem, since, until = str(exc), None, None
+    before = int(asked["before"]) if _whole_number(asked["before"]) else None
     result = None
     if not problem and any(asked[key] for key in ("q", "event_type", "actor", "since", "until")):
         result = search(
@@ -170,11 +179,16 @@ def search_view(request: HttpRequest) -> HttpResponse:
             until=until,
             before=before,
         )
-    shown = dict(asked)
-    if result is not None and asked["q"] and not result.objects:
-        shown["q"] = ""  # what named nothing is not written back into the page
-    if result is not None and asked["actor"] and not result.entries:
-        shown["actor"] = ""
+    # Only what matched something (or is a time) is written back into the page: anything
+    # else could be a card number typed in the wrong box.
+    matched = result is not None and bool(result.entries)
+    shown = {
+        "q": asked["q"] if result is not None and result.objects else "",
+        "event_type": asked["event_type"] if matched else "",
+        "actor": asked["actor"] if matched else "",
+        "since": asked["since"] if since else "",
+        "until": asked["until"] if until else "",
+    }
     return render(
         request,
         "audit/search.html",
@@ -187,6 +201,10 @@ def search_view(request: HttpRequest) -> HttpResponse:
         },
         status=400 if problem else 200,
     )
+
+
+def _whole_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 def _more_url(request: HttpRequest, result) -> str:
@@ -224,6 +242,9 @@ def _record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespo
             object_type__in=history_types(object_type), object_id=object_id
         ).order_by("id")
     )
+    if not rows and not _row_exists(object_type, object_id):
+        # nothing recorded of it, and no such row: not echoed (it could be a card number)
+        return render(request, "audit/record.html", {"unknown": True, "rows": []}, status=404)
     leaves = dict(
         LogLeaf.objects.filter(entry_id__in=[row.id for row in rows]).values_list(
             "entry_id", "index"
@@ -274,6 +295,15 @@ def _record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespo
             "showing_archived": request.GET.get("archived") == "1",
         },
     )
+
+
+def _row_exists(object_type: str, object_id: str) -> bool:
+    """Whether the audited row exists (its entries may all be archived)."""
+    try:
+        model = apps.get_model(target_type(object_type))
+        return bool(model._default_manager.filter(pk=object_id).exists())
+    except (LookupError, ValueError, ValidationError):
+        return False
 
 
 def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived=False):
@@ -327,7 +357,7 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
     alarm when the shown checkpoints and the stored tree disagree (``audit.forks``)."""
     before = request.GET.get("before", "")
     shown = Checkpoint.objects.order_by("-size").prefetch_related("cosignatures")
-    if before.isdigit():
+    if _whole_number(before):
         shown = shown.filter(size__lt=int(before))
     page = list(shown[: CHECKPOINT_PAGE + 1])
     # the next larger checkpoint too, so the page's newest is checked against it
@@ -344,15 +374,25 @@ def checkpoints(request: HttpRequest) -> HttpResponse:
             "alarms": alarms,
             "alarmed": {alarm.size for alarm in alarms},
             "more": more,
-            "chart": _size_chart(),
+            "chart": _cached_size_chart(),
             "public_key": settings.AUDIT_PUBLIC_KEY,
         },
     )
 
 
 CHECKPOINT_PAGE = 100
+CHART_SECONDS = 60  # the chart's ~60 primary-key lookups, once a minute at most
 _CHART_POINTS = 60
 _CHART_WIDTH, _CHART_HEIGHT = 600, 140
+
+
+def _cached_size_chart() -> dict | None:
+    """``_size_chart``, kept a minute for one latest checkpoint (its size and time)."""
+    latest = Checkpoint.objects.order_by("-size").values_list("size", "created_at").first()
+    if latest is None:
+        return None
+    key = f"audit:size-chart:{latest[0]}:{latest[1].timestamp()}"
+    return cache.get_or_set(key, _size_chart, CHART_SECONDS)
 
 
 def _size_chart() -> dict | None:
@@ -429,10 +469,14 @@ def export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         wanted["trusted"] = wanted["trusted"].replace("\r\n", "\n") + "\n"
     asked = any(wanted[key] for key in ("object", "object_id", "merchant", "since", "until"))
     if not asked or request.GET.get("show") == "form":  # the form, filled in from a link
-        return render(request, "audit/export.html", {"wanted": wanted})
+        return render(
+            request,
+            "audit/export.html",
+            {"wanted": _echoable(wanted), "large_export": LARGE_EXPORT},
+        )
     try:
         if wanted["format"] not in ("json", "csv"):
-            raise NothingToExport("format must be json or csv")
+            raise UnreadableExport("format must be json or csv")
         object_type, object_id = _exported_object(wanted)
         since = _moment(wanted["since"], "since")
         until = _moment(wanted["until"], "until")
@@ -447,10 +491,11 @@ def export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
             trusted_root=trusted[1],
         )
     except NothingToExport as exc:
-        for key in ("object", "object_id", "merchant", "since", "until", "trusted"):
-            wanted[key] = ""  # not written back: what did not fit could be anything
         return render(
-            request, "audit/export.html", {"wanted": wanted, "error": str(exc)}, status=409
+            request,
+            "audit/export.html",
+            {"wanted": _echoable(wanted), "error": str(exc), "large_export": LARGE_EXPORT},
+            status=400 if isinstance(exc, UnreadableExport) else 409,
         )
     name = f"evidence-{prepared.size}-{prepared.count}"
     if wanted["format"] == "csv":
@@ -465,35 +510,82 @@ def export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return response
 
 
+#: Above this many entries the export page lets the browser save the download itself (to
+#: disk, with the browser's own progress) instead of holding it in the page for its bar.
+LARGE_EXPORT = 100_000
+
+
+def _echoable(wanted: dict[str, str]) -> dict[str, str]:
+    """The form's values that may be written back into the page: those that name something
+    recorded, parse as a time, or verify as a checkpoint. Anything else could be a card
+    number typed into the wrong box, and is left out."""
+    shown = dict.fromkeys(wanted, "")
+    shown["format"] = "csv" if wanted.get("format") == "csv" else "json"
+    if wanted["object"] and from_public_id(wanted["object"]) is not None:
+        shown["object"] = wanted["object"]
+    if (
+        wanted["object_type"]
+        and wanted["object_id"]
+        and AuditEntry.objects.filter(
+            object_type=wanted["object_type"], object_id=wanted["object_id"]
+        ).exists()
+    ):
+        shown["object_type"], shown["object_id"] = wanted["object_type"], wanted["object_id"]
+    try:
+        if wanted["merchant"] and _exported_merchant(wanted["merchant"]):
+            shown["merchant"] = wanted["merchant"]
+    except NothingToExport:
+        pass
+    for key in ("since", "until", "trusted"):
+        try:
+            if wanted[key] and (
+                trusted_checkpoint(wanted[key]) if key == "trusted" else _moment(wanted[key], key)
+            ):
+                shown[key] = wanted[key]
+        except NothingToExport:
+            pass
+    return shown
+
+
 def _exported_object(wanted: dict[str, str]) -> tuple[str | None, str | None]:
     if wanted["object"]:
         found = from_public_id(wanted["object"])
         if found is None:
-            raise NothingToExport(
+            raise UnreadableExport(
                 "no payment, refund, chargeback, payout, merchant or card token has that id"
             )
         return found
     if bool(wanted["object_type"]) != bool(wanted["object_id"]):
-        raise NothingToExport("give both the object's type and its id")
+        raise UnreadableExport("give both the object's type and its id")
     return wanted["object_type"] or None, wanted["object_id"] or None
 
 
 def _exported_merchant(text: str) -> str | None:
+    """The merchant's id as entries name it, from ``acct_…`` or its UUID; the merchant
+    must exist."""
     if not text:
         return None
     found = from_public_id(text) if "_" in text else ("ledger.merchant", text)
-    if found is None or found[0] != "ledger.merchant":
-        raise NothingToExport("the merchant must be its id (acct_…)")
+    try:
+        exists = found is not None and Merchant.objects.filter(pk=found[1]).exists()
+    except (ValueError, ValidationError):
+        exists = False
+    if found is None or found[0] != "ledger.merchant" or not exists:
+        raise UnreadableExport("no merchant has that id: give its acct_… id")
     return found[1]
 
 
 def _moment(text: str, name: str):
+    """The time ``text`` says (ISO 8601 with its UTC offset), in UTC; ``UnreadableExport``
+    for anything else, a time outside years 1..9999 in UTC included."""
     if not text:
         return None
     try:
         moment = parse_datetime(text)
-    except ValueError:  # well formed but not a time (month 13)
+        if moment is not None and moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # not a time (month 13), or out of range in UTC
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise NothingToExport(f"{name} must be an ISO 8601 time with its UTC offset")
+        raise UnreadableExport(f"{name} must be an ISO 8601 time with its UTC offset")
     return moment

@@ -118,7 +118,8 @@ def from_major(text: str, currency: str, *, param: str = "amount") -> int:
     cleaned = text.strip().replace(",", ".", 1) if isinstance(text, str) else ""
     whole, dot, fraction = cleaned.partition(".")
     if (
-        not whole.isdigit()
+        len(cleaned) > 40  # no amount is this long (and int() refuses 4,300 digits)
+        or not whole.isdigit()
         or not whole.isascii()
         or (dot and not (fraction.isdigit() and fraction.isascii()))
         or len(fraction) > exponent
@@ -131,4 +132,9 @@ def from_major(text: str, currency: str, *, param: str = "amount") -> int:
             param=param,
         )
     minor = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or 0)
+    if minor > MAX_AMOUNT:  # said in the units it was typed in
+        raise InvalidAmount(
+            f"{param} must be at most {to_major(MAX_AMOUNT, currency.upper())} {currency.upper()}",
+            param=param,
+        )
     return validate_amount(minor, param=param)

@@ -91,6 +91,9 @@ def scheduled_jobs(*, with_history: bool = False) -> list[ScheduledJob]:
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         run = runs.get(name)
         paused = run is not None and run.paused_at is not None
+        # beat's schedule runs from beat's own last run: an operator's run now moves nothing
+        by_beat = next((r.started_at for r in recent.get(name, ()) if r.started_by == "beat"), None)
+        last_start = by_beat or (run.last_started_at if run else None)
         jobs.append(
             ScheduledJob(
                 name=name,
@@ -98,9 +101,7 @@ def scheduled_jobs(*, with_history: bool = False) -> list[ScheduledJob]:
                 every=describe_schedule(entry["schedule"]),
                 kwargs=dict(entry.get("kwargs") or {}),
                 last_run=run,
-                next_run=None
-                if paused
-                else next_run(entry["schedule"], run.last_started_at if run else None),
+                next_run=None if paused else next_run(entry["schedule"], last_start),
                 recent=tuple(recent.get(name, ())),
             )
         )

@@ -26,6 +26,7 @@ from ledger.currencies import from_major, to_major
 from ledger.exceptions import ConcurrentUpdate, InvalidAmount, LedgerError
 from outbox.services import NotDead
 from payflow.jobs import JobPauseRefused, JobQueueFailed
+from payflow.logging import redact_pans
 from payflow.operations import OperatorActionRefused
 from payflow.platform.db import TransactionRetriesExhausted
 
@@ -51,6 +52,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def operator_tools(self, request: HttpRequest, obj: Any) -> list[tuple[str, str]]:
         """(label, url) of the actions offered on ``obj``'s page."""
         return []
+
+    def changelist_view(self, request, extra_context=None):
+        term = request.GET.get("q", "")
+        if term and looks_like_a_card_number(term):
+            # never searched for, never written back into the search box or a link
+            query = request.GET.copy()
+            query.pop("q")
+            messages.warning(
+                request,
+                "That search looked like a card number: PayFlow never searches by one (a "
+                "card is found by its tok_… id or its last four digits). Nothing was searched.",
+            )
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
 
     def audit_record_url(self, obj: Any) -> str:
         """The object's history in the auditors' pages (shown to auditors), or ``""``."""
@@ -78,6 +93,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def change_url(self, obj: Any) -> str:
         meta = self.model._meta
         return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+
+
+def looks_like_a_card_number(text: str) -> bool:
+    """Whether ``text`` holds a card-number-shaped digit run (``payflow.logging``'s rule)."""
+    return redact_pans(text) != text
 
 
 def get_or_404(model: Any, pk: Any) -> Any:
@@ -152,6 +172,8 @@ class AmountReasonForm(ReasonForm):
         try:
             return from_major(value, self.currency)
         except InvalidAmount as exc:
+            # what was typed is not written back (it could be a card number)
+            self.data = {**self.data.dict(), self.add_prefix("amount"): ""}  # type: ignore[attr-defined]
             raise forms.ValidationError(exc.message) from None
 
 

@@ -22,6 +22,7 @@ from payflow.admin.base import (
     ReadOnlyAdmin,
     ReasonForm,
     get_or_404,
+    looks_like_a_card_number,
     one_selected,
     render_action,
 )
@@ -295,6 +296,11 @@ class TransactionAdmin(ReadOnlyAdmin):
         the minor units beside them; cells that look like formulas are quoted."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if looks_like_a_card_number(request.GET.get("q", "")):
+            return HttpResponseBadRequest(
+                "That search looks like a card number: nothing is searched by one.",
+                content_type="text/plain; charset=utf-8",
+            )
         try:
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:

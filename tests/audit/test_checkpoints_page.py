@@ -63,3 +63,39 @@ def test_checkpoints_come_a_page_at_a_time(client, auditor, three_checkpoints, m
     older = client.get("/audit/checkpoints", {"before": three_checkpoints[-2]}).content.decode()
     assert f"<td>{three_checkpoints[0]}</td>" in older
     assert "FORK ALARM" not in older
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rewritten_tree_is_caught_with_a_single_checkpoint(client, auditor, merchant):
+    pay(merchant)
+    sequence()
+    assert Checkpoint.objects.count() == 1
+    with triggers_dropped():
+        raw("UPDATE audit_lognode SET hash = %s", [b"\x00" * 32])
+    page = client.get("/audit/checkpoints").content.decode()
+    assert "the stored tree&#x27;s root at its size is not its signed root" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_nodes_raise_the_alarm_not_a_500(client, auditor, three_checkpoints):
+    with triggers_dropped():
+        raw("DELETE FROM audit_lognode")
+    page = client.get("/audit/checkpoints")
+    assert page.status_code == 200
+    assert "the stored tree lacks nodes its proofs need" in page.content.decode()
+
+
+def test_the_page_reads_its_proofs_in_a_bounded_number_of_queries(
+    client, auditor, merchant, django_assert_max_num_queries
+):
+    for amount in range(100, 1300, 100):
+        pay(merchant, amount=amount)
+        sequence()
+    client.get("/audit/checkpoints")  # the chart is kept a minute
+    with django_assert_max_num_queries(14):  # session, user, groups, page, nodes, chart key…
+        client.get("/audit/checkpoints")
+
+
+@pytest.mark.parametrize("before", ["²", "1" * 40, "-1", "abc"])
+def test_a_malformed_page_marker_is_ignored_not_a_500(client, auditor, three_checkpoints, before):
+    assert client.get("/audit/checkpoints", {"before": before}).status_code == 200

@@ -186,3 +186,50 @@ def test_the_objects_an_entry_names_read_by_their_public_ids(client, auditor, me
     merchant_id = ids.encode("merchant", merchant.pk)
     assert f'<span title="{merchant.pk}">{merchant_id}</span>' in page
     assert f'<span title="{payment.card_token_id}">tok_{payment.card_token_id.hex}</span>' in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"q": PAN, "since": "abc"},
+        {"event_type": PAN},
+        {"actor": PAN, "event_type": "payment.*"},
+        {"q": PAN, "event_type": "payment.*"},
+    ],
+)
+def test_no_box_writes_back_a_card_number(client, auditor, refunded, query):
+    page = client.get("/audit/search", query).content.decode()
+    assert PAN not in page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"event_type": "payment.*", "before": "²"},
+        {"event_type": "x", "since": "0001-01-01T00:00:00+01:00"},
+        {"event_type": "x", "until": "9999-12-31T23:59:59-01:00"},
+    ],
+)
+def test_malformed_filters_are_a_400_or_ignored_never_a_500(client, auditor, db, query):
+    assert client.get("/audit/search", query).status_code in (200, 400)
+
+
+def test_a_history_proves_its_entries_in_a_bounded_number_of_queries(
+    client, auditor, refunded, django_assert_max_num_queries
+):
+    payment, _ = refunded
+    for _ in range(6):
+        refund_create(payment=Transaction.objects.get(pk=payment.pk), amount=100)
+    sequence()
+    with django_assert_max_num_queries(16):  # was one proof query per entry (17 for 8)
+        client.get(f"/audit/records/{ids.encode('payment', payment.pk)}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_history_with_missing_nodes_shows_them_unproven_not_a_500(client, auditor, refunded):
+    payment, _ = refunded
+    with triggers_dropped():
+        raw("DELETE FROM audit_lognode")
+    page = client.get(f"/audit/records/{ids.encode('payment', payment.pk)}")
+    assert page.status_code == 200
+    assert "in checkpoint ✗" in page.content.decode()

@@ -131,3 +131,36 @@ def test_journal_lines_read_in_major_units(client, operator, refunded):
     client.force_login(operator)
     page = client.get("/admin/ledger/journalline/").content.decode()
     assert '<span class="money" title="-1250 minor units">-12.50 EUR</span>' in page
+
+
+PAN = "4111111111111111"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/ledger/transaction/", "/admin/ledger/cardtoken/", "/admin/audit/auditentry/"],
+)
+def test_a_card_number_typed_into_a_search_box_is_neither_searched_nor_shown(
+    client, operator, refunded, path
+):
+    client.force_login(operator)
+    response = client.get(path, {"q": PAN})
+    assert response.status_code == 302
+    assert PAN not in response["Location"]
+    page = client.get(response["Location"], follow=True).content.decode()
+    assert PAN not in page
+    assert "looked like a card number" in page
+    export = client.get("/admin/ledger/transaction/export.csv", {"q": PAN})
+    assert export.status_code == 400
+    assert PAN.encode() not in export.content
+
+
+def test_an_amount_typed_wrong_is_not_written_back(client, operator, refunded):
+    client.force_login(operator)
+    response = client.post(
+        f"/admin/ledger/transaction/{refunded.pk}/refund/",
+        {"amount": PAN, "reason": "typo", "expected_version": str(refunded.version + 1)},
+    )
+    assert response.status_code == 400
+    assert PAN not in response.content.decode()
+    assert "amount must be at most" in response.content.decode()

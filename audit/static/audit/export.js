@@ -16,8 +16,9 @@
     bar.hidden = false;
     bar.removeAttribute("value");
     let response;
+    const controller = new AbortController();
     try {
-      response = await fetch(url, { credentials: "same-origin" });
+      response = await fetch(url, { credentials: "same-origin", signal: controller.signal });
     } catch (error) {
       status.textContent = "The download failed: " + error;
       return;
@@ -30,6 +31,15 @@
       return;
     }
     const total = parseInt(response.headers.get("X-Payflow-Entries") || "0", 10);
+    const large = parseInt(form.dataset.large || "0", 10);
+    if (large && total > large) {
+      // too large to hold in this page: the browser saves it to disk as it comes
+      controller.abort();
+      status.textContent = total + " entries: your browser downloads them and shows the progress.";
+      bar.hidden = true;
+      form.submit();
+      return;
+    }
     const reader = response.body.getReader();
     const parts = [];
     let lines = 0;
@@ -44,6 +54,16 @@
       const entries = Math.min(Math.max(lines - 1, 0), total);
       bar.value = entries;
       status.textContent = entries + " of " + total + " entries (" + Math.round(received / 1024) + " KiB)";
+    }
+    const tail = new TextDecoder().decode(parts.length ? parts[parts.length - 1].slice(-600) : new Uint8Array());
+    const failed = tail.lastIndexOf("EXPORT FAILED");
+    if (failed >= 0 || lines - 1 < total) {
+      // the server could not finish (see the failure line); nothing is saved
+      status.textContent = "The export stopped: " +
+        (failed >= 0 ? tail.slice(failed).trim() : (Math.max(lines - 1, 0) + " of " + total + " entries arrived")) +
+        ". Nothing was saved; try again.";
+      status.setAttribute("role", "alert");
+      return;
     }
     bar.value = bar.max;
     status.textContent = total + " entries downloaded.";
