@@ -13,7 +13,7 @@ README and this test change together.
 
 Not run here: ``make run`` and ``make test`` (CI runs ``make test``; ``tests/
 test_infrastructure.py`` starts ``make run``'s stack), and the ``curl`` examples of the API
-section (they are the API's documented answers, checked by ``tests/payflow/api``).
+section (``tests/test_readme_api.py`` runs them against a live server).
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LEFT = {
     "make run": "the whole stack: started by tests/test_infrastructure.py",
     "make test": "the suite itself: CI runs it",
-    "curl": "the API examples: their answers are tested by tests/payflow/api",
-    "KEY=": "part of the API examples",
-    "H=": "part of the API examples",
-    "L=": "part of the API examples",
-    "TOKEN=": "part of the API examples",
-    "PAY=": "part of the API examples",
+    "curl": "the API examples: run by tests/test_readme_api.py",
+    "KEY=": "the API examples: run by tests/test_readme_api.py",
+    "H=": "the API examples: run by tests/test_readme_api.py",
+    "L=": "the API examples: run by tests/test_readme_api.py",
+    "TOKEN=": "the API examples: run by tests/test_readme_api.py",
+    "PAY=": "the API examples: run by tests/test_readme_api.py",
 }
 
 
