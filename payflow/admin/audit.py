@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Replace
 from django.http import HttpRequest
 
 from audit.models import (
@@ -16,8 +19,13 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
+from audit.objects import target_type
+from ledger import ids
+from ledger.models import Transaction
 from payflow.admin.base import ReadOnlyAdmin
 from payflow.admin.display import looks_like_public_id, uuid_of_public_id
+
+_KINDS = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
 
 
 def _field_names(model: Any) -> tuple[str, ...]:
@@ -48,7 +56,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "id",
         "created_at",
         "object_type",
-        "object_id",
+        "object",
         "event_type",
         "actor_type",
         "actor_id",
@@ -60,6 +68,26 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     )
     show_full_result_count = False
     actions = None
+
+    def get_queryset(self, request):
+        # a transaction's type, for its public id, in the list's own query
+        kind = Transaction.objects.filter(
+            pk=Replace(OuterRef("object_id"), Value("-"), Value(""))
+        ).values("type")[:1]
+        return super().get_queryset(request).annotate(transaction_type=Subquery(kind))
+
+    @admin.display(description="object", ordering="object_id")
+    def object(self, obj: AuditEntry) -> str:
+        """The object by the id people know (``pay_…``, ``acct_…``, ``tok_…``), else its id."""
+        kind = _KINDS.get(target_type(obj.object_type)) or getattr(obj, "transaction_type", None)
+        try:
+            return (
+                ids.encode(kind, uuid.UUID(obj.object_id))
+                if kind in ids.PREFIXES
+                else obj.object_id
+            )
+        except ValueError:
+            return obj.object_id
 
     def get_search_results(self, request, queryset, search_term):
         value = uuid_of_public_id(search_term)

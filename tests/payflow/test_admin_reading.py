@@ -164,3 +164,15 @@ def test_an_amount_typed_wrong_is_not_written_back(client, operator, refunded):
     assert response.status_code == 400
     assert PAN not in response.content.decode()
     assert "amount must be at most" in response.content.decode()
+
+
+def test_the_audit_entries_list_names_objects_by_public_id_in_one_query(
+    client, operator, merchant, refunded, django_assert_max_num_queries
+):
+    client.force_login(operator)
+    with django_assert_max_num_queries(12):  # not one query per row
+        page = client.get("/admin/audit/auditentry/").content.decode()
+    assert f'<td class="field-object">{ids.encode("payment", refunded.pk)}</td>' in page
+    assert f'<td class="field-object">{ids.encode("merchant", merchant.pk)}</td>' in page
+    refund = refunded.children.get()
+    assert f'<td class="field-object">{ids.encode("refund", refund.pk)}</td>' in page

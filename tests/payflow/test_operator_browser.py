@@ -12,6 +12,7 @@ import pytest
 
 from ledger import ids
 from ledger.models import JournalLine, Transaction
+from ledger.services.api_keys import api_key_create
 from ledger.services.merchants import merchant_create
 from payflow.models import JobRunRecord
 from tests.infra.screenshots import checked_screenshot
@@ -33,8 +34,8 @@ def shot(page, name):
 def fits(page, what):
     """The page's table is no wider than the window: no column cut off, no sideways scroll."""
     widths = page.evaluate(
-        "() => [document.querySelector('#result_list').getBoundingClientRect().right,"
-        " document.documentElement.scrollWidth]"
+        "() => [(document.querySelector('#result_list') || document.body)"
+        ".getBoundingClientRect().right, document.documentElement.scrollWidth]"
     )
     assert widths[0] <= WIDTH, (what, widths)
     assert widths[1] <= WIDTH, (what, widths)
@@ -50,6 +51,7 @@ def test_an_operator_finds_refunds_reads_runs_a_job_and_exports(
     payment = pay(shop, amount=5000, external_reference="order-2026-0042")
     for amount in (1999, 250):
         pay(shop, amount=amount)
+    api_key_create(merchant=shop, name="checkout server")
     public = ids.encode("payment", payment.pk)
 
     page.goto(f"{live_server.url}/admin/login/")
@@ -90,8 +92,18 @@ def test_an_operator_finds_refunds_reads_runs_a_job_and_exports(
     assert "refunded_amount: 0.00 EUR → 12.50 EUR" in diff.inner_text()
     shot(page, "payment")
 
-    # the outbox and journal lists fit too
-    for path, name in (("outbox/outboxevent", "outbox"), ("ledger/journalentry", "journal")):
+    # every other list fits too
+    for path, name in (
+        ("outbox/outboxevent", "outbox"),
+        ("ledger/journalentry", "journal"),
+        ("ledger/journalline", "journal-lines"),
+        ("ledger/merchant", "merchants"),
+        ("ledger/apikey", "api-keys"),
+        ("ledger/cardtoken", "card-tokens"),
+        ("ledger/account", "accounts"),
+        ("audit/auditentry", "audit-entries"),
+        ("payflow/jobrun", "jobs-list"),
+    ):
         page.goto(f"{live_server.url}/admin/{path}/")
         shot(page, name)
         fits(page, name)

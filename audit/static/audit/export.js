@@ -7,6 +7,17 @@
   const form = document.getElementById("export-form");
   const bar = document.getElementById("export-progress");
   const status = document.getElementById("export-status");
+  const file = document.getElementById("trusted-file");
+  const trusted = document.getElementById("trusted");
+  if (file && trusted && window.FileReader) {
+    // a saved checkpoint's file goes into the box, as if pasted (the form sends text)
+    file.addEventListener("change", function () {
+      if (!file.files.length) return;
+      const reader = new FileReader();
+      reader.onload = function () { trusted.value = String(reader.result); };
+      reader.readAsText(file.files[0]);
+    });
+  }
   if (!form || !bar || !window.fetch || !window.ReadableStream) return;
 
   form.addEventListener("submit", async function (event) {
