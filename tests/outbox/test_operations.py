@@ -1,6 +1,7 @@
 """Operators' tools: backlog, requeue of a dead event, purge of published ones."""
 
 import datetime
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -10,6 +11,7 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from outbox.models import OutboxEvent
 from outbox.services import NotDead, outbox_backlog, outbox_purge, outbox_requeue
+from payflow.platform import context
 from tests.ledger.conftest import pay
 
 
@@ -23,6 +25,9 @@ def test_the_backlog_counts_by_status_and_reports_the_oldest_pending_age(merchan
     assert 0 <= backlog.oldest_pending_age_seconds < 60
 
 
+PAN = "4111111111111111"
+
+
 def test_a_dead_event_can_be_requeued_once_and_only_a_dead_one(merchant, capsys):
     pay(merchant)
     event = OutboxEvent.objects.filter(aggregate_type="payment").order_by("id").first()
@@ -31,11 +36,23 @@ def test_a_dead_event_can_be_requeued_once_and_only_a_dead_one(merchant, capsys)
     OutboxEvent.objects.filter(pk=event.pk).update(status="dead", attempts=10, last_error="x")
     call_command("outbox_status")
     assert f"dead {event.pk}" in capsys.readouterr().out
-    call_command("outbox_status", "--requeue", str(event.pk))
+    with pytest.raises(CommandError, match="an audited operator action: run"):
+        call_command("outbox_status", "--requeue", str(event.pk))  # no longer unaudited
+    with context.replaced(context.AuditContext()):  # as from a shell: nobody is bound
+        call_command("outbox_requeue", str(event.pk), "--reason", "schema fixed", "--by", "ops")
     event.refresh_from_db()
     assert (event.status, event.attempts, event.next_attempt_at) == ("pending", 0, None)
+    action = AuditEntry.objects.get(event_type="operator.outbox_requeue")
+    assert (action.actor_type, action.actor_id) == ("system", "command:ops")
+    assert action.revealed["reason"] == "schema fixed"
     with pytest.raises(CommandError, match="is not dead"):
-        call_command("outbox_status", "--requeue", str(event.pk))
+        call_command("outbox_requeue", str(event.pk), "--reason", "again", "--by", "ops")
+    for wrong, says in ((PAN, "must be an outbox event's id"), (str(uuid.uuid4()), "no outbox")):
+        with pytest.raises(CommandError, match=says) as refused:
+            call_command("outbox_requeue", wrong, "--reason", "x", "--by", "ops")
+        assert PAN not in str(refused.value)
+    with pytest.raises(CommandError, match="--by must name"):
+        call_command("outbox_requeue", str(event.pk), "--reason", "x", "--by", " ")
 
 
 def test_the_purge_removes_only_published_events_past_retention(merchant):
