@@ -141,3 +141,21 @@ def test_the_legal_hold_command_refuses_what_names_nothing(db, target, says):
         call_command("audit_legal_hold", "place", *target, "--reason", "x", "--by", "counsel")
     assert "4111111111111111" not in str(refused.value)
     assert not LegalHold.objects.exists()
+
+
+@pytest.mark.parametrize("command", ["audit_archive", "audit_retention_purge"])
+@pytest.mark.parametrize("moment", ["4111111111111111", "2027-13-01T00:00:00+00:00"])
+def test_a_rehearsal_time_that_is_not_one_is_refused_without_echoing_it(db, command, moment):
+    with pytest.raises(CommandError, match="--as-of must be an ISO 8601 date and time") as refused:
+        call_command(command, "--as-of", moment)
+    assert moment not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--app-user", "x';DROP DATABASE payflow;--"], ["--host", "%' IDENTIFIED BY 'x"],
+     ["--sequencer-user", ""]],
+)  # fmt: skip
+def test_the_grants_command_refuses_names_it_would_have_to_quote(db, option):
+    with pytest.raises(CommandError, match="must be"):
+        call_command("audit_grants", *option)

@@ -11,9 +11,14 @@ from django.utils.dateparse import parse_datetime
 def as_of(text: str | None) -> datetime.datetime | None:
     if text is None:
         return None
-    moment = parse_datetime(text)
-    if moment is None:
-        raise CommandError(f"--as-of {text!r} is not an ISO 8601 date and time")
+    try:
+        moment = parse_datetime(text)
+    except ValueError:  # well formed but not a time (month 13)
+        moment = None
+    if moment is None:  # what was typed is not repeated: it could be anything
+        raise CommandError(
+            "--as-of must be an ISO 8601 date and time, e.g. 2027-01-01T00:00:00+00:00"
+        )
     if moment.tzinfo is None:
         raise CommandError("--as-of needs a UTC offset, e.g. 2027-01-01T00:00:00+00:00")
     return moment

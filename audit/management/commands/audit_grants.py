@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand
+import re
+
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 AUDIT_TABLES = ["audit_auditentry", "audit_cosignature"]
@@ -29,6 +31,20 @@ class Command(BaseCommand):
         self, *args, database, app_user, archiver_user, sequencer_user, host, apply, **options
     ):
         schema = database or connection.settings_dict["NAME"]
+        for option, value in (
+            ("--app-user", app_user),
+            ("--archiver-user", archiver_user),
+            ("--sequencer-user", sequencer_user),
+        ):
+            if not _ACCOUNT.fullmatch(value):
+                raise CommandError(
+                    f"{option} must be a MariaDB user name: letters, digits, _ . - "
+                    "(at most 80 characters)"
+                )
+        if not _HOST.fullmatch(host):
+            raise CommandError("--host must be a host name, an address or % (no quotes)")
+        if "`" in schema:
+            raise CommandError("--database must be a schema name without backquotes")
         statements = grant_statements(schema, app_user, archiver_user, host, sequencer_user)
         if not apply:
             self.stdout.write(";\n".join(statements) + ";")
@@ -37,6 +53,11 @@ class Command(BaseCommand):
             for statement in statements:
                 cursor.execute(statement)
         self.stdout.write(f"applied {len(statements)} statements")
+
+
+# What the statements quote: nothing that could end the quoted name.
+_ACCOUNT = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
+_HOST = re.compile(r"[A-Za-z0-9_.%:\-]{1,255}")
 
 
 def grant_statements(
