@@ -67,6 +67,7 @@ OPERATOR_ACTIONS = (
     "merchant_reactivate",
     "job_pause",
     "job_resume",
+    "job_run_now",
     "cardholder_erase",
     "user_erase",
 )

@@ -11,8 +11,8 @@ MariaDB set-up block a fresh name, and the 50,000-entry segment name the segment
 test archived. A test also fails when the README gains a command it does not know: the
 README and this test change together.
 
-Not run here: ``make run`` and ``make test`` (CI runs ``make test``; ``tests/
-test_infrastructure.py`` starts ``make run``'s stack), and the ``curl`` examples of the API
+Not run here: ``make run`` (long-running; its embedded defaults are tested on their own) and
+``make test`` (CI runs it), and the ``curl`` examples of the API
 section (``tests/test_readme_api.py`` runs them against a live server).
 """
 
@@ -49,7 +49,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 #: README command lines (their first words) this test runs, and those it leaves, with why.
 LEFT = {
-    "make run": "the whole stack: started by tests/test_infrastructure.py",
+    "make run": "the whole stack, long-running: its parts' embedded defaults are tested "
+    "(tests/outbox/test_embedded_sqlite.py, tests/payflow/test_embedded_broker_folders.py)",
     "make test": "the suite itself: CI runs it",
     "curl": "the API examples: run by tests/test_readme_api.py",
     "KEY=": "the API examples: run by tests/test_readme_api.py",
