@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import uuid
 
+from django.apps import apps
+from django.core.exceptions import ValidationError
+
 from ledger import ids
-from ledger.exceptions import NotFound
 from ledger.models import Transaction
 
 OPERATOR_PREFIX = "operator:"
 
-_FIXED = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
-_KINDS = {prefix: kind for kind, prefix in ids.PREFIXES.items()}
+#: Object types whose public id's kind is fixed (a transaction's depends on its type).
+FIXED_KINDS = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
 _TYPE_OF_KIND = {
     **{kind: "ledger.transaction" for kind in ("payment", "refund", "chargeback", "payout")},
     "merchant": "ledger.merchant",
@@ -61,8 +63,8 @@ def public_ids(objects: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
             value = uuid.UUID(str(object_id))
         except ValueError:
             continue
-        if base in _FIXED:
-            found[(object_type, object_id)] = ids.encode(_FIXED[base], value)
+        if base in FIXED_KINDS:
+            found[(object_type, object_id)] = ids.encode(FIXED_KINDS[base], value)
         elif base == "ledger.transaction":
             transactions.setdefault(value, []).append((object_type, object_id))
     if transactions:
@@ -78,15 +80,21 @@ def from_public_id(text: str) -> tuple[str, str] | None:
     """(object type, object id) as entries name the object behind a public id (``pay_…``,
     ``re_…``, ``cb_…``, ``po_…``, ``acct_…``, ``tok_…``), or None for anything else. A
     transaction's id must carry its own type's prefix (``pay_`` of a refund is not it)."""
-    prefix, _, _ = text.strip().partition("_")
-    kind = _KINDS.get(prefix)
-    if kind not in _TYPE_OF_KIND:
+    parsed = ids.parse(text)
+    if parsed is None or parsed[0] not in _TYPE_OF_KIND:
         return None
-    try:
-        value = ids.decode(kind, text.strip())
-    except NotFound:
-        return None
+    kind, value = parsed
     transaction = _TYPE_OF_KIND[kind] == "ledger.transaction"
     if transaction and not Transaction.objects.filter(pk=value, type=kind).exists():
         return None
     return _TYPE_OF_KIND[kind], str(value)
+
+
+def row_exists(object_type: str, object_id: str) -> bool:
+    """Whether the audited row (of an operator action's target, for its chain) exists; its
+    entries may all have been archived."""
+    try:
+        model = apps.get_model(target_type(object_type))
+        return bool(model._default_manager.filter(pk=object_id).exists())
+    except (LookupError, ValueError, ValidationError):
+        return False

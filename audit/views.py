@@ -6,7 +6,6 @@ import datetime
 import json
 from types import SimpleNamespace
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -37,7 +36,7 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
-from audit.objects import from_public_id, history_types, target_type
+from audit.objects import from_public_id, history_types, row_exists
 from audit.objects import public_id as public_id_of
 from audit.runs import verification_start
 from audit.search import search
@@ -242,7 +241,7 @@ def _record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespo
             object_type__in=history_types(object_type), object_id=object_id
         ).order_by("id")
     )
-    if not rows and not _row_exists(object_type, object_id):
+    if not rows and not row_exists(object_type, object_id):
         # nothing recorded of it, and no such row: not echoed (it could be a card number)
         return render(request, "audit/record.html", {"unknown": True, "rows": []}, status=404)
     leaves = dict(
@@ -295,15 +294,6 @@ def _record(request: HttpRequest, object_type: str, object_id: str) -> HttpRespo
             "showing_archived": request.GET.get("archived") == "1",
         },
     )
-
-
-def _row_exists(object_type: str, object_id: str) -> bool:
-    """Whether the audited row exists (its entries may all be archived)."""
-    try:
-        model = apps.get_model(target_type(object_type))
-        return bool(model._default_manager.filter(pk=object_id).exists())
-    except (LookupError, ValueError, ValidationError):
-        return False
 
 
 def _shown(body: bytes, prev_hash: str, digest: str, index: int | None, archived=False):

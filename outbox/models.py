@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 
 from ledger import ids
@@ -18,12 +16,7 @@ class EventStatus(models.TextChoices):
 
 def public_aggregate(kind: str, aggregate_id: str) -> str:
     """An aggregate by the id people know (``pay_…``), or its id when it has none."""
-    if kind not in ids.PREFIXES:
-        return aggregate_id
-    try:
-        return ids.encode(kind, uuid.UUID(aggregate_id))
-    except ValueError:
-        return aggregate_id
+    return ids.encode_if_public(kind, aggregate_id)
 
 
 class OutboxEvent(models.Model):

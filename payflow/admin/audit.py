@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.contrib import admin
@@ -19,13 +18,11 @@ from audit.models import (
     RetentionPurge,
     VerificationRun,
 )
-from audit.objects import target_type
+from audit.objects import FIXED_KINDS, target_type
 from ledger import ids
 from ledger.models import Transaction
 from payflow.admin.base import ReadOnlyAdmin
 from payflow.admin.display import looks_like_public_id, uuid_of_public_id
-
-_KINDS = {"ledger.merchant": "merchant", "ledger.cardtoken": "token"}
 
 
 def _field_names(model: Any) -> tuple[str, ...]:
@@ -79,15 +76,10 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="object", ordering="object_id")
     def object(self, obj: AuditEntry) -> str:
         """The object by the id people know (``pay_…``, ``acct_…``, ``tok_…``), else its id."""
-        kind = _KINDS.get(target_type(obj.object_type)) or getattr(obj, "transaction_type", None)
-        try:
-            return (
-                ids.encode(kind, uuid.UUID(obj.object_id))
-                if kind in ids.PREFIXES
-                else obj.object_id
-            )
-        except ValueError:
-            return obj.object_id
+        kind = FIXED_KINDS.get(target_type(obj.object_type)) or getattr(
+            obj, "transaction_type", None
+        )
+        return ids.encode_if_public(kind or "", obj.object_id)
 
     def get_search_results(self, request, queryset, search_term):
         value = uuid_of_public_id(search_term)

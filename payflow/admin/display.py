@@ -33,41 +33,23 @@ def public_id(txn: Transaction) -> str:
 
 def parse_object_id(term: str) -> tuple[str, uuid.UUID] | None:
     """``("transaction" | "merchant" | "uuid", id)`` for a public or plain id, else None."""
-    prefix, _, hex_part = term.partition("_")
-    if hex_part and prefix in TRANSACTION_PREFIXES:
-        try:
-            return "transaction", ids.decode(TRANSACTION_PREFIXES[prefix], term)
-        except Exception:
-            return None
-    if hex_part and prefix == ids.PREFIXES["merchant"]:
-        try:
-            return "merchant", ids.decode("merchant", term)
-        except Exception:
-            return None
+    parsed = ids.parse(term)
+    if parsed is not None and (
+        parsed[0] in TRANSACTION_PREFIXES.values() or parsed[0] == "merchant"
+    ):
+        return ("merchant" if parsed[0] == "merchant" else "transaction"), parsed[1]
+    if ids.has_public_prefix(term):
+        return None
     try:
         return "uuid", uuid.UUID(term)
     except ValueError:
         return None
 
 
-#: The prefix of every public id an operator may type into a search box, and its kind.
-PUBLIC_PREFIXES = {prefix: kind for kind, prefix in ids.PREFIXES.items()}
-
-
 def uuid_of_public_id(term: str) -> uuid.UUID | None:
-    """The UUID behind any public id (``pay_…``, ``re_…``, ``acct_…``, ``tok_…``, …), or
-    None when ``term`` is not one."""
-    prefix, _, hex_part = term.strip().partition("_")
-    kind = PUBLIC_PREFIXES.get(prefix)
-    if kind is None or not hex_part:
-        return None
-    try:
-        return ids.decode(kind, term.strip())
-    except Exception:
-        return None
+    """The UUID behind any public id (``ledger.ids.parse``), or None."""
+    parsed = ids.parse(term)
+    return parsed[1] if parsed else None
 
 
-def looks_like_public_id(term: str) -> bool:
-    """Whether ``term`` has a public id's prefix (then a malformed one finds nothing)."""
-    prefix, underscore, _ = term.strip().partition("_")
-    return bool(underscore) and prefix in PUBLIC_PREFIXES
+looks_like_public_id = ids.has_public_prefix

@@ -56,12 +56,11 @@ class OutboxEventAdmin(ReadOnlyAdmin):
         return public_aggregate(obj.aggregate_type, obj.aggregate_id)
 
     def get_search_results(self, request, queryset, search_term):
-        prefix, _, hex_part = search_term.strip().partition("_")
-        if hex_part and prefix in ids.PREFIXES.values():
-            try:
-                search_term = str(uuid.UUID(hex=hex_part))
-            except ValueError:
-                return queryset.none(), False
+        parsed = ids.parse(search_term)
+        if parsed is not None:  # events name their aggregate by its UUID
+            search_term = str(parsed[1])
+        elif ids.has_public_prefix(search_term):
+            return queryset.none(), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="lag")

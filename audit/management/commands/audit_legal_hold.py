@@ -7,12 +7,10 @@ The object is named by its public id (``pay_…``, ``acct_…``, ``tok_…``) or
 
 from __future__ import annotations
 
-from django.apps import apps
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import AuditEntry, LegalHold
-from audit.objects import from_public_id
+from audit.objects import from_public_id, row_exists
 from audit.retention import legal_hold_place, legal_hold_release
 from payflow.platform import context
 
@@ -94,14 +92,6 @@ class Command(BaseCommand):
 
 
 def _recorded(object_type: str, object_id: str) -> bool:
-    """Whether the object exists (its row) or has entries in the live table."""
-    if AuditEntry.objects.filter(object_type=object_type, object_id=object_id).exists():
-        return True
-    try:
-        model = apps.get_model(object_type)
-    except (LookupError, ValueError):
-        return False
-    try:
-        return model._default_manager.filter(pk=object_id).exists()
-    except (ValidationError, ValueError):
-        return False
+    """Whether the object has entries in the live table or its row exists."""
+    live = AuditEntry.objects.filter(object_type=object_type, object_id=object_id).exists()
+    return live or row_exists(object_type, object_id)
