@@ -61,15 +61,25 @@ def outbox_purge(
 class Backlog:
     pending: int
     dead: int
-    published: int
+    published: int | None  # None: not counted (``outbox_backlog(count_published=False)``)
     oldest_pending_age_seconds: float | None
 
 
-def outbox_backlog() -> Backlog:
-    """Counts by status and the age of the oldest pending event (the relay's lag)."""
-    counts = dict(
-        OutboxEvent.objects.values("status").annotate(n=Count("id")).values_list("status", "n")
-    )
+def outbox_backlog(*, count_published: bool = True) -> Backlog:
+    """Counts by status and the age of the oldest pending event (the relay's lag).
+
+    ``count_published=False`` counts only pending and dead events, each a range of the
+    (status, created_at) index: what a page or a health check needs, without reading every
+    published row (the metrics' total)."""
+    if count_published:
+        counts = dict(
+            OutboxEvent.objects.values("status").annotate(n=Count("id")).values_list("status", "n")
+        )
+    else:
+        counts = {
+            status: OutboxEvent.objects.filter(status=status).count()
+            for status in (EventStatus.PENDING, EventStatus.DEAD)
+        }
     oldest = OutboxEvent.objects.filter(status=EventStatus.PENDING).aggregate(t=Min("created_at"))[
         "t"
     ]
@@ -77,6 +87,6 @@ def outbox_backlog() -> Backlog:
     return Backlog(
         pending=counts.get(EventStatus.PENDING, 0),
         dead=counts.get(EventStatus.DEAD, 0),
-        published=counts.get(EventStatus.PUBLISHED, 0),
+        published=counts.get(EventStatus.PUBLISHED, 0) if count_published else None,
         oldest_pending_age_seconds=age,
     )

@@ -86,7 +86,7 @@ def kafka_check() -> dict[str, Any]:
 
 def outbox_check() -> dict[str, Any]:
     """Degraded when an event is dead (an operator must requeue it) or the relay lags."""
-    backlog = outbox_backlog()
+    backlog = outbox_backlog(count_published=False)
     lag = backlog.oldest_pending_age_seconds or 0.0
     return {
         "ok": backlog.dead == 0 and lag <= settings.READYZ_OUTBOX_LAG_SECONDS,

@@ -133,7 +133,7 @@ def outbox_metrics(now: datetime.datetime) -> Iterator[Metric]:
     )
     events.add_metric(["pending"], backlog.pending)
     events.add_metric(["dead"], backlog.dead)
-    events.add_metric(["published"], backlog.published)
+    events.add_metric(["published"], backlog.published or 0)  # counted: count_published is on
     yield events
     yield GaugeMetricFamily(
         "payflow_outbox_oldest_pending_age_seconds",

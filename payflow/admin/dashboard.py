@@ -18,7 +18,7 @@ from django.utils import timezone
 from ledger.currencies import to_major
 from ledger.models import Transaction, TransactionStatus, TransactionType
 from outbox.models import EventStatus, OutboxEvent
-from outbox.services import Backlog
+from outbox.services import Backlog, outbox_backlog
 
 HOURS = 24
 BAR_WIDTH, BAR_GAP, BAR_HEIGHT = 12, 2, 60
@@ -127,20 +127,7 @@ def dashboard(now: datetime.datetime | None = None) -> Dashboard:
             f"worst {worst:.2f} s in 24 h",
         ),
     ]
-    return Dashboard(since, charts, _backlog(), volume)
-
-
-def _backlog() -> Backlog:
-    """Pending and dead events and the oldest pending one's age: index ranges on (status,
-    created_at); not the published count (``outbox_backlog`` counts every row for it)."""
-    pending = OutboxEvent.objects.filter(status=EventStatus.PENDING)
-    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
-    return Backlog(
-        pending=pending.count(),
-        dead=OutboxEvent.objects.filter(status=EventStatus.DEAD).count(),
-        published=-1,  # not counted here
-        oldest_pending_age_seconds=(timezone.now() - oldest).total_seconds() if oldest else None,
-    )
+    return Dashboard(since, charts, outbox_backlog(count_published=False), volume)
 
 
 def _chart(title: str, values: list[tuple[datetime.datetime, float, str]], summary: str) -> Chart:
