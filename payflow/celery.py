@@ -3,6 +3,7 @@
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery, Task, signals
 
@@ -35,10 +36,7 @@ class ContextTask(Task):
         )
 
     def __call__(self, *args, **kwargs):
-        request_headers = dict(getattr(self.request, "headers", None) or {})
-        request_headers.update(
-            {k: v for k, v in vars(self.request).items() if k.startswith("payflow_")}
-        )
+        request_headers = payflow_headers(self.request)
         carried = context.AuditContext.from_headers(request_headers)
         if not carried.has_actor:
             carried = context.AuditContext(
@@ -50,6 +48,14 @@ class ContextTask(Task):
             return SKIPPED
         with context.replaced(carried), context.bind(task_id=self.request.id or ""):
             return super().__call__(*args, **kwargs)
+
+
+def payflow_headers(request: Any) -> dict[str, Any]:
+    """The ``payflow_*`` headers a task's message carried (the audit context, the beat
+    job's name), wherever the Celery protocol put them on the request."""
+    headers = dict(getattr(request, "headers", None) or {})
+    headers.update({k: v for k, v in vars(request).items() if k.startswith("payflow_")})
+    return headers
 
 
 #: What a skipped run returns (beat's run of a paused job); such runs are not recorded.

@@ -334,7 +334,7 @@ def _job_finished(
         return
     ok = state == "SUCCESS"
     error = "" if ok else f"{type(retval).__name__}: {retval}"
-    headers = {**(getattr(task.request, "headers", None) or {}), **vars(task.request)}
+    headers = payflow_celery.payflow_headers(task.request)
     if headers.get("payflow_job"):
         started_by = "beat"
     elif headers.get("payflow_actor_type") and headers.get("payflow_actor_id"):
