@@ -94,6 +94,13 @@ class EventType(StrEnum):
         _TRANSACTION,
         "captured (all or part: `captured_amount`)",
     )
+    PAYMENT_UPDATED = (
+        "payment.updated",
+        "payment",
+        _COMPLETED,
+        _TRANSACTION,
+        "the merchant changed its `metadata` (`POST /v1/payments/{id}`); the status is unchanged",
+    )
     PAYMENT_CANCELLED = (
         "payment.cancelled",
         "payment",

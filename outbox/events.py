@@ -24,24 +24,27 @@ TOPIC_AUDIT_EVENTS = Topic.AUDIT_EVENTS
 TOPIC_AUDIT_CHECKPOINTS = Topic.AUDIT_CHECKPOINTS
 ALL_TOPICS = list(Topic)
 
-#: Transaction fields an event carries: its audited snapshot without the operator-facing
-#: texts (never card data: the token is its id).
-PAYLOAD_FIELDS = tuple(
-    name for name in Transaction.audit_fields if name not in {"failure_message", "reason"}
-)
+#: Transaction fields an event carries: its whole audited snapshot (never card data: the
+#: token is its id), so that the merchant's event can show the object exactly as the API
+#: does (``payflow.api.events``). ``reason`` is sealed like ``metadata``.
+PAYLOAD_FIELDS = Transaction.audit_fields
 FAILED_STATUSES = {"failed", "cancelled"}
 
 
-def topic_for(action: str, new_values: dict[str, Any]) -> Topic:
-    """Inserts go to ``transactions.initiated``; failures and cancellations to
-    ``transactions.failed``; every other state change to ``transactions.completed``.
+def topic_for(
+    action: str, new_values: dict[str, Any], old_values: dict[str, Any] | None = None
+) -> Topic:
+    """Inserts go to ``transactions.initiated``; failures and cancellations (a change into
+    ``failed`` or ``cancelled``) to ``transactions.failed``; every other change (a capture,
+    a refund, a metadata update, even of a failed payment) to ``transactions.completed``.
 
     Decided from the change, not looked up by event type, so a change the registry does not
     list is still published; ``tests/outbox/test_registries.py`` checks that every listed
     ``EventType.topic`` is what this gives for it."""
     if action == "insert":
         return TOPIC_INITIATED
-    if new_values.get("status") in FAILED_STATUSES:
+    status = new_values.get("status")
+    if status in FAILED_STATUSES and (old_values or {}).get("status") != status:
         return TOPIC_FAILED
     return TOPIC_COMPLETED
 

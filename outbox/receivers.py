@@ -19,7 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def record_transaction_event(
-    sender: Any, instance: Any, action: str, event_type: str, new_values: dict, **kwargs: Any
+    sender: Any,
+    instance: Any,
+    action: str,
+    event_type: str,
+    new_values: dict,
+    old_values: dict | None = None,
+    **kwargs: Any,
 ) -> None:
     """Receiver of ``ledger_changed``: one outbox row per transaction insert or change.
 
@@ -40,7 +46,7 @@ def record_transaction_event(
         sequence=new_values["version"],
         event_type=event_type,
         schema_version=events.SCHEMA_VERSION,
-        topic=events.full_topic(events.topic_for(action, new_values)),
+        topic=events.full_topic(events.topic_for(action, new_values, old_values)),
         key=aggregate_id,
         payload=personal.seal_values(
             "ledger.transaction",

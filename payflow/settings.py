@@ -153,6 +153,9 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["payflow.api.parsers.StrictJSONParser"],
 }
+#: The version of the API's shapes an event was rendered with (``api_version`` on events
+#: and webhooks); changed only with a change merchants must adapt to.
+PAYFLOW_API_VERSION = "2026-12-01"
 SPECTACULAR_SETTINGS = {
     "TITLE": "PayFlow merchant API",
     "VERSION": "1.0.0",

@@ -406,3 +406,25 @@ def payment_cancel(*, payment: Transaction, expected_version: int | None = None)
     suspended merchant: it releases the cardholder's hold."""
     cancelled, command = _cancel_book(payment, expected_version)
     return command_send_after(cancelled, command)
+
+
+@db.atomic
+def payment_update(
+    *, payment: Transaction, metadata: Any, expected_version: int | None = None
+) -> Transaction:
+    """Change a payment's ``metadata`` (Stripe's rules: the given keys are set, a key given
+    an empty string is removed, the others are kept; at most 50 keys in the result).
+
+    One compare-and-set of the locked row (``payment.updated``, audited and published like
+    every change); the status and the money are untouched, so it is allowed in any status
+    and for a suspended merchant. Nothing changes: the payment as it is, no event.
+    """
+    fresh = transaction_fresh(payment.pk, merchant_id=payment.merchant_id, lock=True)
+    check_expected_version(fresh, expected_version)
+    changes = _validate_metadata(metadata)
+    merged = {**fresh.metadata, **changes}
+    merged = {key: value for key, value in merged.items() if value != ""}
+    _validate_metadata(merged)
+    if merged == fresh.metadata:
+        return fresh
+    return transaction_compare_and_set(fresh, event_type=EventType.PAYMENT_UPDATED, metadata=merged)

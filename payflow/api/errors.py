@@ -15,14 +15,18 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from ledger import exceptions as ledger_errors
+from payflow.platform import context
 from payflow.platform.db import TransactionRetriesExhausted
 
 logger = logging.getLogger(__name__)
 
 
 def error_body(type_: str, code: str, message: str, param: str | None = None, **extra: Any):
+    """``request_id`` is the request's (the ``X-Request-ID`` answered), so a merchant who
+    reports an error quotes the id our logs carry."""
     body = {"type": type_, "code": code, "message": message, "param": param}
     body.update(extra)
+    body["request_id"] = context.current().request_id or None
     return {"error": body}
 
 

@@ -63,6 +63,23 @@ def parse_time(param: str, raw: str) -> datetime.datetime:
     return value
 
 
+def created_filter(params, field: str) -> dict[str, datetime.datetime]:
+    """``created[gte]`` / ``created[lte]`` as lookups on ``field``. An object's ``created``
+    is whole seconds, so ``created[lte]=T`` as a Unix timestamp includes all of second T
+    (what ``created == T`` shows), not only its first instant."""
+    lookups = {}
+    if "created[gte]" in params:
+        lookups[f"{field}__gte"] = parse_time("created[gte]", params["created[gte]"])
+    if "created[lte]" in params:
+        raw = params["created[lte]"]
+        value = parse_time("created[lte]", raw)
+        if _TIMESTAMP.fullmatch(raw) and value < _LATEST:
+            lookups[f"{field}__lt"] = value + datetime.timedelta(seconds=1)
+        else:
+            lookups[f"{field}__lte"] = value
+    return lookups
+
+
 def paginate(
     request,
     queryset: QuerySet,

@@ -62,14 +62,26 @@ PAYMENT_FILTER = OpenApiParameter(
     description="Only this payment's refunds. A malformed id gives 404.",
 )
 
+#: The filters of ``GET /v1/events`` (``payflow.api.events``).
+EVENT_FILTERS = [
+    OpenApiParameter(
+        "type",
+        OpenApiTypes.STR,
+        description="An event type (payment.captured), or a prefix ending in * (payment.*).",
+    ),
+    OpenApiParameter("created[gte]", CREATED, description="Unix timestamp or ISO 8601 date-time."),
+    OpenApiParameter("created[lte]", CREATED, description="Unix timestamp or ISO 8601 date-time."),
+]
+
 ERROR_MEANINGS = {
     400: "Invalid request (validation, unknown or ill-typed parameter, a card number "
     "anywhere but card[number]: card_number_not_allowed).",
     401: "Missing, malformed, unknown or revoked API key.",
     403: "The merchant may not do this (suspended; live mode without a live acquirer).",
     404: "No such object for this merchant.",
+    402: "The card was declined (card_error; decline_code says why, payment names it).",
     409: "Conflict: idempotency key reuse, request in progress, or version mismatch.",
-    422: "Refused: card declined, invalid state transition, amount or balance.",
+    422: "Refused: invalid state transition, amount or balance.",
     429: "Rate limited; see Retry-After.",
 }
 
@@ -159,5 +171,5 @@ PAYMENT_CREATE_EXAMPLES = [
         request=True,
     ),
     example("Captured", PAYMENT_EXAMPLE, status=201),
-    example("Declined", DECLINE_EXAMPLE, status=422),
+    example("Declined", DECLINE_EXAMPLE, status=402),
 ]

@@ -15,7 +15,13 @@ from rest_framework import serializers
 
 from ledger import ids
 from ledger.currencies import EXPONENTS, MAX_AMOUNT
-from ledger.models import CaptureMethod, CardToken, Transaction, TransactionStatus
+from ledger.models import (
+    CaptureMethod,
+    CardToken,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+)
 from ledger.services.vault import HOLDER_NAME_MAX_LENGTH
 
 
@@ -172,6 +178,10 @@ class PaymentCreateSerializer(StrictSerializer):
         return attrs
 
 
+class PaymentUpdateSerializer(StrictSerializer):
+    metadata = MetadataField(required=False)
+
+
 class CaptureSerializer(StrictSerializer):
     amount = AmountField(required=False)
 
@@ -217,6 +227,9 @@ class ErrorDetailOut(serializers.Serializer):
     decline_code = serializers.CharField(required=False)
     payment = serializers.CharField(required=False)
     current_version = serializers.IntegerField(required=False, allow_null=True)
+    request_id = serializers.CharField(
+        allow_null=True, help_text="The request's X-Request-ID: quote it when reporting an error."
+    )
 
 
 class ErrorOut(serializers.Serializer):  # payflow.api.errors.error_body
@@ -358,3 +371,32 @@ class PayoutOut(_TransactionOut):
 
 def payout_body(payout: Transaction) -> dict:
     return {**_common(payout, "payout"), "external_reference": payout.external_reference}
+
+
+class ChargebackOut(_TransactionOut):
+    payment = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+
+
+def chargeback_body(chargeback: Transaction) -> dict:
+    if chargeback.parent_id is None:
+        raise ValueError(f"chargeback {chargeback.pk} names no payment")
+    return {
+        **_common(chargeback, "chargeback"),
+        "payment": ids.encode("payment", chargeback.parent_id),
+        "reason": chargeback.reason or None,
+    }
+
+
+#: The body builder of each transaction type: what ``GET`` on it answers, and what an
+#: event about it carries as ``data.object`` (``payflow.api.events``).
+BODIES = {
+    TransactionType.PAYMENT: payment_body,
+    TransactionType.REFUND: refund_body,
+    TransactionType.CHARGEBACK: chargeback_body,
+    TransactionType.PAYOUT: payout_body,
+}
+
+
+def transaction_body(txn: Transaction) -> dict:
+    return BODIES[TransactionType(txn.type)](txn)

@@ -17,7 +17,10 @@ urlpatterns = [
     path("balance", views.BalanceView.as_view()),
     path("payouts", views.PayoutsView.as_view()),
     path("payouts/<str:payout_id>", views.PayoutDetailView.as_view()),
+    path("chargebacks", views.ChargebacksView.as_view()),
+    path("chargebacks/<str:chargeback_id>", views.ChargebackDetailView.as_view()),
     path("events", views.EventsView.as_view()),
+    path("events/<str:event_id>", views.EventDetailView.as_view()),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -15,7 +15,13 @@ from ledger import ids
 from ledger.exceptions import NotFound
 from ledger.models import CardToken, Transaction, TransactionStatus, TransactionType
 from ledger.selectors import merchant_balances
-from ledger.services.payments import CardInput, payment_cancel, payment_capture, payment_create
+from ledger.services.payments import (
+    CardInput,
+    payment_cancel,
+    payment_capture,
+    payment_create,
+    payment_update,
+)
 from ledger.services.payouts import payout_create
 from ledger.services.personal_data import card_token_erased
 from ledger.services.refunds import refund_create
@@ -24,9 +30,47 @@ from payflow.api import schema
 from payflow.api import serializers as s
 from payflow.api.auth import request_livemode, request_merchant, request_scope
 from payflow.api.errors import ApiError, error_body
-from payflow.api.events import EventListOut, merchant_events
+from payflow.api.events import (
+    EVENT_FILTER_PARAMETERS,
+    EventListOut,
+    EventOut,
+    merchant_event,
+    merchant_events,
+)
 from payflow.api.idempotency import idempotent
-from payflow.api.pagination import page_of, page_parameters, paginate, parse_time
+from payflow.api.pagination import created_filter, page_of, page_parameters, paginate
+
+PAGE_PARAMETERS = ("limit", "starting_after", "ending_before")
+LIST_FILTERS = ("status", "external_reference", "created[gte]", "created[lte]")
+
+
+class ApiView(APIView):
+    """Every merchant endpoint: refuses query parameters it does not take.
+
+    ``query_parameters`` lists the ones it takes (what its OpenAPI operation documents,
+    ``tests/payflow/api/test_query_parameters.py`` checks they agree); any other is a 400
+    naming it, as an unknown body field is, instead of an answer that silently ignored it
+    (``?currency=EUR`` on a list would otherwise return every currency). A name that could
+    be a card number never reaches here (``payflow.api.free_text`` refused it).
+    """
+
+    #: What ``GET`` takes; a write takes none (its parameters are the body's).
+    query_parameters: tuple[str, ...] = ()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        allowed = self.query_parameters if request.method == "GET" else ()
+        unknown = sorted(set(request.query_params) - set(allowed))
+        if unknown:
+            name = unknown[0][:100]
+            takes = f"This takes {', '.join(allowed)}." if allowed else "This takes none."
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "parameter_unknown",
+                f"Unknown query parameter {name}. {takes}",
+                name,
+            )
 
 
 def _validated(serializer_class, request: Request) -> dict[str, Any]:
@@ -110,7 +154,7 @@ def _card_input(card: dict) -> CardInput:
     )
 
 
-class PingView(APIView):
+class PingView(ApiView):
     """The trivial authenticated endpoint (the framework's ceiling in benchmarks)."""
 
     @extend_schema(
@@ -128,7 +172,7 @@ class PingView(APIView):
         )
 
 
-class TokenCreateView(APIView):
+class TokenCreateView(ApiView):
     def report(self, request: Request, token: CardToken) -> Response:
         return _object_response(s.token_body(token), status.HTTP_201_CREATED)
 
@@ -154,7 +198,7 @@ class TokenCreateView(APIView):
         return self.report(request, token)
 
 
-class TokenDetailView(APIView):
+class TokenDetailView(ApiView):
     @extend_schema(
         operation_id="tokens_retrieve",
         summary="Retrieve a token",
@@ -180,13 +224,7 @@ def _filtered(request: Request, queryset):
         queryset = queryset.filter(status=params["status"])
     if "external_reference" in params:
         queryset = queryset.filter(external_reference=params["external_reference"])
-    for param, lookup in (
-        ("created[gte]", "initiated_at__gte"),
-        ("created[lte]", "initiated_at__lte"),
-    ):
-        if param in params:
-            queryset = queryset.filter(**{lookup: parse_time(param, params[param])})
-    return queryset
+    return queryset.filter(**created_filter(params, "initiated_at"))
 
 
 def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Response:
@@ -196,7 +234,9 @@ def _list(request: Request, type_: str, kind: str, render, **filters: Any) -> Re
     return Response(paginate(request, _filtered(request, queryset), kind, render))
 
 
-class PaymentsView(APIView):
+class PaymentsView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *LIST_FILTERS)
+
     @extend_schema(
         operation_id="payments_list",
         summary="List payments, newest first",
@@ -218,7 +258,7 @@ class PaymentsView(APIView):
                     decline_code=payment.decline_code,
                     payment=ids.encode("payment", payment.pk),
                 ),
-                status=422,
+                status=status.HTTP_402_PAYMENT_REQUIRED,
             )
         code = (
             status.HTTP_202_ACCEPTED
@@ -236,7 +276,7 @@ class PaymentsView(APIView):
         responses={
             201: s.PaymentOut,
             202: schema.PAYMENT_PENDING,
-            **schema.errors(400, 403, 404, 409, 422),
+            **schema.errors(400, 402, 403, 404, 409, 422),
         },
         examples=schema.PAYMENT_CREATE_EXAMPLES,
     )
@@ -258,7 +298,7 @@ class PaymentsView(APIView):
         return self.report(request, payment)
 
 
-class PaymentDetailView(APIView):
+class PaymentDetailView(ApiView):
     @extend_schema(
         operation_id="payments_retrieve",
         summary="Retrieve a payment",
@@ -270,8 +310,30 @@ class PaymentDetailView(APIView):
         payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
         return _object_response(s.payment_body(payment))
 
+    def report(self, request: Request, payment: Transaction) -> Response:
+        return _object_response(s.payment_body(payment))
 
-class PaymentCaptureView(APIView):
+    @extend_schema(
+        operation_id="payments_update",
+        summary='Update a payment\'s metadata (a key set to "" is removed)',
+        request=s.PaymentUpdateSerializer,
+        parameters=schema.PAYMENT_WRITE_PARAMETERS,
+        responses={200: s.PaymentOut, **schema.errors(400, 404, 409)},
+        examples=[schema.example("Metadata", {"metadata": {"order": "A-1042"}}, request=True)],
+    )
+    @idempotent(links=("payment", "update"))
+    def post(self, request: Request, payment_id: str) -> Response:
+        data = _validated(s.PaymentUpdateSerializer, request)
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        payment = payment_update(
+            payment=payment,
+            metadata=data.get("metadata", {}),
+            expected_version=_expected_version(request),
+        )
+        return self.report(request, payment)
+
+
+class PaymentCaptureView(ApiView):
     def report(self, request: Request, payment: Transaction) -> Response:
         return _object_response(s.payment_body(payment))
 
@@ -293,7 +355,7 @@ class PaymentCaptureView(APIView):
         return self.report(request, payment)
 
 
-class PaymentCancelView(APIView):
+class PaymentCancelView(ApiView):
     def report(self, request: Request, payment: Transaction) -> Response:
         return _object_response(s.payment_body(payment))
 
@@ -312,7 +374,23 @@ class PaymentCancelView(APIView):
         return self.report(request, payment)
 
 
-class PaymentRefundsView(APIView):
+class PaymentRefundsView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *LIST_FILTERS)
+
+    @extend_schema(
+        operation_id="payment_refunds_list",
+        summary="List a payment's refunds, newest first",
+        parameters=[
+            schema.path_id("payment_id", "payment"),
+            *page_parameters("refund"),
+            *schema.FILTER_PARAMS,
+        ],
+        responses={200: page_of(s.RefundOut, "RefundListOut"), **schema.errors(400, 404)},
+    )
+    def get(self, request: Request, payment_id: str) -> Response:
+        payment = _transaction(request, "payment", payment_id, TransactionType.PAYMENT)
+        return _list(request, TransactionType.REFUND, "refund", s.refund_body, parent_id=payment.pk)
+
     def report(self, request: Request, refund: Transaction) -> Response:
         return _object_response(
             s.refund_body(refund),
@@ -346,7 +424,9 @@ class PaymentRefundsView(APIView):
         return self.report(request, refund)
 
 
-class RefundsView(APIView):
+class RefundsView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *LIST_FILTERS, "payment")
+
     @extend_schema(
         operation_id="refunds_list",
         summary="List refunds, newest first",
@@ -360,7 +440,7 @@ class RefundsView(APIView):
         return _list(request, TransactionType.REFUND, "refund", s.refund_body, **filters)
 
 
-class RefundDetailView(APIView):
+class RefundDetailView(ApiView):
     @extend_schema(
         operation_id="refunds_retrieve",
         summary="Retrieve a refund",
@@ -372,7 +452,7 @@ class RefundDetailView(APIView):
         return _object_response(s.refund_body(refund))
 
 
-class BalanceView(APIView):
+class BalanceView(ApiView):
     @extend_schema(
         operation_id="balance_retrieve",
         summary="Pending, available and receivable balances per currency",
@@ -399,7 +479,9 @@ class BalanceView(APIView):
         )
 
 
-class PayoutsView(APIView):
+class PayoutsView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *LIST_FILTERS)
+
     @extend_schema(
         operation_id="payouts_list",
         summary="List payouts, newest first",
@@ -437,7 +519,7 @@ class PayoutsView(APIView):
         return self.report(request, payout)
 
 
-class PayoutDetailView(APIView):
+class PayoutDetailView(ApiView):
     @extend_schema(
         operation_id="payouts_retrieve",
         summary="Retrieve a payout",
@@ -449,12 +531,55 @@ class PayoutDetailView(APIView):
         return _object_response(s.payout_body(payout))
 
 
-class EventsView(APIView):
+class EventsView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *EVENT_FILTER_PARAMETERS)
+
     @extend_schema(
         operation_id="events_list",
         summary="This merchant's events, newest first",
-        parameters=page_parameters("event"),
+        parameters=[*page_parameters("event"), *schema.EVENT_FILTERS],
         responses={200: EventListOut, **schema.errors(400)},
     )
     def get(self, request: Request) -> Response:
         return Response(merchant_events(request))
+
+
+class EventDetailView(ApiView):
+    @extend_schema(
+        operation_id="events_retrieve",
+        summary="Retrieve an event",
+        parameters=[schema.path_id("event_id", "event")],
+        responses={200: EventOut, **schema.errors(404)},
+    )
+    def get(self, request: Request, event_id: str) -> Response:
+        return Response(merchant_event(request, event_id))
+
+
+class ChargebacksView(ApiView):
+    query_parameters = (*PAGE_PARAMETERS, *LIST_FILTERS, "payment")
+
+    @extend_schema(
+        operation_id="chargebacks_list",
+        summary="List chargebacks, newest first",
+        parameters=[*page_parameters("chargeback"), *schema.FILTER_PARAMS, schema.PAYMENT_FILTER],
+        responses={200: page_of(s.ChargebackOut, "ChargebackListOut"), **schema.errors(400, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = {}
+        if "payment" in request.query_params:
+            filters["parent_id"] = _decode("payment", request.query_params["payment"], "payment")
+        return _list(
+            request, TransactionType.CHARGEBACK, "chargeback", s.chargeback_body, **filters
+        )
+
+
+class ChargebackDetailView(ApiView):
+    @extend_schema(
+        operation_id="chargebacks_retrieve",
+        summary="Retrieve a chargeback",
+        parameters=[schema.path_id("chargeback_id", "chargeback")],
+        responses={200: s.ChargebackOut, **schema.errors(404)},
+    )
+    def get(self, request: Request, chargeback_id: str) -> Response:
+        chargeback = _transaction(request, "chargeback", chargeback_id, TransactionType.CHARGEBACK)
+        return _object_response(s.chargeback_body(chargeback))

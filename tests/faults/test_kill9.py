@@ -81,7 +81,7 @@ FLOWS = {
 }
 #: Killed before the authorization left: the acquirer never saw it, so recovery fails the
 #: payment and reverses the reference (a ``void``), never authorizing again.
-NEVER_SENT = Outcome(422, "failed", None, "void")
+NEVER_SENT = Outcome(402, "failed", None, "void")
 
 CASES = [
     ("payment", "payment.intent_committed", "a: intent committed", NEVER_SENT),

@@ -12,7 +12,7 @@ from audit import tlog
 from audit.models import AuditEntry, Checkpoint
 from audit.sequencer import log_size, published_messages
 from ledger.events import EventType
-from ledger.services.payments import payment_cancel
+from ledger.services.payments import payment_cancel, payment_update
 from ledger.services.payouts import payout_create
 from ledger.services.refunds import chargeback_create, refund_create
 from ledger.services.settlement import settlement_run
@@ -45,10 +45,13 @@ def emit_every_kind_of_event(merchant):
 
     from django.utils import timezone
 
-    pay(merchant, number="4000000000000002")
+    declined = pay(merchant, number="4000000000000002")
+    # an update of a failed payment is not a failure: transactions.completed
+    payment_update(payment=declined, metadata={"note": "customer called"})
     payment_cancel(payment=pay(merchant, capture=False))
     captured = pay(merchant, amount=10_000)
-    refund_create(payment=captured, amount=1_000)
+    payment_update(payment=captured, metadata={"order": "A-9"})
+    refund_create(payment=captured, amount=1_000, reason="requested_by_customer")
     chargeback_create(payment=captured, amount=500, reason="fraud")
     settlement_run(now=timezone.now() + datetime.timedelta(days=5))
     payout = payout_create(merchant=merchant, amount=1_000, currency="EUR")

@@ -81,8 +81,8 @@ def emitted():
     their rows afterwards: ``AuditEntry`` is the only record of them)."""
     seen: dict[str, list] = {"changes": []}
 
-    def on_change(sender, instance, action, event_type, new_values, **kwargs):
-        seen["changes"].append((sender, action, str(event_type), new_values))
+    def on_change(sender, instance, action, event_type, new_values, old_values=None, **kwargs):
+        seen["changes"].append((sender, action, str(event_type), new_values, old_values))
 
     ledger_changed.connect(on_change, dispatch_uid="test-registries-changes")
     yield seen
@@ -242,7 +242,7 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
     messages = [json.loads(value) for _, value in published_messages(0, log_size())]
 
     # then every ledger change names a listed event type, and a transaction's on its topic
-    for sender, action, event_type, new_values in emitted["changes"]:
+    for sender, action, event_type, new_values, old_values in emitted["changes"]:
         listed = EventType(event_type)
         if sender is Transaction and event_type in receivers.UNPUBLISHED:
             # recorded in the audit trail only, whatever kind of transaction it is about
@@ -250,7 +250,7 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
             assert not outbox.filter(event_type=event_type).exists(), event_type
         elif sender is Transaction:
             assert listed.aggregate == new_values["type"], event_type
-            assert listed.topic == events.topic_for(action, new_values), event_type
+            assert listed.topic == events.topic_for(action, new_values, old_values), event_type
             assert listed.schema == "transaction.json", event_type
         else:
             assert listed.topic is None, event_type
@@ -286,7 +286,7 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
 
     # and each registry is covered: every listed name was produced by a real service (the
     # two audit.* event types by the sequencer, above)
-    produced = {str(event_type) for _, _, event_type, _ in emitted["changes"]}
+    produced = {str(event_type) for _, _, event_type, _, _ in emitted["changes"]}
     produced |= set(outbox.values_list("event_type", flat=True))
     produced |= {EventType.AUDIT_ENTRY_RECORDED} if messages else set()
     latest = Checkpoint.objects.order_by("-size").first()

@@ -49,7 +49,7 @@ def test_a_declined_payment_is_replayed_as_the_same_decline(api):
     body = {**BODY, "card": {**CARD, "number": "4000000000000002"}}
     first = api.post("/v1/payments", body, format="json", HTTP_IDEMPOTENCY_KEY="d")
     second = api.post("/v1/payments", body, format="json", HTTP_IDEMPOTENCY_KEY="d")
-    assert first.status_code == second.status_code == 422
+    assert first.status_code == second.status_code == 402
     assert second.json() == first.json()
     assert Transaction.objects.filter(type="payment").count() == 1
 
@@ -268,7 +268,7 @@ def test_a_claim_taken_over_before_the_acquirer_call_fails_and_reverses_the_paym
     merchant, settings
 ):
     a, b = _race_a_retry_against_a_held_request(merchant, "payment.intent_committed", settings)
-    assert (a.status_code, b.status_code) == (422, 422)
+    assert (a.status_code, b.status_code) == (402, 402)
     assert a.json()["error"]["payment"] == b.json()["error"]["payment"]
     assert b.json()["error"]["decline_code"] == "acquirer_unavailable"
     [payment] = Transaction.objects.filter(type="payment")

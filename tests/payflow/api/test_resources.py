@@ -57,9 +57,9 @@ def test_a_payment_with_a_token_and_manual_capture_then_partial_capture(api):
     assert (captured.json()["status"], captured.json()["amount_captured"]) == ("captured", 3000)
 
 
-def test_a_declined_card_is_422_with_its_decline_code_and_the_failed_payment(api):
+def test_a_declined_card_is_402_card_error_with_its_decline_code_and_the_failed_payment(api):
     response = create_payment(api, number="4000000000009995")
-    error = assert_error(response, 422, "card_declined")
+    error = assert_error(response, 402, "card_declined")
     assert error["type"] == "card_error"
     assert error["decline_code"] == "insufficient_funds"
     failed = api.get(f"/v1/payments/{error['payment']}").json()
@@ -216,8 +216,11 @@ def test_events_list_this_merchants_events_newest_first(api, other_api):
     ]
     newest = events["data"][0]
     assert newest["id"].startswith("evt_")
-    assert newest["data"]["object_id"] == payment["id"]
-    assert (newest["data"]["sequence"], newest["data"]["object"]["status"]) == (3, "captured")
+    assert newest["data"]["object"] == api.get(f"/v1/payments/{payment['id']}").json()
+    assert (newest["data"]["object"]["version"], newest["data"]["object"]["status"]) == (
+        3,
+        "captured",
+    )
     page = api.get("/v1/events", {"limit": 1, "starting_after": newest["id"]}).json()
     assert [e["type"] for e in page["data"]] == ["payment.authorized"]
     assert page["has_more"] is True
