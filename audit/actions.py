@@ -70,6 +70,8 @@ OPERATOR_ACTIONS = (
     "job_run_now",
     "cardholder_erase",
     "user_erase",
+    "webhook_resend",
+    "webhook_endpoint_enable",
 )
 
 AUDIT_EVENTS: dict[str, AuditEvent] = {

@@ -334,3 +334,15 @@ class EventType(StrEnum):
     def acquirer_command(cls, status: str) -> EventType:
         """``acquirer_command.<status>``; ``ValueError`` if it is not listed."""
         return cls(f"acquirer_command.{status}")
+
+
+#: The event types a merchant receives (``GET /v1/events``, webhooks): every published
+#: change of a transaction.
+MERCHANT_EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted(
+        member.value
+        for member in EventType
+        if member.topic is not None
+        and member.aggregate in {"payment", "refund", "chargeback", "payout"}
+    )
+)

@@ -14,6 +14,8 @@ PREFIXES = {
     "token": "tok",
     "event": "evt",
     "merchant": "acct",
+    "webhook_endpoint": "we",
+    "webhook_delivery": "whd",
 }
 
 

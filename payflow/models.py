@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from payflow.platform.db import uuid7
+
 
 class IdempotencyRecordQuerySet(models.QuerySet):
     def purge_expired(self, *, older_than_hours: int | None = None, batch_size: int = 1000) -> int:
@@ -143,3 +145,106 @@ class JobRunRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.status}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a merchant wants its events pushed (``payflow.webhooks``).
+
+    The signing secret is stored sealed (AES-GCM under a key derived from the vault's
+    current key, ``payflow.webhooks.secrets``), never in clear; it is shown once, when
+    created or rolled. After a roll the previous secret still signs (a second ``v1=``)
+    until ``previous_secret_expires_at``. Changed by ``payflow.webhooks.endpoints`` only,
+    each change a compare-and-set on ``version``.
+    """
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled"
+        DISABLED = "disabled"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    merchant = models.ForeignKey("ledger.Merchant", on_delete=models.PROTECT)
+    livemode = models.BooleanField(default=False)
+    url = models.CharField(max_length=2048)
+    description = models.CharField(max_length=500, blank=True, default="")
+    enabled_events = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENABLED)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    secret_sealed = models.BinaryField()
+    previous_secret_sealed = models.BinaryField(null=True, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["merchant", "livemode", "status"], name="webhook_endpoint_merchant"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({'live' if self.livemode else 'test'}, {self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """One event owed to one endpoint, and how its delivery went.
+
+    Written by the dispatcher when it reads the event from Kafka (unique per endpoint and
+    event, so reading a message twice owes it once), before the consumer commits the
+    offset. ``pending`` until an attempt got a 2xx (``succeeded``) or the retry span
+    passed (``failed``, and the endpoint is disabled). ``aggregate_id``/``sequence`` keep
+    per-object order: a delivery waits while an earlier one of the same object to the same
+    endpoint is pending.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT)
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=64)
+    aggregate_id = models.CharField(max_length=64)
+    sequence = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event_id"], name="webhook_one_per_event")
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+            models.Index(
+                fields=["endpoint", "aggregate_id", "sequence"], name="webhook_delivery_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery: what the receiver answered, how fast."""
+
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+    error = models.CharField(max_length=300, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.attempted_at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error}"

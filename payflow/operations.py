@@ -44,9 +44,10 @@ from ledger.services.refunds import chargeback_create, refund_create
 from outbox.models import OutboxEvent
 from outbox.services import outbox_requeue
 from payflow.jobs import RunRequest, job_pause, job_resume, job_run_request
-from payflow.models import IdempotencyRecord, JobRun
+from payflow.models import IdempotencyRecord, JobRun, WebhookDelivery, WebhookEndpoint
 from payflow.platform import context, db, personal
 from payflow.platform.personal import person_subject
+from payflow.webhooks.endpoints import webhook_delivery_resend, webhook_endpoint_update
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -318,6 +319,44 @@ def operator_job_run_now(*, job: str, reason: str) -> ActionPlan[RunRequest]:
         job,
         perform=lambda: request,
         details={"job": job, "task": request.task},
+    )
+
+
+@audited_action
+def operator_webhook_resend(*, delivery_id: Any, reason: str) -> ActionPlan[WebhookDelivery]:
+    """Deliver one event to one endpoint again (``webhook_resend``): pending now, with a
+    fresh retry span; the dispatcher sends it (no HTTP call here)."""
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    return ActionPlan(
+        "webhook_resend",
+        "payflow.webhookdelivery",
+        delivery.pk,
+        perform=lambda: webhook_delivery_resend(delivery=delivery),
+        details={
+            "endpoint": str(delivery.endpoint_id),
+            "event_id": str(delivery.event_id),
+            "event_type": delivery.event_type,
+            "status": delivery.status,
+            "attempts": delivery.attempts,
+        },
+    )
+
+
+@audited_action
+def operator_webhook_endpoint_enable(
+    *, endpoint_id: Any, reason: str
+) -> ActionPlan[WebhookEndpoint]:
+    """Enable an endpoint the dispatcher disabled (``webhook_endpoint_enable``): its owed
+    deliveries resume. Refused for an enabled or deleted endpoint."""
+    endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    if endpoint.deleted or endpoint.status == WebhookEndpoint.Status.ENABLED:
+        raise OperatorActionRefused("this endpoint is enabled already, or deleted")
+    return ActionPlan(
+        "webhook_endpoint_enable",
+        "payflow.webhookendpoint",
+        endpoint.pk,
+        perform=lambda: webhook_endpoint_update(endpoint=endpoint, disabled=False),
+        details={"url": endpoint.url[:200], "disabled_reason": endpoint.disabled_reason},
     )
 
 

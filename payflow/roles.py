@@ -22,7 +22,7 @@ _READABLE = {
     "ledger": ["merchant", "apikey", "transaction", "cardtoken", "journalentry", "journalline",
                "account"],
     "outbox": ["outboxevent"],
-    "payflow": ["jobrun"],
+    "payflow": ["jobrun", "webhookendpoint", "webhookdelivery"],
 }  # fmt: skip
 
 #: app label → model → actions (Django's codenames are ``<action>_<model>``).
@@ -36,7 +36,11 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "cardtoken": ["view", "change"],  # change: erase a cardholder
         },
         "outbox": {"outboxevent": ["view", "change"]},
-        "payflow": {"jobrun": ["view", "change"]},  # change: pause and resume jobs
+        "payflow": {
+            "jobrun": ["view", "change"],  # change: pause and resume jobs
+            "webhookendpoint": ["view", "change"],  # change: enable a disabled endpoint
+            "webhookdelivery": ["view", "change"],  # change: resend an event
+        },
         # Audit rows for the objects' history; not checkpoints (their signed bodies are
         # the auditors' material) nor verification runs.
         "audit": {"auditentry": ["view"], "archivesegment": ["view"]},

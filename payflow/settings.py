@@ -324,6 +324,19 @@ REST_FRAMEWORK.update(
 
 # --- outbox ---------------------------------------------------------------------------
 OUTBOX_RELAY_PARTITIONS = env.int("OUTBOX_RELAY_PARTITIONS", default=8)
+
+# --- merchant webhooks (payflow/webhooks, docs/webhooks.md) ------------------------------
+WEBHOOK_CONSUMER_GROUP = env.str("WEBHOOK_CONSUMER_GROUP", default="payflow-webhooks")
+WEBHOOK_TIMEOUT = config.duration(env.str("WEBHOOK_TIMEOUT", default="10s"))
+WEBHOOK_RETRY_BASE = config.duration(env.str("WEBHOOK_RETRY_BASE", default="30s"))
+WEBHOOK_RETRY_MAX_DELAY = config.duration(env.str("WEBHOOK_RETRY_MAX_DELAY", default="6h"))
+WEBHOOK_RETRY_SPAN = config.duration(env.str("WEBHOOK_RETRY_SPAN", default="3d"))
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=8)
+# Touched on every loop of the dispatcher (its container's health check reads it).
+WEBHOOK_HEARTBEAT_FILE = VAR_DIR / "webhook-dispatcher.alive"
+# Test-mode endpoints may point at private and loopback addresses (a developer's local
+# receiver); live mode never may. On in `make run`'s .env and in the test suite.
+WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST", default=False)
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=30)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)

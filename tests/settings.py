@@ -29,6 +29,8 @@ os.environ.setdefault("PAYFLOW_VAR_DIR", "/tmp/payflow-test-var")
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made by the
 # tests in that thread are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Test-mode webhooks to the suite's receivers on loopback.
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST", "True")
 
 from payflow.settings import *
 

@@ -23,24 +23,14 @@ from django.db.models import Q
 from rest_framework import serializers
 
 from ledger import ids
-from ledger.events import EventType
+from ledger.events import MERCHANT_EVENT_TYPES
 from ledger.exceptions import NotFound
-from ledger.models import CardToken, Transaction, TransactionType
+from ledger.models import CardToken, Transaction
 from outbox.models import OutboxEvent
 from payflow.api.errors import ApiError
 from payflow.api.pagination import created_filter, page_of, paginate
 from payflow.api.serializers import LIVEMODE_HELP, transaction_body
 from payflow.platform import personal
-
-#: The event types a merchant can receive (``GET /v1/events``, webhooks): every published
-#: transaction event.
-MERCHANT_EVENT_TYPES = tuple(
-    sorted(
-        member.value
-        for member in EventType
-        if member.topic is not None and member.aggregate in TransactionType.values
-    )
-)
 
 EVENT_FILTER_PARAMETERS = ("type", "created[gte]", "created[lte]")
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from payflow.api import views
+from payflow.api import views, webhooks
 
 urlpatterns = [
     path("ping", views.PingView.as_view()),
@@ -21,6 +21,20 @@ urlpatterns = [
     path("chargebacks/<str:chargeback_id>", views.ChargebackDetailView.as_view()),
     path("events", views.EventsView.as_view()),
     path("events/<str:event_id>", views.EventDetailView.as_view()),
+    path("webhook_endpoints", webhooks.WebhookEndpointsView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>", webhooks.WebhookEndpointDetailView.as_view()),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/roll_secret",
+        webhooks.WebhookEndpointRollSecretView.as_view(),
+    ),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/deliveries",
+        webhooks.WebhookDeliveriesView.as_view(),
+    ),
+    path(
+        "webhook_endpoints/<str:endpoint_id>/deliveries/<str:delivery_id>/resend",
+        webhooks.WebhookDeliveryResendView.as_view(),
+    ),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -42,7 +42,10 @@ from ledger.signals import ledger_changed
 from outbox import events, receivers
 from outbox.models import EventStatus, OutboxEvent
 from payflow import login_guard, operations
+from payflow.models import WebhookDelivery
 from payflow.platform import db, trail
+from payflow.webhooks import dispatch
+from payflow.webhooks.endpoints import webhook_endpoint_create, webhook_endpoint_disable
 from tests.audit.chainseed import seed_chain
 from tests.audit.conftest import sequence
 from tests.ledger.conftest import pay
@@ -168,6 +171,22 @@ def operator_drivers(merchant) -> dict:
         leaver = get_user_model().objects.create_user("registry-leaver")
         operations.operator_user_erase(user_id=leaver.pk, reason="left the company")
 
+    def resend_a_webhook():
+        made = webhook_endpoint_create(
+            merchant=merchant, livemode=False, url="http://127.0.0.1:9/h", enabled_events=["*"]
+        )
+        pay(merchant, amount=1_000)
+        dispatch.owe(list(OutboxEvent.objects.values_list("id", flat=True)))
+        delivery = WebhookDelivery.objects.filter(endpoint=made.endpoint).first()
+        operations.operator_webhook_resend(delivery_id=delivery.pk, reason="receiver fixed")
+
+    def enable_a_webhook_endpoint():
+        made = webhook_endpoint_create(
+            merchant=merchant, livemode=False, url="http://127.0.0.1:9/h", enabled_events=["*"]
+        )
+        webhook_endpoint_disable(endpoint_id=made.endpoint.pk, reason="failed for 3 days")
+        operations.operator_webhook_endpoint_enable(endpoint_id=made.endpoint.pk, reason="fixed")
+
     def pause_then_resume():
         for paused in (True, False):
             operations.operator_job_set_paused(job="settlement", paused=paused, reason="r")
@@ -195,6 +214,8 @@ def operator_drivers(merchant) -> dict:
         ),
         "operator_cardholder_erase": erase_a_cardholder,
         "operator_user_erase": erase_a_user,
+        "operator_webhook_resend": resend_a_webhook,
+        "operator_webhook_endpoint_enable": enable_a_webhook_endpoint,
     }
 
 
@@ -298,7 +319,7 @@ def test_every_registered_event_type_and_action_is_emitted_and_matches_its_schem
     assert sorted(set(AUDIT_EVENTS) - set(NOT_DRIVEN_AUDIT) - recorded) == []
     assert {entry.action for entry in entries} >= set(Action) - NOT_DRIVEN_ACTIONS
     assert (
-        sum(entry.event_type.startswith("operator.") for entry in entries) == 15
+        sum(entry.event_type.startswith("operator.") for entry in entries) == 17
     )  # one per action asked
 
 

@@ -1,0 +1,293 @@
+"""Webhook endpoints: the services behind ``/v1/webhook_endpoints`` and the admin.
+
+Every change is one transaction (``payflow.platform.db.atomic``), a compare-and-set on
+``version`` where it changes a row (``ConcurrentUpdate`` when someone else changed it).
+
+Where a URL may point (``check_url``), checked when it is set and again before every
+delivery (the name could resolve elsewhere by then):
+
+- live mode: ``https`` only, and never to a private, loopback, link-local, multicast,
+  reserved or unspecified address (what the URL's host resolves to, every address);
+- test mode: ``http`` too, and those addresses only when
+  ``WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST`` is on (``make run``'s defaults and the test
+  suite), so a developer can point a webhook at a receiver on their machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from ledger.events import MERCHANT_EVENT_TYPES
+from ledger.exceptions import ConcurrentUpdate, InvalidRequest, NotFound
+from ledger.models import Merchant
+from payflow.models import WebhookDelivery, WebhookEndpoint
+from payflow.platform import db
+from payflow.webhooks import secrets
+
+MAX_ENDPOINTS = 16
+MAX_GRACE = datetime.timedelta(days=7)
+DEFAULT_GRACE = datetime.timedelta(hours=24)
+
+
+class UrlRefused(InvalidRequest):
+    """A URL PayFlow will not call; the message says why, never repeating the URL."""
+
+    code = "url_not_allowed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="url")
+
+
+def _refused_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UrlRefused("The URL's host does not resolve.") from exc
+    return sorted({str(info[4][0]) for info in found})
+
+
+def check_url(url: Any, *, livemode: bool) -> str:
+    """``url`` if PayFlow may deliver to it in this mode; ``UrlRefused`` otherwise."""
+    if not isinstance(url, str) or not url or len(url) > 2048:
+        raise UrlRefused("url must be an absolute http(s) URL of at most 2048 characters.")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UrlRefused("url is not a valid URL.") from exc
+    allowed = ("https",) if livemode else ("https", "http")
+    if parts.scheme not in allowed:
+        raise UrlRefused(
+            "url must use https in live mode." if livemode else "url must use http or https."
+        )
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise UrlRefused("url must name a host, without a user name or password.")
+    if not url.isascii() or any(char.isspace() for char in url):
+        raise UrlRefused("url must be ASCII without spaces (punycode and percent-encoding).")
+    private_ok = not livemode and settings.WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST
+    if not private_ok:
+        default = 443 if parts.scheme == "https" else 80
+        addresses = resolve(parts.hostname, port or default)
+        if any(_refused_address(address) for address in addresses):
+            raise UrlRefused(
+                "url resolves to a private, loopback or link-local address, which PayFlow"
+                " does not call" + (" in live mode." if livemode else " (see the docs).")
+            )
+    return url
+
+
+def check_events(value: Any) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(item, str) for item in value)
+        or len(value) > len(MERCHANT_EVENT_TYPES) + 1
+    ):
+        raise InvalidRequest(
+            'enabled_events must be a non-empty list of event types, or ["*"].',
+            param="enabled_events",
+        )
+    unknown = [item for item in value if item != "*" and item not in MERCHANT_EVENT_TYPES]
+    if unknown:
+        raise InvalidRequest(
+            "enabled_events holds a name that is not an event type (docs/events.md lists them).",
+            param="enabled_events",
+        )
+    return ["*"] if "*" in value else sorted(set(value))
+
+
+def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
+    return "*" in endpoint.enabled_events or event_type in endpoint.enabled_events
+
+
+@dataclass(frozen=True)
+class WithSecret:
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+@db.atomic
+def webhook_endpoint_create(
+    *,
+    merchant: Merchant,
+    livemode: bool,
+    url: Any,
+    enabled_events: Any,
+    description: str = "",
+) -> WithSecret:
+    """A new enabled endpoint and its signing secret (shown to the caller once)."""
+    url = check_url(url, livemode=livemode)
+    events = check_events(enabled_events)
+    count = WebhookEndpoint.objects.filter(
+        merchant=merchant, livemode=livemode, deleted=False
+    ).count()
+    if count >= MAX_ENDPOINTS:
+        raise InvalidRequest(f"At most {MAX_ENDPOINTS} webhook endpoints per mode.")
+    endpoint = WebhookEndpoint(
+        merchant=merchant,
+        livemode=livemode,
+        url=url,
+        enabled_events=events,
+        description=description,
+    )
+    secret = secrets.new_secret()
+    endpoint.secret_sealed = secrets.seal(endpoint.pk, secret)
+    endpoint.save(force_insert=True)
+    return WithSecret(endpoint, secret)
+
+
+def _compare_and_set(endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndpoint:
+    changes["updated_at"] = timezone.now()
+    updated = WebhookEndpoint.objects.filter(pk=endpoint.pk, version=endpoint.version).update(
+        version=F("version") + 1, **changes
+    )
+    if not updated:
+        current = (
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).values_list("version", flat=True).first()
+        )
+        raise ConcurrentUpdate(
+            f"webhook endpoint changed since it was read (now version {current})",
+            current_version=current,
+        )
+    for name, value in changes.items():
+        setattr(endpoint, name, value)
+    endpoint.version += 1
+    return endpoint
+
+
+def endpoint_of(merchant_id: Any, livemode: bool, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    found = WebhookEndpoint.objects.filter(
+        pk=endpoint_id, merchant_id=merchant_id, livemode=livemode, deleted=False
+    ).first()
+    if found is None:
+        raise NotFound("No such webhook endpoint.", param="id")
+    return found
+
+
+@db.atomic
+def webhook_endpoint_update(
+    *,
+    endpoint: WebhookEndpoint,
+    expected_version: int | None = None,
+    **changes: Any,
+) -> WebhookEndpoint:
+    """Change ``url``, ``enabled_events``, ``description`` or ``disabled`` (re-enabling
+    clears the reason an endpoint was disabled for, and its owed deliveries resume)."""
+    if expected_version is not None and expected_version != endpoint.version:
+        raise ConcurrentUpdate(
+            f"webhook endpoint is at version {endpoint.version}, not {expected_version}",
+            current_version=endpoint.version,
+        )
+    values: dict[str, Any] = {}
+    if "url" in changes:
+        values["url"] = check_url(changes["url"], livemode=endpoint.livemode)
+    if "enabled_events" in changes:
+        values["enabled_events"] = check_events(changes["enabled_events"])
+    if "description" in changes:
+        values["description"] = changes["description"]
+    if "disabled" in changes:
+        values["status"] = (
+            WebhookEndpoint.Status.DISABLED
+            if changes["disabled"]
+            else WebhookEndpoint.Status.ENABLED
+        )
+        values["disabled_reason"] = "disabled by the merchant" if changes["disabled"] else ""
+    if not values:
+        return endpoint
+    return _compare_and_set(endpoint, **values)
+
+
+@db.atomic
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Deleted endpoints get nothing more; their deliveries stay on record."""
+    return _compare_and_set(
+        endpoint,
+        deleted=True,
+        status=WebhookEndpoint.Status.DISABLED,
+        disabled_reason="deleted",
+        previous_secret_sealed=None,
+        previous_secret_expires_at=None,
+    )
+
+
+@db.atomic
+def webhook_endpoint_roll_secret(
+    *, endpoint: WebhookEndpoint, grace: datetime.timedelta = DEFAULT_GRACE
+) -> WithSecret:
+    """A new secret; the current one keeps signing (a second ``v1``) for ``grace``
+    (0 to 7 days; 0 ends it at once)."""
+    if not datetime.timedelta(0) <= grace <= MAX_GRACE:
+        raise InvalidRequest("expires_in must be from 0 to 604800 seconds.", param="expires_in")
+    secret = secrets.new_secret()
+    keep = grace > datetime.timedelta(0)
+    endpoint = _compare_and_set(
+        endpoint,
+        secret_sealed=secrets.seal(endpoint.pk, secret),
+        previous_secret_sealed=bytes(endpoint.secret_sealed) if keep else None,
+        previous_secret_expires_at=timezone.now() + grace if keep else None,
+    )
+    return WithSecret(endpoint, secret)
+
+
+def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime.datetime) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, and the previous one
+    during its grace period."""
+    found = [secrets.open_sealed(endpoint.pk, endpoint.secret_sealed)]
+    if (
+        endpoint.previous_secret_sealed
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > now
+    ):
+        found.append(secrets.open_sealed(endpoint.pk, endpoint.previous_secret_sealed))
+    return found
+
+
+@db.atomic
+def webhook_endpoint_disable(*, endpoint_id: Any, reason: str) -> None:
+    """The dispatcher's: an endpoint that failed for the whole retry span."""
+    WebhookEndpoint.objects.filter(pk=endpoint_id, status=WebhookEndpoint.Status.ENABLED).update(
+        status=WebhookEndpoint.Status.DISABLED,
+        disabled_reason=reason[:300],
+        updated_at=timezone.now(),
+        version=F("version") + 1,
+    )
+
+
+@db.atomic
+def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Deliver one event again, now, with a fresh retry span (an operator's or the
+    merchant's request; it keeps its place in the object's order)."""
+    now = timezone.now()
+    updated = WebhookDelivery.objects.filter(pk=delivery.pk, version=delivery.version).update(
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at=now,
+        first_attempt_at=None,
+        version=F("version") + 1,
+    )
+    if not updated:
+        raise ConcurrentUpdate("the delivery changed since it was read", current_version=None)
+    return WebhookDelivery.objects.get(pk=delivery.pk)

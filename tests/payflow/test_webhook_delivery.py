@@ -1,0 +1,221 @@
+"""The dispatcher's delivery half, in this process against a real HTTP receiver on
+loopback: what is owed, signed, ordered, retried, given up and resent. (The Kafka half and
+the real processes: ``tests/e2e/test_webhooks_e2e.py``.)"""
+
+import datetime
+import hashlib
+import hmac
+import itertools
+import json
+import time
+
+import pytest
+
+from ledger.services.merchants import merchant_create
+from ledger.services.payments import payment_capture
+from ledger.services.refunds import refund_create
+from outbox.models import OutboxEvent
+from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from payflow.webhooks import dispatch, endpoints, signing
+from tests.infra.webhooks import Receiver
+from tests.ledger.conftest import pay
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def merchant():
+    return merchant_create(name="Hooked Shop")
+
+
+@pytest.fixture
+def fast_retries(settings):
+    settings.WEBHOOK_RETRY_BASE = datetime.timedelta(milliseconds=100)
+    settings.WEBHOOK_RETRY_MAX_DELAY = datetime.timedelta(milliseconds=400)
+    settings.WEBHOOK_TIMEOUT = datetime.timedelta(seconds=1)
+    return settings
+
+
+def subscribe(merchant, receiver, events=("*",)):
+    return endpoints.webhook_endpoint_create(
+        merchant=merchant, livemode=False, url=receiver.url, enabled_events=list(events)
+    )
+
+
+def owe_everything():
+    return dispatch.owe(list(OutboxEvent.objects.values_list("id", flat=True)))
+
+
+def drain(until, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dispatch.deliver_due()
+        if until():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("deliveries did not finish")
+
+
+def stripe_style_verify(body: bytes, header: str, secret: str) -> bool:
+    """What a merchant's existing Stripe helper does, written from Stripe's docs."""
+    items = [item.split("=", 1) for item in header.split(",")]
+    stamp = next(value for key, value in items if key == "t")
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, value) for key, value in items if key == "v1")
+
+
+def lifecycle(merchant):
+    payment = pay(merchant, amount=5_000, capture=False)
+    payment = payment_capture(payment=payment)
+    refund_create(payment=payment, amount=1_000)
+    return payment
+
+
+def test_every_subscribed_event_is_owed_once_signed_and_delivered_in_object_order(
+    merchant, fast_retries
+):
+    with Receiver() as receiver:
+        made = subscribe(merchant, receiver)
+        only_captures = subscribe(merchant, receiver, ["payment.captured"])
+        lifecycle(merchant)
+        events = OutboxEvent.objects.count()
+        assert owe_everything() == events + 1
+        assert owe_everything() == events + 1  # read twice (a redelivered batch): owed once
+        assert WebhookDelivery.objects.count() == events + 1
+        drain(lambda: not WebhookDelivery.objects.filter(status="pending").exists())
+        seen = receiver.received
+    assert len(seen) == events + 1
+    to_all = [
+        r for r in seen if stripe_style_verify(r.body, r.headers["payflow-signature"], made.secret)
+    ]
+    assert len(to_all) == events
+    for request in to_all:
+        assert stripe_style_verify(request.body, request.headers["payflow-signature"], made.secret)
+        signing.verify(request.body, request.headers["payflow-signature"], made.secret)
+        assert not stripe_style_verify(
+            request.body, request.headers["payflow-signature"], only_captures.secret
+        )
+    bodies = [json.loads(request.body) for request in to_all]
+    # per object, in version order; each body is the API's event
+    for object_id in {body["data"]["object"]["id"] for body in bodies}:
+        versions = [
+            b["data"]["object"]["version"] for b in bodies if b["data"]["object"]["id"] == object_id
+        ]
+        assert versions == sorted(versions), object_id
+    assert {b["type"] for b in bodies} >= {"payment.created", "payment.captured", "refund.created"}
+    for request, body in zip(to_all, bodies, strict=True):
+        assert request.headers["payflow-event-id"] == body["id"]
+        assert request.headers["content-type"] == "application/json"
+    assert WebhookAttempt.objects.filter(status_code=200).count() == events + 1
+
+
+def test_a_failing_receiver_is_retried_with_backoff_and_later_events_of_the_object_wait(
+    merchant, fast_retries
+):
+    with Receiver(script=[500, 500, 500]) as receiver:
+        subscribe(merchant, receiver)
+        pay(merchant, amount=2_000, capture=False)
+        owe_everything()
+        first = WebhookDelivery.objects.order_by("sequence").first()
+        drain(lambda: not WebhookDelivery.objects.filter(status="pending").exists())
+        seen = receiver.received
+    ids = [json.loads(request.body)["id"] for request in seen]
+    # the first event four times (the same id), and nothing else until it got its 200
+    assert ids[:4] == [ids[0]] * 4
+    assert len(set(ids[4:])) == len(ids[4:])
+    assert ids[0] not in ids[4:]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(seen[:4])]
+    assert all(gap >= 0.04 for gap in gaps), gaps  # full jitter over 100, 200, 400 ms
+    first.refresh_from_db()
+    assert (first.status, first.attempts) == ("succeeded", 4)
+    tries = list(WebhookAttempt.objects.filter(delivery=first).order_by("id"))
+    assert [t.status_code for t in tries] == [500, 500, 500, 200]
+    assert tries[0].response_excerpt == "answered 500"
+
+
+def test_after_the_retry_span_the_delivery_fails_and_the_endpoint_is_disabled_with_a_reason(
+    merchant, fast_retries
+):
+    fast_retries.WEBHOOK_RETRY_SPAN = datetime.timedelta(seconds=1)
+    with Receiver(default=503) as receiver:
+        made = subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=2_000)
+        owe_everything()
+        drain(lambda: WebhookDelivery.objects.filter(status="failed").exists())
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.attempts >= 2
+    endpoint = WebhookEndpoint.objects.get(pk=made.endpoint.pk)
+    assert endpoint.status == "disabled"
+    assert "HTTP 503" in endpoint.disabled_reason
+    # nothing more is owed to a disabled endpoint
+    pay(merchant, amount=3_000)
+    owe_everything()
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_a_receiver_that_never_answers_is_cut_off_by_the_timeout(merchant, fast_retries):
+    with Receiver(hang=True) as receiver:
+        subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=2_000)
+        owe_everything()
+        started = time.monotonic()
+        dispatch.deliver_due()
+        took = time.monotonic() - started
+    assert took < 5
+    attempt = WebhookAttempt.objects.get()
+    assert (attempt.status_code, attempt.error) == (None, "timed out")
+    assert WebhookDelivery.objects.get().status == "pending"
+
+
+def test_a_resend_delivers_the_same_event_again(merchant, fast_retries):
+    with Receiver() as receiver:
+        subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=2_000)
+        owe_everything()
+        drain(lambda: WebhookDelivery.objects.filter(status="succeeded").exists())
+        delivery = WebhookDelivery.objects.get()
+        endpoints.webhook_delivery_resend(delivery=delivery)
+        drain(lambda: len(receiver.received) == 2)
+        seen = receiver.received
+    assert seen[0].body == seen[1].body
+    assert WebhookDelivery.objects.get().status == "succeeded"
+
+
+def test_events_before_the_endpoint_existed_and_other_merchants_events_are_not_owed(merchant):
+    before = pay(merchant, amount=1_000)
+    other = merchant_create(name="Other Shop")
+    with Receiver() as receiver:
+        subscribe(merchant, receiver)
+        pay(other, amount=1_000)
+        owe_everything()
+    assert WebhookDelivery.objects.count() == 0
+    assert OutboxEvent.objects.filter(aggregate_id=str(before.pk)).exists()
+
+
+def test_during_the_grace_period_both_secrets_sign(merchant, fast_retries):
+    with Receiver() as receiver:
+        made = subscribe(merchant, receiver, ["payment.created"])
+        rolled = endpoints.webhook_endpoint_roll_secret(
+            endpoint=made.endpoint, grace=datetime.timedelta(hours=1)
+        )
+        pay(merchant, amount=2_000)
+        owe_everything()
+        drain(lambda: len(receiver.received) == 1)
+        [request] = receiver.received
+    header = request.headers["payflow-signature"]
+    assert header.count("v1=") == 2
+    assert stripe_style_verify(request.body, header, made.secret)
+    assert stripe_style_verify(request.body, header, rolled.secret)
+
+
+def test_a_receivers_answer_is_kept_as_an_excerpt_without_card_numbers(merchant, fast_retries):
+    answer = b"error: card 4242 4242 4242 4242 refused " + b"x" * 2_000
+    with Receiver(script=[500], answer=answer) as receiver:
+        subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=2_000)
+        owe_everything()
+        dispatch.deliver_due()
+    excerpt = WebhookAttempt.objects.get().response_excerpt
+    assert excerpt.startswith("error: card ")
+    assert "4242 4242" not in excerpt
+    assert len(excerpt) == 500
