@@ -164,6 +164,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Three resources have a status, each its own set: each its own named enum.
+    "ENUM_NAME_OVERRIDES": {
+        "TransactionStatusEnum": "payflow.api.serializers.TRANSACTION_STATUSES",
+        "WebhookEndpointStatusEnum": "payflow.api.webhooks.ENDPOINT_STATUSES",
+        "WebhookDeliveryStatusEnum": "payflow.api.webhooks.DELIVERY_STATUSES",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------

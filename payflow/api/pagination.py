@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -142,8 +143,10 @@ def page_parameters(kind: str) -> list[OpenApiParameter]:
     ]
 
 
+@functools.cache
 def page_of(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
-    """The OpenAPI description of a page of ``item`` (the body ``_page`` builds)."""
+    """The OpenAPI description of a page of ``item`` (the body ``_page`` builds); one class
+    per name, so two lists of one kind are one component."""
     return type(
         name,
         (serializers.Serializer,),

@@ -297,13 +297,16 @@ def token_body(token: CardToken) -> dict:
     }
 
 
+TRANSACTION_STATUSES = TransactionStatus.values  # the schema's TransactionStatusEnum
+
+
 class _TransactionOut(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
     livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     amount = serializers.IntegerField()
     currency = serializers.CharField()
-    status = serializers.ChoiceField(choices=TransactionStatus.values)
+    status = serializers.ChoiceField(choices=TRANSACTION_STATUSES)
     metadata = serializers.DictField(child=serializers.CharField())
     created = serializers.IntegerField()
     version = serializers.IntegerField()

@@ -44,15 +44,14 @@ PAGE_PARAMETERS = ("limit", "starting_after", "ending_before")
 LIST_FILTERS = ("status", "external_reference", "created[gte]", "created[lte]")
 
 
+# Every merchant endpoint: refuses query parameters it does not take. ``query_parameters``
+# lists the ones it takes (what its OpenAPI operation documents; tests/payflow/api/
+# test_events_contract.py checks they agree); any other is a 400 naming it, as an unknown
+# body field is, instead of an answer that silently ignored it (``?currency=EUR`` on a list
+# would otherwise return every currency). A name that could be a card number never reaches
+# here (``payflow.api.free_text`` refused it). A comment, not a docstring: drf-spectacular
+# would show a docstring as every operation's description.
 class ApiView(APIView):
-    """Every merchant endpoint: refuses query parameters it does not take.
-
-    ``query_parameters`` lists the ones it takes (what its OpenAPI operation documents,
-    ``tests/payflow/api/test_query_parameters.py`` checks they agree); any other is a 400
-    naming it, as an unknown body field is, instead of an answer that silently ignored it
-    (``?currency=EUR`` on a list would otherwise return every currency). A name that could
-    be a card number never reaches here (``payflow.api.free_text`` refused it).
-    """
 
     #: What ``GET`` takes; a write takes none (its parameters are the body's).
     query_parameters: tuple[str, ...] = ()

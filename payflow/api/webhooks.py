@@ -37,6 +37,11 @@ from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from payflow.webhooks import endpoints as services
 
 
+#: The schema's WebhookEndpointStatusEnum and WebhookDeliveryStatusEnum.
+ENDPOINT_STATUSES = WebhookEndpoint.Status.values
+DELIVERY_STATUSES = WebhookDelivery.Status.values
+
+
 class EventTypesField(serializers.ListField):
     child = StrictStringField(max_length=64)
 
@@ -77,7 +82,7 @@ class EndpointOut(serializers.Serializer):
     url = serializers.CharField()
     enabled_events = serializers.ListField(child=serializers.CharField())
     description = serializers.CharField()
-    status = serializers.ChoiceField(choices=WebhookEndpoint.Status.values)
+    status = serializers.ChoiceField(choices=ENDPOINT_STATUSES)
     disabled_reason = serializers.CharField(allow_null=True)
     secret = serializers.CharField(
         required=False, help_text="Only in the answer to create and roll_secret: keep it."
@@ -105,7 +110,7 @@ class DeliveryOut(serializers.Serializer):
     object = serializers.CharField()
     event = serializers.CharField()
     event_type = serializers.CharField()
-    status = serializers.ChoiceField(choices=WebhookDelivery.Status.values)
+    status = serializers.ChoiceField(choices=DELIVERY_STATUSES)
     attempts = AttemptOut(many=True)
     next_attempt = serializers.IntegerField(allow_null=True)
     created = serializers.IntegerField()
