@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.conf import settings
@@ -36,5 +37,24 @@ def live_acquirer_is_real(app_configs: Any, **kwargs: Any) -> list[checks.CheckM
             hint="Name a real acquirer gateway, or leave LIVE_ACQUIRER_CLASS empty "
             "(live payments are then refused).",
             id="payflow.E002",
+        )
+    ]
+
+
+@checks.register()
+def events_outlive_webhook_retries(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A webhook's body is rendered from its outbox row at each attempt: the row must be
+    kept at least as long as the delivery is retried (and a day more for the backlog)."""
+    kept = datetime.timedelta(hours=settings.OUTBOX_RETENTION_HOURS)
+    needed = settings.WEBHOOK_RETRY_SPAN + datetime.timedelta(days=1)
+    if kept >= needed:
+        return []
+    return [
+        checks.Warning(
+            f"OUTBOX_RETENTION_HOURS ({settings.OUTBOX_RETENTION_HOURS}) is shorter than "
+            "WEBHOOK_RETRY_SPAN plus a day: late webhook retries would find their event "
+            "purged.",
+            hint=f"Keep events at least {int(needed.total_seconds() // 3600)} hours.",
+            id="payflow.W003",
         )
     ]

@@ -349,7 +349,9 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=1.0)
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=300.0)
 OUTBOX_DELIVERY_TIMEOUT_MS = env.int("OUTBOX_DELIVERY_TIMEOUT_MS", default=30000)
-OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+OUTBOX_RETENTION_HOURS = env.int(
+    "OUTBOX_RETENTION_HOURS", default=96
+)  # ≥ the webhook retry span + 1 day
 
 # --- audit ----------------------------------------------------------------------------
 # The log (DESIGN.md section 6, docs/audit-formats.md): its origin is the name of its key.

@@ -52,7 +52,6 @@ LIST_FILTERS = ("status", "external_reference", "created[gte]", "created[lte]")
 # here (``payflow.api.free_text`` refused it). A comment, not a docstring: drf-spectacular
 # would show a docstring as every operation's description.
 class ApiView(APIView):
-
     #: What ``GET`` takes; a write takes none (its parameters are the body's).
     query_parameters: tuple[str, ...] = ()
 

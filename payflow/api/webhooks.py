@@ -36,7 +36,6 @@ from payflow.api.views import PAGE_PARAMETERS, ApiView, _expected_version, _vali
 from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from payflow.webhooks import endpoints as services
 
-
 #: The schema's WebhookEndpointStatusEnum and WebhookDeliveryStatusEnum.
 ENDPOINT_STATUSES = WebhookEndpoint.Status.values
 DELIVERY_STATUSES = WebhookDelivery.Status.values

@@ -100,7 +100,15 @@ def check_url(url: Any, *, livemode: bool) -> str:
     return url
 
 
+def _matches(pattern: str, event_type: str) -> bool:
+    """``*``, an event type, or a prefix ending in ``*`` (``payment.*``)."""
+    if pattern.endswith("*"):
+        return event_type.startswith(pattern[:-1])
+    return pattern == event_type
+
+
 def check_events(value: Any) -> list[str]:
+    """Event types, ``payment.*``-style prefixes, or ``["*"]`` (every type)."""
     if (
         not isinstance(value, list)
         or not value
@@ -111,17 +119,23 @@ def check_events(value: Any) -> list[str]:
             'enabled_events must be a non-empty list of event types, or ["*"].',
             param="enabled_events",
         )
-    unknown = [item for item in value if item != "*" and item not in MERCHANT_EVENT_TYPES]
+    unknown = [
+        item
+        for item in value
+        if not any(_matches(item, name) for name in MERCHANT_EVENT_TYPES)
+        or ("*" in item and not item.endswith("*"))
+    ]
     if unknown:
         raise InvalidRequest(
-            "enabled_events holds a name that is not an event type (docs/events.md lists them).",
+            "enabled_events holds a name that is not an event type or a prefix ending in *"
+            " (docs/events.md lists them).",
             param="enabled_events",
         )
     return ["*"] if "*" in value else sorted(set(value))
 
 
 def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
-    return "*" in endpoint.enabled_events or event_type in endpoint.enabled_events
+    return any(_matches(pattern, event_type) for pattern in endpoint.enabled_events)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from django.core.checks import run_checks
 
 from ledger.services.merchants import merchant_create
 from ledger.services.payments import payment_capture
@@ -181,6 +182,17 @@ def test_a_resend_delivers_the_same_event_again(merchant, fast_retries):
     assert WebhookDelivery.objects.get().status == "succeeded"
 
 
+def test_a_prefix_subscribes_to_every_type_it_starts(merchant, fast_retries):
+    with Receiver() as receiver:
+        subscribe(merchant, receiver, ["refund.*"])
+        lifecycle(merchant)
+        owe_everything()
+    assert set(WebhookDelivery.objects.values_list("event_type", flat=True)) == {
+        "refund.created",
+        "refund.succeeded",
+    }
+
+
 def test_events_before_the_endpoint_existed_and_other_merchants_events_are_not_owed(merchant):
     before = pay(merchant, amount=1_000)
     other = merchant_create(name="Other Shop")
@@ -219,3 +231,10 @@ def test_a_receivers_answer_is_kept_as_an_excerpt_without_card_numbers(merchant,
     assert excerpt.startswith("error: card ")
     assert "4242 4242" not in excerpt
     assert len(excerpt) == 500
+
+
+def test_the_system_check_warns_when_events_are_purged_before_their_webhooks_give_up(settings):
+    settings.OUTBOX_RETENTION_HOURS = 72
+    assert "payflow.W003" in {message.id for message in run_checks()}
+    settings.OUTBOX_RETENTION_HOURS = 96
+    assert "payflow.W003" not in {message.id for message in run_checks()}

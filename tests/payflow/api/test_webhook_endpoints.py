@@ -96,6 +96,8 @@ def test_another_merchants_or_modes_endpoint_is_not_found(api, other_api, live_a
     [
         ({"url": HOOK, "enabled_events": []}, "enabled_events"),
         ({"url": HOOK, "enabled_events": ["payment.nope"]}, "enabled_events"),
+        ({"url": HOOK, "enabled_events": ["nope.*"]}, "enabled_events"),
+        ({"url": HOOK, "enabled_events": ["pay*ment"]}, "enabled_events"),
         ({"url": HOOK, "enabled_events": "*"}, "enabled_events"),
         ({"url": "ftp://example.com/x", "enabled_events": ["*"]}, "url"),
         ({"url": "http://user:pw@127.0.0.1/x", "enabled_events": ["*"]}, "url"),
