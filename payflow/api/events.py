@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from ledger import ids
@@ -29,15 +30,31 @@ from ledger.models import CardToken, Transaction
 from outbox.models import OutboxEvent
 from payflow.api.errors import ApiError
 from payflow.api.pagination import created_filter, page_of, paginate
-from payflow.api.serializers import LIVEMODE_HELP, transaction_body
+from payflow.api.serializers import (
+    LIVEMODE_HELP,
+    ChargebackOut,
+    PaymentOut,
+    PayoutOut,
+    RefundOut,
+    transaction_body,
+)
 from payflow.platform import personal
 
 EVENT_FILTER_PARAMETERS = ("type", "created[gte]", "created[lte]")
 
 
 class EventDataOut(serializers.Serializer):
-    object = serializers.DictField(
-        help_text="The object exactly as GET on it answered at this version."
+    # One of the four transaction resources, told apart by its "object" member.
+    object = PolymorphicProxySerializer(
+        component_name="EventObject",
+        serializers={
+            "payment": PaymentOut,
+            "refund": RefundOut,
+            "chargeback": ChargebackOut,
+            "payout": PayoutOut,
+        },
+        resource_type_field_name="object",
+        help_text="The object exactly as GET on it answered at this version.",
     )
     previous_attributes = serializers.DictField(
         required=False,

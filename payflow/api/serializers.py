@@ -302,7 +302,7 @@ TRANSACTION_STATUSES = TransactionStatus.values  # the schema's TransactionStatu
 
 class _TransactionOut(serializers.Serializer):
     id = serializers.CharField()
-    object = serializers.CharField()
+    object = serializers.ChoiceField(choices=["payment", "refund", "chargeback", "payout"])
     livemode = serializers.BooleanField(help_text=LIVEMODE_HELP)
     amount = serializers.IntegerField()
     currency = serializers.CharField()
@@ -327,6 +327,7 @@ def _common(txn: Transaction, kind: str) -> dict:
 
 
 class PaymentOut(_TransactionOut):
+    object = serializers.ChoiceField(choices=["payment"])
     amount_captured = serializers.IntegerField()
     amount_refunded = serializers.IntegerField()
     amount_charged_back = serializers.IntegerField()
@@ -354,6 +355,7 @@ def payment_body(payment: Transaction) -> dict:
 
 
 class RefundOut(_TransactionOut):
+    object = serializers.ChoiceField(choices=["refund"])
     payment = serializers.CharField()
     reason = serializers.CharField(allow_null=True)
 
@@ -369,6 +371,7 @@ def refund_body(refund: Transaction) -> dict:
 
 
 class PayoutOut(_TransactionOut):
+    object = serializers.ChoiceField(choices=["payout"])
     external_reference = serializers.CharField(allow_null=True)
 
 
@@ -377,6 +380,7 @@ def payout_body(payout: Transaction) -> dict:
 
 
 class ChargebackOut(_TransactionOut):
+    object = serializers.ChoiceField(choices=["chargeback"])
     payment = serializers.CharField()
     reason = serializers.CharField(allow_null=True)
 

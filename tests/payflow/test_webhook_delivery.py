@@ -20,6 +20,7 @@ from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from payflow.webhooks import dispatch, endpoints, signing
 from tests.infra.webhooks import Receiver
 from tests.ledger.conftest import pay
+from tests.payflow.api import openapi
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,6 +106,7 @@ def test_every_subscribed_event_is_owed_once_signed_and_delivered_in_object_orde
         assert versions == sorted(versions), object_id
     assert {b["type"] for b in bodies} >= {"payment.created", "payment.captured", "refund.created"}
     for request, body in zip(to_all, bodies, strict=True):
+        assert openapi.errors("EventOut", body) == [], body["type"]
         assert request.headers["payflow-event-id"] == body["id"]
         assert request.headers["content-type"] == "application/json"
     assert WebhookAttempt.objects.filter(status_code=200).count() == events + 1

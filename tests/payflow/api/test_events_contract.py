@@ -11,6 +11,9 @@ from drf_spectacular.generators import SchemaGenerator
 
 from audit.models import AuditEntry
 from ledger import ids
+from outbox.models import OutboxEvent
+from payflow.api.events import event_body
+from tests.payflow.api import openapi
 from tests.payflow.api.conftest import assert_error, create_payment
 
 
@@ -53,6 +56,22 @@ def test_an_events_object_is_what_get_answered_at_that_version(api):
         latest[event["data"]["object"]["id"]] = event["data"]["object"]
     assert latest[payment["id"]] == api.get(f"/v1/payments/{payment['id']}").json()
     assert latest[refund["id"]] == api.get(f"/v1/refunds/{refund['id']}").json()
+
+
+def test_every_event_and_every_webhook_body_is_valid_against_the_openapi_event_schema(api):
+    _lifecycle(api)
+    api.post("/v1/payouts", {"amount": 1, "currency": "EUR"}, format="json")  # refused: none
+    events = api.get("/v1/events", {"limit": 100}).json()
+    assert openapi.errors("EventListOut", events) == []
+    for event in events["data"]:
+        assert openapi.errors("EventOut", event) == [], event["type"]
+        assert openapi.errors("EventOut", api.get(f"/v1/events/{event['id']}").json()) == []
+        # a webhook's body is the same rendering (payflow.webhooks.dispatch sends event_body)
+        row = OutboxEvent.objects.get(pk=ids.decode("event", event["id"]))
+        assert event_body(row) == event
+    # the schema is not a rubber stamp: a drifted body fails it
+    drifted = {**events["data"][0], "data": {"object": {"object": "payment", "amount": "12"}}}
+    assert openapi.errors("EventOut", drifted) != []
 
 
 def test_an_update_carries_the_previous_values_of_what_changed(api):
