@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from django.conf import settings
 from django.db import connections
 from django.db.models import F, Min
@@ -136,9 +136,24 @@ def ingest(consumer: Consumer, *, timeout: float = 0.2, batch: int = 500) -> int
     if not good:
         return 0
     ids = [event_id for event_id in map(_event_id, good) if event_id is not None]
-    owe(ids)
+    try:
+        owe(ids)
+    except Exception:
+        # Not recorded: rewind to the batch's first messages, so the next read gets them
+        # again (the consumer's position already moved past them; nothing was committed).
+        _rewind(consumer, good)
+        raise
     consumer.commit(asynchronous=False)  # only after the deliveries are recorded
     return len(good)
+
+
+def _rewind(consumer: Consumer, messages: list[Any]) -> None:
+    first: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic(), message.partition())
+        first[key] = min(first.get(key, message.offset()), message.offset())
+    for (topic, partition), offset in first.items():
+        consumer.seek(TopicPartition(topic, partition, offset))
 
 
 # --- deliver ------------------------------------------------------------------------------
@@ -372,8 +387,17 @@ def run(stop: threading.Event, *, idle: float = 0.2) -> None:
     try:
         while not stop.is_set():
             _heartbeat()
-            read = ingest(consumer, timeout=idle)
-            sent = deliver_due(pool)
+            try:
+                read = ingest(consumer, timeout=idle)
+                sent = deliver_due(pool)
+            except KafkaException:
+                raise  # fatal for the consumer: the process restarts (compose, honcho)
+            except Exception:
+                # The database away (a failover): nothing was committed to Kafka, nothing
+                # is lost; try again shortly.
+                logger.exception("webhook dispatcher: a loop failed; retrying in 1 s")
+                stop.wait(1)
+                continue
             if not read and not sent:
                 stop.wait(idle)
     finally:

@@ -2,15 +2,18 @@
 loopback: what is owed, signed, ordered, retried, given up and resent. (The Kafka half and
 the real processes: ``tests/e2e/test_webhooks_e2e.py``.)"""
 
+import contextlib
 import datetime
 import hashlib
 import hmac
 import itertools
 import json
 import time
+import uuid
 
 import pytest
 from django.core.checks import run_checks
+from django.db import OperationalError
 
 from ledger.services.merchants import merchant_create
 from ledger.services.payments import payment_capture
@@ -240,3 +243,47 @@ def test_the_system_check_warns_when_events_are_purged_before_their_webhooks_giv
     assert "payflow.W003" in {message.id for message in run_checks()}
     settings.OUTBOX_RETENTION_HOURS = 96
     assert "payflow.W003" not in {message.id for message in run_checks()}
+
+
+@pytest.mark.kafka
+def test_a_batch_the_database_did_not_take_is_read_again_not_skipped(
+    merchant, kafka_settings, settings, monkeypatch
+):
+    from confluent_kafka import Consumer
+
+    from outbox import relay
+    from payflow.platform import kafka
+
+    settings.KAFKA_TOPIC_PREFIX = f"t{uuid.uuid4().hex[:12]}."
+    settings.WEBHOOK_CONSUMER_GROUP = f"test-{uuid.uuid4().hex}"
+    relay.reset_producer()
+    with Receiver() as receiver:
+        subscribe(merchant, receiver)
+        pay(merchant, amount=2_000)
+    relay.relay_all()
+    expected = OutboxEvent.objects.count()
+    consumer = Consumer(dispatch.consumer_config())
+    consumer.subscribe([kafka.topic(name) for name in dispatch.TOPICS])
+    real_owe = dispatch.owe
+    failures = []
+
+    def database_away(event_ids):
+        failures.append(len(event_ids))
+        raise OperationalError("the database went away")
+
+    try:
+        monkeypatch.setattr(dispatch, "owe", database_away)
+        deadline = time.monotonic() + 30
+        while not failures and time.monotonic() < deadline:
+            with contextlib.suppress(OperationalError):
+                dispatch.ingest(consumer, timeout=0.5)
+        assert failures, "no batch was read"
+        assert WebhookDelivery.objects.count() == 0
+        monkeypatch.setattr(dispatch, "owe", real_owe)
+        deadline = time.monotonic() + 30
+        while WebhookDelivery.objects.count() < expected and time.monotonic() < deadline:
+            dispatch.ingest(consumer, timeout=0.5)
+    finally:
+        consumer.close()
+        relay.reset_producer()
+    assert WebhookDelivery.objects.count() == expected
