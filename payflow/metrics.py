@@ -52,7 +52,7 @@ from audit.models import Checkpoint, VerificationRun
 from audit.sequencer import sequencer_lag_seconds
 from ledger.models import Transaction, TransactionStatus, TransactionType
 from outbox.services import outbox_backlog
-from payflow.models import JobRun
+from payflow.models import JobRun, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,44 @@ def outbox_metrics(now: datetime.datetime) -> Iterator[Metric]:
     )
 
 
+def webhook_metrics(now: datetime.datetime) -> Iterator[Metric]:
+    """What merchants are owed: deliveries by status, the oldest one due and not yet
+    delivered (the dispatcher's lag, or a receiver failing), disabled endpoints."""
+    waiting = (WebhookDelivery.Status.PENDING, WebhookDelivery.Status.FAILED)
+    counts = dict(
+        WebhookDelivery.objects.filter(status__in=waiting)  # the (status, …) index
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    deliveries = GaugeMetricFamily(
+        "payflow_webhook_deliveries",
+        "Webhook deliveries pending, and failed for good (kept WEBHOOK_DELIVERY_RETENTION).",
+        labels=["status"],
+    )
+    for status in waiting:
+        deliveries.add_metric([status], counts.get(status, 0))
+    yield deliveries
+    oldest = (
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    yield GaugeMetricFamily(
+        "payflow_webhook_oldest_pending_age_seconds",
+        "Age of the oldest webhook delivery not yet delivered; 0 when none waits.",
+        value=(now - oldest).total_seconds() if oldest else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "payflow_webhook_endpoints_disabled",
+        "Webhook endpoints disabled after failing for the whole retry span (not deleted).",
+        value=WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.DISABLED, deleted=False)
+        .exclude(disabled_reason="disabled by the merchant")
+        .count(),
+    )
+
+
 def audit_metrics(now: datetime.datetime) -> Iterator[Metric]:
     last = (
         VerificationRun.objects.filter(status=VerificationRun.DONE)
@@ -223,6 +261,7 @@ PARTS = {
     "outbox": outbox_metrics,
     "audit": audit_metrics,
     "jobs": job_metrics,
+    "webhooks": webhook_metrics,
 }
 
 

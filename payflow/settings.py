@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     "audit-verify-full": {"task": "audit.verify", "schedule": crontab(hour=0, minute=30)},
     "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
+    "webhook-deliveries-purge": {
+        "task": "payflow.webhook_deliveries_purge",
+        "schedule": crontab(minute=45),
+    },
     # Payments left initiated and acquirer commands left pending: resolved by inquiry.
     "recover-in-flight": {"task": "ledger.recover_in_flight", "schedule": 60.0},
     "settlement": {"task": "ledger.settlement_run", "schedule": crontab(hour=2, minute=0)},
@@ -338,6 +342,8 @@ WEBHOOK_RETRY_BASE = config.duration(env.str("WEBHOOK_RETRY_BASE", default="30s"
 WEBHOOK_RETRY_MAX_DELAY = config.duration(env.str("WEBHOOK_RETRY_MAX_DELAY", default="6h"))
 WEBHOOK_RETRY_SPAN = config.duration(env.str("WEBHOOK_RETRY_SPAN", default="3d"))
 WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=8)
+# Finished deliveries (and their attempts) kept for the merchant and operators to read.
+WEBHOOK_DELIVERY_RETENTION = config.duration(env.str("WEBHOOK_DELIVERY_RETENTION", default="30d"))
 # Touched on every loop of the dispatcher (its container's health check reads it).
 WEBHOOK_HEARTBEAT_FILE = VAR_DIR / "webhook-dispatcher.alive"
 # Test-mode endpoints may point at private and loopback addresses (a developer's local

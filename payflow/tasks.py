@@ -1,4 +1,5 @@
-"""Tasks of the composition root: a liveness ping and the Idempotency-Key purge."""
+"""Tasks of the composition root: a liveness ping, the Idempotency-Key and webhook
+delivery purges."""
 
 import os
 import socket
@@ -7,6 +8,7 @@ from celery import shared_task
 
 from payflow.models import IdempotencyRecord
 from payflow.platform import db
+from payflow.webhooks.endpoints import webhook_deliveries_purge
 
 
 @shared_task(name="payflow.ping")
@@ -25,3 +27,9 @@ def idempotency_purge(max_batches: int = 100) -> dict[str, int]:
         if not batch:
             break
     return {"deleted": deleted}
+
+
+@shared_task(name="payflow.webhook_deliveries_purge")
+def webhook_deliveries_purge_task() -> dict[str, int]:
+    """Delete finished webhook deliveries past ``WEBHOOK_DELIVERY_RETENTION``."""
+    return {"deleted": webhook_deliveries_purge()}

@@ -30,7 +30,7 @@ from django.utils import timezone
 from ledger.events import MERCHANT_EVENT_TYPES
 from ledger.exceptions import ConcurrentUpdate, InvalidRequest, NotFound
 from ledger.models import Merchant
-from payflow.models import WebhookDelivery, WebhookEndpoint
+from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from payflow.platform import db
 from payflow.webhooks import secrets
 
@@ -305,3 +305,33 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
     if not updated:
         raise ConcurrentUpdate("the delivery changed since it was read", current_version=None)
     return WebhookDelivery.objects.get(pk=delivery.pk)
+
+
+def _purge_batch(boundary: uuid.UUID, batch_size: int) -> int:
+    done = (WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED)
+    ids = list(
+        WebhookDelivery.objects.filter(pk__lt=boundary, status__in=done)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    if not ids:
+        return 0
+    WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+    return WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
+
+
+def webhook_deliveries_purge(
+    *, now: datetime.datetime | None = None, batch_size: int = 500, max_batches: int = 1000
+) -> int:
+    """Delete finished deliveries (and their attempts) older than
+    ``WEBHOOK_DELIVERY_RETENTION``, one small transaction per batch. Pending ones are kept
+    whatever their age. Ids are UUIDv7, so "older than" is a primary-key range."""
+    cutoff = (now or timezone.now()) - settings.WEBHOOK_DELIVERY_RETENTION
+    boundary = uuid.UUID(int=int(cutoff.timestamp() * 1000) << 80)
+    deleted = 0
+    for _ in range(max_batches):
+        batch = db.run_atomic(_purge_batch, boundary, batch_size)
+        deleted += batch
+        if batch < batch_size:
+            break
+    return deleted

@@ -14,6 +14,7 @@ import uuid
 import pytest
 from django.core.checks import run_checks
 from django.db import OperationalError
+from django.utils import timezone
 
 from ledger.services.merchants import merchant_create
 from ledger.services.payments import payment_capture
@@ -287,3 +288,41 @@ def test_a_batch_the_database_did_not_take_is_read_again_not_skipped(
         consumer.close()
         relay.reset_producer()
     assert WebhookDelivery.objects.count() == expected
+
+
+def test_finished_deliveries_are_purged_after_the_retention_pending_ones_never(
+    merchant, fast_retries
+):
+    from payflow.tasks import webhook_deliveries_purge_task
+
+    with Receiver(script=[200, 500]) as receiver:
+        subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=1_000)
+        pay(merchant, amount=2_000)
+        owe_everything()
+        dispatch.deliver_due()
+    assert sorted(WebhookDelivery.objects.values_list("status", flat=True)) == [
+        "pending",
+        "succeeded",
+    ]
+    assert webhook_deliveries_purge_task() == {"deleted": 0}  # too young
+    later = timezone.now() + fast_retries.WEBHOOK_DELIVERY_RETENTION + datetime.timedelta(hours=1)
+    assert endpoints.webhook_deliveries_purge(now=later) == 1
+    [left] = WebhookDelivery.objects.all()
+    assert left.status == "pending"
+    assert WebhookAttempt.objects.filter(delivery=left).count() == 1
+    assert WebhookAttempt.objects.count() == 1
+
+
+def test_metrics_show_what_merchants_are_owed(merchant, fast_retries, client, settings):
+    settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    with Receiver(default=500) as receiver:
+        made = subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=1_000)
+        owe_everything()
+        dispatch.deliver_due()
+    endpoints.webhook_endpoint_disable(endpoint_id=made.endpoint.pk, reason="failed for 3 days")
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert 'payflow_webhook_deliveries{status="pending"} 1.0' in text
+    assert "payflow_webhook_endpoints_disabled 1.0" in text
+    assert 'payflow_metrics_collect_errors{part="webhooks"} 0.0' in text
