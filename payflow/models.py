@@ -214,6 +214,8 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     first_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set by a dispatcher's claim (an attempt in flight until then), cleared by its record.
+    claimed_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)

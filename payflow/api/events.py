@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
@@ -141,22 +141,22 @@ class _Renderer:
 
 
 def _previous_events(events: list[OutboxEvent]) -> dict[Any, OutboxEvent]:
-    """For each update, the event of the same object just before it (one query)."""
-    updates = [event for event in events if event.sequence > 1]
+    """For each update, the event of the same object just before it: two queries for a
+    page, each row found by the (aggregate, sequence) index, never an object's whole
+    history."""
+    updates = [event.pk for event in events if event.sequence > 1]
     if not updates:
         return {}
-    earlier = Q()
-    for event in updates:
-        earlier |= Q(aggregate_id=event.aggregate_id, sequence__lt=event.sequence)
-    found: dict[str, list[OutboxEvent]] = {}
-    for row in OutboxEvent.objects.filter(earlier).order_by("aggregate_id", "sequence"):
-        found.setdefault(row.aggregate_id, []).append(row)
-    previous = {}
-    for event in updates:
-        before = [row for row in found.get(event.aggregate_id, []) if row.sequence < event.sequence]
-        if before:
-            previous[event.pk] = before[-1]
-    return previous
+    before = OutboxEvent.objects.filter(
+        aggregate_id=OuterRef("aggregate_id"), sequence__lt=OuterRef("sequence")
+    ).order_by("-sequence")
+    links = dict(
+        OutboxEvent.objects.filter(pk__in=updates)
+        .annotate(previous_id=Subquery(before.values("pk")[:1]))
+        .values_list("pk", "previous_id")
+    )
+    found = OutboxEvent.objects.in_bulk([pk for pk in links.values() if pk is not None])
+    return {pk: found[previous] for pk, previous in links.items() if previous in found}
 
 
 def render_events(events: Iterable[OutboxEvent]) -> list[dict[str, Any]]:

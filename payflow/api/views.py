@@ -37,6 +37,7 @@ from payflow.api.events import (
     merchant_event,
     merchant_events,
 )
+from payflow.api.free_text import contains_card_number
 from payflow.api.idempotency import idempotent
 from payflow.api.pagination import created_filter, page_of, page_parameters, paginate
 
@@ -60,13 +61,17 @@ class ApiView(APIView):
         allowed = self.query_parameters if request.method == "GET" else ()
         unknown = sorted(set(request.query_params) - set(allowed))
         if unknown:
-            name = unknown[0][:100]
+            # Repeated only when short and free of anything card-number shaped (the
+            # permission checked the whole name; a cut one can still look like a PAN).
+            name: str | None = unknown[0]
+            if name is None or len(name) > 100 or contains_card_number(name):
+                name = None
             takes = f"This takes {', '.join(allowed)}." if allowed else "This takes none."
             raise ApiError(
                 400,
                 "invalid_request_error",
                 "parameter_unknown",
-                f"Unknown query parameter {name}. {takes}",
+                f"Unknown query parameter{f' {name}' if name else ''}. {takes}",
                 name,
             )
 

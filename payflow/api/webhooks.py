@@ -65,8 +65,12 @@ class EndpointUpdateSerializer(StrictSerializer):
     disabled = StrictBooleanField(required=False)
 
 
+class SecondsField(StrictIntegerField):
+    default_error_messages = {"invalid": "Must be an integer number of seconds."}
+
+
 class RollSecretSerializer(StrictSerializer):
-    expires_in = StrictIntegerField(
+    expires_in = SecondsField(
         min_value=0,
         max_value=604_800,
         required=False,

@@ -29,24 +29,26 @@ deduplicates by the event's ``id`` (also sent as ``PayFlow-Event-Id``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import http.client
 import json
 import logging
 import random
 import signal
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from django.conf import settings
 from django.db import connections
-from django.db.models import F, Min
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -81,7 +83,15 @@ def _event_id(message: Any) -> uuid.UUID | None:
 
 @db.atomic
 def owe(event_ids: list[uuid.UUID]) -> int:
-    """Write the deliveries these events owe (idempotent); the number written."""
+    """Write the deliveries these events owe (idempotent); the number written.
+
+    An object's events ride on different topics (``payment.created`` on
+    ``transactions.initiated``, ``payment.captured`` on ``transactions.completed``), and
+    Kafka orders nothing across topics: the capture can be read first. So an event also
+    owes the earlier events of its object that are not owed yet (their outbox rows were
+    committed before it), and the per-object order of ``due()`` holds whichever topic
+    comes first. When the earlier event's own message arrives, it owes nothing more.
+    """
     events = list(OutboxEvent.objects.filter(pk__in=event_ids))
     if len(events) < len(set(event_ids)):
         logger.warning(
@@ -94,6 +104,21 @@ def owe(event_ids: list[uuid.UUID]) -> int:
         merchant_id__in=merchants, status=WebhookEndpoint.Status.ENABLED, deleted=False
     ):
         listening.setdefault((endpoint.merchant_id, endpoint.livemode), []).append(endpoint)
+    if not listening:
+        return 0
+    events = [event for event in events if (event.merchant_id, event.livemode) in listening]
+    latest: dict[str, int] = {}
+    for event in events:
+        latest[event.aggregate_id] = max(latest.get(event.aggregate_id, 0), event.sequence)
+    since = min(endpoint.created_at for found in listening.values() for endpoint in found)
+    updates = [aggregate for aggregate, sequence in latest.items() if sequence > 1]
+    if updates:
+        seen = {event.pk for event in events}
+        events += [
+            row
+            for row in OutboxEvent.objects.filter(aggregate_id__in=updates, created_at__gte=since)
+            if row.pk not in seen and row.sequence < latest[row.aggregate_id]
+        ]
     owed = [
         WebhookDelivery(
             endpoint=endpoint,
@@ -157,52 +182,57 @@ def _rewind(consumer: Consumer, messages: list[Any]) -> None:
 
 
 # --- deliver ------------------------------------------------------------------------------
+MAX_EXPONENT = 30  # 2^30 times the base is past any cap; a larger exponent would overflow
+
+
 def backoff(attempts: int) -> datetime.timedelta:
     """Full jitter on ``base · 2^(attempts-1)``, capped at ``WEBHOOK_RETRY_MAX_DELAY``."""
     base = settings.WEBHOOK_RETRY_BASE.total_seconds()
     cap = settings.WEBHOOK_RETRY_MAX_DELAY.total_seconds()
-    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    ceiling = min(cap, base * 2 ** min(MAX_EXPONENT, max(0, attempts - 1)))
     return datetime.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def due(limit: int = 50) -> list[WebhookDelivery]:
-    """Pending deliveries whose time has come, each the earliest pending one of its object
-    for its endpoint (per-object order)."""
+def due(limit: int = 50, exclude: set[Any] | frozenset[Any] = frozenset()) -> list[WebhookDelivery]:
+    """Pending deliveries whose time has come and that are the earliest pending one of
+    their object for their endpoint (per-object order), oldest due first.
+
+    The order condition is in the query, before the limit: deliveries waiting behind an
+    earlier one of their object never fill the batch (they would starve every endpoint).
+    """
     now = timezone.now()
-    candidates = list(
+    earlier = WebhookDelivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
+        aggregate_id=OuterRef("aggregate_id"),
+        sequence__lt=OuterRef("sequence"),
+        status=WebhookDelivery.Status.PENDING,
+    )
+    return list(
         WebhookDelivery.objects.filter(
             status=WebhookDelivery.Status.PENDING,
             next_attempt_at__lte=now,
             endpoint__status=WebhookEndpoint.Status.ENABLED,
             endpoint__deleted=False,
         )
+        .exclude(pk__in=list(exclude))
+        .filter(~Exists(earlier))
         .select_related("endpoint")
         .order_by("next_attempt_at")[:limit]
     )
-    if not candidates:
-        return []
-    earliest = {
-        (row["endpoint_id"], row["aggregate_id"]): row["first"]
-        for row in WebhookDelivery.objects.filter(
-            status=WebhookDelivery.Status.PENDING,
-            endpoint_id__in={d.endpoint_id for d in candidates},
-            aggregate_id__in={d.aggregate_id for d in candidates},
-        )
-        .values("endpoint_id", "aggregate_id")
-        .annotate(first=Min("sequence"))
-    }
-    return [d for d in candidates if d.sequence <= earliest[(d.endpoint_id, d.aggregate_id)]]
 
 
 @db.atomic
 def claim(delivery: WebhookDelivery) -> bool:
-    """Take the delivery for one attempt (compare-and-set); False: someone else did."""
+    """Take the delivery for one attempt (compare-and-set on its version); False: someone
+    else did. The claim lasts past the attempt's hard deadline, so no second dispatcher
+    sends it meanwhile."""
     now = timezone.now()
     lease = settings.WEBHOOK_TIMEOUT + datetime.timedelta(seconds=30)
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, version=delivery.version, status=WebhookDelivery.Status.PENDING
     ).update(
         next_attempt_at=now + lease,
+        claimed_until=now + lease,
         attempts=F("attempts") + 1,
         first_attempt_at=Coalesce(F("first_attempt_at"), now),
         version=F("version") + 1,
@@ -224,37 +254,66 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead anywhere (an internal address): a 3xx is an answer, not a hop.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def _excerpt(raw: bytes) -> str:
     return redact_pans(raw[: EXCERPT * 4].decode("utf-8", "replace"))[:EXCERPT]
 
 
+class _Pinned(http.client.HTTPConnection):
+    """A connection to the address that was checked, not to whatever the name resolves to
+    by the time the socket opens (DNS rebinding). TLS still checks the certificate
+    against the URL's host name (SNI and verification), as any client would."""
+
+    def __init__(self, host: str, port: int, address: str, tls: bool, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+        self.tls = tls
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        if self.tls:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+        self.sock = sock
+
+
 @db.outside_transaction
-def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
-    """One POST with the configured timeout; never raises for what the receiver does."""
+def post(url: str, body: bytes, headers: dict[str, str], *, livemode: bool) -> Answer:
+    """One POST to the address ``check_url`` allowed, within ``WEBHOOK_TIMEOUT`` from the
+    first byte sent to the last one read (a receiver answering one byte at a time is cut
+    off too); never raises for what the receiver does. No redirect is followed."""
     started = time.monotonic()
-    # http(s) only: check_url refused any other scheme before this is called.
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
+    limit = settings.WEBHOOK_TIMEOUT.total_seconds()
     try:
-        with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT.total_seconds()) as response:
-            raw = response.read(EXCERPT * 4)
-            code = response.status
+        target = endpoints.destination(url, livemode=livemode)
+    except endpoints.UrlRefused as refused:
+        return Answer(None, 0, error=f"not called: {refused.message}"[:300])
+    connection = _Pinned(target.host, target.port, target.address, target.tls, timeout=limit)
+    # The hard deadline: at the limit the socket is shut, whatever it is waiting for.
+    deadline = threading.Timer(limit, _shut, args=(connection,))
+    deadline.start()
+    try:
+        connection.request("POST", target.path, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read(EXCERPT * 4)
+        code = response.status
+        if time.monotonic() - started >= limit:
+            return Answer(None, _elapsed(started), error="timed out")
         return Answer(code, _elapsed(started), _excerpt(raw))
-    except urllib.error.HTTPError as refused:
-        raw = refused.read(EXCERPT * 4) if refused.fp else b""
-        return Answer(refused.code, _elapsed(started), _excerpt(raw))
-    except (TimeoutError, OSError, ValueError, urllib.error.URLError) as exc:
-        reason = getattr(exc, "reason", exc)
-        text = "timed out" if isinstance(reason, TimeoutError) else redact_pans(str(reason))
-        return Answer(None, _elapsed(started), error=text[:300])
+    except (TimeoutError, OSError, ValueError, http.client.HTTPException) as exc:
+        if isinstance(exc, TimeoutError) or time.monotonic() - started >= limit:
+            return Answer(None, _elapsed(started), error="timed out")
+        return Answer(
+            None, _elapsed(started), error=redact_pans(str(exc) or type(exc).__name__)[:300]
+        )
+    finally:
+        deadline.cancel()
+        connection.close()
+
+
+def _shut(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _elapsed(started: float) -> int:
@@ -262,30 +321,38 @@ def _elapsed(started: float) -> int:
 
 
 def _attempt(delivery: WebhookDelivery) -> Answer:
-    endpoint = delivery.endpoint
+    """The attempt; anything that goes wrong on our side is an answer too (recorded,
+    retried, and in the end failing the delivery), never a delivery left claimed."""
     try:
-        endpoints.check_url(endpoint.url, livemode=endpoint.livemode)
-    except endpoints.UrlRefused as refused:
-        return Answer(None, 0, error=f"not called: {refused.message}"[:300])
-    event = OutboxEvent.objects.filter(pk=delivery.event_id).first()
-    if event is None:
-        return Answer(None, 0, error="the event is no longer available")
-    body = json.dumps(event_body(event), separators=(",", ":")).encode()
-    now = timezone.now()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "PayFlow-Event-Id": f"evt_{delivery.event_id.hex}",
-        signing.HEADER: signing.header(
-            body, endpoints.signing_secrets(endpoint, now=now), timestamp=int(now.timestamp())
-        ),
-    }
-    return post(endpoint.url, body, headers)
+        endpoint = delivery.endpoint
+        event = OutboxEvent.objects.filter(pk=delivery.event_id).first()
+        if event is None:
+            return Answer(None, 0, error="the event is no longer available")
+        body = json.dumps(event_body(event), separators=(",", ":")).encode()
+        now = timezone.now()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "PayFlow-Event-Id": f"evt_{delivery.event_id.hex}",
+            signing.HEADER: signing.header(
+                body, endpoints.signing_secrets(endpoint, now=now), timestamp=int(now.timestamp())
+            ),
+        }
+    except Exception as exc:
+        logger.exception("webhook delivery %s could not be prepared", delivery.pk)
+        return Answer(
+            None, 0, error=f"not sent: PayFlow could not prepare it ({type(exc).__name__})"
+        )
+    return post(endpoint.url, body, headers, livemode=endpoint.livemode)
 
 
 @db.atomic
 def record(delivery: WebhookDelivery, answer: Answer) -> WebhookDelivery:
-    """The attempt, and what it means for the delivery (and, after the span, the endpoint)."""
+    """The attempt, and what it means for the delivery (and, after the span, the endpoint).
+
+    A compare-and-set against the claim: if the delivery changed since (a resend, or a
+    claim that lapsed and another dispatcher took), the attempt is recorded and the
+    delivery left to whoever holds it now."""
     now = timezone.now()
     WebhookAttempt.objects.create(
         delivery=delivery,
@@ -295,22 +362,28 @@ def record(delivery: WebhookDelivery, answer: Answer) -> WebhookDelivery:
         response_excerpt=answer.excerpt,
         error=answer.error,
     )
-    changes: dict[str, Any] = {"last_status_code": answer.status_code, "last_error": answer.error}
+    changes: dict[str, Any] = {
+        "last_status_code": answer.status_code,
+        "last_error": answer.error,
+        "claimed_until": None,
+    }
     first = delivery.first_attempt_at or now
     if answer.ok:
         changes.update(status=WebhookDelivery.Status.SUCCEEDED, delivered_at=now)
     elif now - first >= settings.WEBHOOK_RETRY_SPAN:
         changes["status"] = WebhookDelivery.Status.FAILED
+    else:
+        retry_at = now + backoff(delivery.attempts)
+        changes["next_attempt_at"] = min(retry_at, first + settings.WEBHOOK_RETRY_SPAN)
+    updated = WebhookDelivery.objects.filter(pk=delivery.pk, version=delivery.version).update(
+        version=F("version") + 1, **changes
+    )
+    if updated and changes.get("status") == WebhookDelivery.Status.FAILED:
         what = f"HTTP {answer.status_code}" if answer.status_code else answer.error
         endpoints.webhook_endpoint_disable(
             endpoint_id=delivery.endpoint_id,
             reason=f"deliveries failed for {settings.WEBHOOK_RETRY_SPAN} (last: {what})",
         )
-    else:
-        changes["next_attempt_at"] = min(
-            now + backoff(delivery.attempts), first + settings.WEBHOOK_RETRY_SPAN
-        )
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(version=F("version") + 1, **changes)
     delivery.refresh_from_db()
     return delivery
 
@@ -333,22 +406,43 @@ def deliver(delivery: WebhookDelivery) -> WebhookDelivery | None:
     return outcome
 
 
-def _deliver_in_thread(delivery: WebhookDelivery) -> None:
-    try:
-        deliver(delivery)
-    except Exception:  # one bad delivery must not stop the others
-        logger.exception("webhook delivery %s failed to run", delivery.pk)
-    finally:
-        connections.close_all()  # this thread's connection
+class Deliverer:
+    """Attempts in a pool of threads, without waiting for a batch to finish: a slow
+    receiver holds one thread (at most ``WEBHOOK_TIMEOUT``), not the others."""
 
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.workers = workers
+        self.in_flight: dict[Any, Future[None]] = {}
 
-def deliver_due(pool: ThreadPoolExecutor | None = None) -> int:
-    batch = due()
-    if pool is None:
-        for delivery in batch:
+    def _run(self, delivery: WebhookDelivery) -> None:
+        try:
             deliver(delivery)
-    else:
-        list(pool.map(_deliver_in_thread, batch))
+        except Exception:  # the database away: the claim lapses, the delivery is retried
+            logger.exception("webhook delivery %s failed to run", delivery.pk)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    def tick(self) -> int:
+        """Start due deliveries in free threads; the number started."""
+        self.in_flight = {pk: f for pk, f in self.in_flight.items() if not f.done()}
+        free = self.workers - len(self.in_flight)
+        if free <= 0:
+            return 0
+        batch = due(limit=free, exclude=set(self.in_flight))
+        for delivery in batch:
+            self.in_flight[delivery.pk] = self.pool.submit(self._run, delivery)
+        return len(batch)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def deliver_due() -> int:
+    """Attempt every due delivery now, one after the other (tests, one-off runs)."""
+    batch = due()
+    for delivery in batch:
+        deliver(delivery)
     return len(batch)
 
 
@@ -382,14 +476,14 @@ def run(stop: threading.Event, *, idle: float = 0.2) -> None:
     consumer = _consumer(stop)
     if consumer is None:
         return
-    pool = ThreadPoolExecutor(max_workers=settings.WEBHOOK_CONCURRENCY)
+    deliverer = Deliverer(settings.WEBHOOK_CONCURRENCY)
     logger.info("webhook dispatcher started (group %s)", settings.WEBHOOK_CONSUMER_GROUP)
     try:
         while not stop.is_set():
             _heartbeat()
             try:
                 read = ingest(consumer, timeout=idle)
-                sent = deliver_due(pool)
+                sent = deliverer.tick()
             except KafkaException:
                 raise  # fatal for the consumer: the process restarts (compose, honcho)
             except Exception:
@@ -401,7 +495,7 @@ def run(stop: threading.Event, *, idle: float = 0.2) -> None:
             if not read and not sent:
                 stop.wait(idle)
     finally:
-        pool.shutdown(wait=True)
+        deliverer.shutdown()
         consumer.close()
 
 

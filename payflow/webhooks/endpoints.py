@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import urllib.parse
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -49,34 +49,51 @@ class UrlRefused(InvalidRequest):
 
 
 def _refused_address(address: str) -> bool:
+    """Anything but a public unicast address: private, loopback, link-local, shared
+    (100.64/10), reserved, multicast, unspecified, IPv6 site-local (fec0::/10, deprecated
+    but routable inside some networks), and IPv6 forms that carry such an IPv4 address
+    (mapped, 6to4, Teredo)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        candidates += [found for found in embedded if found is not None]
+    return any(
+        not found.is_global
+        or found.is_multicast
+        or (isinstance(found, ipaddress.IPv6Address) and found.is_site_local)
+        for found in candidates
     )
 
 
 def resolve(host: str, port: int) -> list[str]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (socket.gaierror, UnicodeError, OSError) as exc:
         raise UrlRefused("The URL's host does not resolve.") from exc
     return sorted({str(info[4][0]) for info in found})
 
 
-def check_url(url: Any, *, livemode: bool) -> str:
-    """``url`` if PayFlow may deliver to it in this mode; ``UrlRefused`` otherwise."""
+@dataclass(frozen=True)
+class Destination:
+    """Where a delivery connects: the URL's host (for TLS and ``Host``), and the one
+    address that was checked (the connection goes there, never to a second lookup)."""
+
+    host: str
+    port: int
+    path: str
+    tls: bool
+    address: str
+
+
+def _parsed(url: Any, *, livemode: bool) -> urllib.parse.SplitResult:
     if not isinstance(url, str) or not url or len(url) > 2048:
         raise UrlRefused("url must be an absolute http(s) URL of at most 2048 characters.")
+    if not url.isascii() or any(char.isspace() or ord(char) < 32 for char in url):
+        raise UrlRefused("url must be ASCII without spaces (punycode and percent-encoding).")
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError as exc:
         raise UrlRefused("url is not a valid URL.") from exc
     allowed = ("https",) if livemode else ("https", "http")
@@ -86,18 +103,33 @@ def check_url(url: Any, *, livemode: bool) -> str:
         )
     if not parts.hostname or parts.username is not None or parts.password is not None:
         raise UrlRefused("url must name a host, without a user name or password.")
-    if not url.isascii() or any(char.isspace() for char in url):
-        raise UrlRefused("url must be ASCII without spaces (punycode and percent-encoding).")
+    return parts
+
+
+def destination(url: Any, *, livemode: bool) -> Destination:
+    """Where PayFlow may deliver ``url`` now, in this mode; ``UrlRefused`` otherwise.
+    Resolves the host: every address it has must be allowed."""
+    parts = _parsed(url, livemode=livemode)
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    host = parts.hostname or ""
+    addresses = resolve(host, port)
     private_ok = not livemode and settings.WEBHOOK_ALLOW_PRIVATE_URLS_IN_TEST
-    if not private_ok:
-        default = 443 if parts.scheme == "https" else 80
-        addresses = resolve(parts.hostname, port or default)
-        if any(_refused_address(address) for address in addresses):
-            raise UrlRefused(
-                "url resolves to a private, loopback or link-local address, which PayFlow"
-                " does not call" + (" in live mode." if livemode else " (see the docs).")
-            )
-    return url
+    if not private_ok and any(_refused_address(address) for address in addresses):
+        raise UrlRefused(
+            "url resolves to a private, loopback or link-local address, which PayFlow"
+            " does not call" + (" in live mode." if livemode else " (see the docs).")
+        )
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Destination(host, port, path, tls, addresses[0])
+
+
+def check_url(url: Any, *, livemode: bool) -> str:
+    """``url`` if PayFlow may deliver to it in this mode; ``UrlRefused`` otherwise."""
+    destination(url, livemode=livemode)
+    return str(url)
 
 
 def _matches(pattern: str, event_type: str) -> bool:
@@ -141,10 +173,9 @@ def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
 @dataclass(frozen=True)
 class WithSecret:
     endpoint: WebhookEndpoint
-    secret: str
+    secret: str = field(repr=False)  # never in a log line or a traceback
 
 
-@db.atomic
 def webhook_endpoint_create(
     *,
     merchant: Merchant,
@@ -153,9 +184,16 @@ def webhook_endpoint_create(
     enabled_events: Any,
     description: str = "",
 ) -> WithSecret:
-    """A new enabled endpoint and its signing secret (shown to the caller once)."""
+    """A new enabled endpoint and its signing secret (shown to the caller once). The URL
+    is checked (a DNS lookup) before the transaction, never inside it."""
     url = check_url(url, livemode=livemode)
-    events = check_events(enabled_events)
+    return _endpoint_insert(merchant, livemode, url, check_events(enabled_events), description)
+
+
+@db.atomic
+def _endpoint_insert(
+    merchant: Merchant, livemode: bool, url: str, events: list[str], description: str
+) -> WithSecret:
     count = WebhookEndpoint.objects.filter(
         merchant=merchant, livemode=livemode, deleted=False
     ).count()
@@ -202,15 +240,24 @@ def endpoint_of(merchant_id: Any, livemode: bool, endpoint_id: uuid.UUID) -> Web
     return found
 
 
-@db.atomic
 def webhook_endpoint_update(
     *,
     endpoint: WebhookEndpoint,
     expected_version: int | None = None,
     **changes: Any,
 ) -> WebhookEndpoint:
-    """Change ``url``, ``enabled_events``, ``description`` or ``disabled`` (re-enabling
-    clears the reason an endpoint was disabled for, and its owed deliveries resume)."""
+    """Change ``url``, ``enabled_events``, ``description`` or ``disabled``. Re-enabling
+    clears the reason an endpoint was disabled for, and what it is still owed is retried
+    from now with a fresh retry span (the days it was disabled do not count)."""
+    if "url" in changes:  # the DNS lookup before the transaction
+        changes = {**changes, "url": check_url(changes["url"], livemode=endpoint.livemode)}
+    return _endpoint_change(endpoint, expected_version, changes)
+
+
+@db.atomic
+def _endpoint_change(
+    endpoint: WebhookEndpoint, expected_version: int | None, changes: dict[str, Any]
+) -> WebhookEndpoint:
     if expected_version is not None and expected_version != endpoint.version:
         raise ConcurrentUpdate(
             f"webhook endpoint is at version {endpoint.version}, not {expected_version}",
@@ -218,7 +265,7 @@ def webhook_endpoint_update(
         )
     values: dict[str, Any] = {}
     if "url" in changes:
-        values["url"] = check_url(changes["url"], livemode=endpoint.livemode)
+        values["url"] = changes["url"]
     if "enabled_events" in changes:
         values["enabled_events"] = check_events(changes["enabled_events"])
     if "description" in changes:
@@ -232,7 +279,16 @@ def webhook_endpoint_update(
         values["disabled_reason"] = "disabled by the merchant" if changes["disabled"] else ""
     if not values:
         return endpoint
-    return _compare_and_set(endpoint, **values)
+    enabling = (
+        values.get("status") == WebhookEndpoint.Status.ENABLED
+        and endpoint.status != WebhookEndpoint.Status.ENABLED
+    )
+    changed = _compare_and_set(endpoint, **values)
+    if enabling:
+        WebhookDelivery.objects.filter(
+            endpoint=endpoint, status=WebhookDelivery.Status.PENDING
+        ).update(first_attempt_at=None, next_attempt_at=timezone.now(), version=F("version") + 1)
+    return changed
 
 
 @db.atomic
@@ -291,19 +347,34 @@ def webhook_endpoint_disable(*, endpoint_id: Any, reason: str) -> None:
     )
 
 
+class DeliveryInProgress(ConcurrentUpdate):
+    """An attempt of this delivery is being made right now."""
+
+    code = "delivery_in_progress"
+
+
 @db.atomic
 def webhook_delivery_resend(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Deliver one event again, now, with a fresh retry span (an operator's or the
-    merchant's request; it keeps its place in the object's order)."""
+    """Deliver one event again, now, with a fresh retry span and backoff (an operator's or
+    the merchant's request; it keeps its place in the object's order). Refused while an
+    attempt is in flight (it would go out twice at once)."""
     now = timezone.now()
-    updated = WebhookDelivery.objects.filter(pk=delivery.pk, version=delivery.version).update(
-        status=WebhookDelivery.Status.PENDING,
-        next_attempt_at=now,
-        first_attempt_at=None,
-        version=F("version") + 1,
+    updated = (
+        WebhookDelivery.objects.filter(pk=delivery.pk)
+        .exclude(claimed_until__gt=now)
+        .update(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at=now,
+            first_attempt_at=None,
+            attempts=0,
+            version=F("version") + 1,
+        )
     )
     if not updated:
-        raise ConcurrentUpdate("the delivery changed since it was read", current_version=None)
+        raise DeliveryInProgress(
+            "This delivery is being attempted right now; resend it once the attempt is over.",
+            current_version=None,
+        )
     return WebhookDelivery.objects.get(pk=delivery.pk)
 
 

@@ -8,16 +8,19 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
+import threading
 import time
 import uuid
 
 import pytest
+from django.conf import settings
 from django.core.checks import run_checks
 from django.db import OperationalError
 from django.utils import timezone
 
 from ledger.services.merchants import merchant_create
-from ledger.services.payments import payment_capture
+from ledger.services.payments import payment_capture, payment_update
 from ledger.services.refunds import refund_create
 from outbox.models import OutboxEvent
 from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -326,3 +329,145 @@ def test_metrics_show_what_merchants_are_owed(merchant, fast_retries, client, se
     assert 'payflow_webhook_deliveries{status="pending"} 1.0' in text
     assert "payflow_webhook_endpoints_disabled 1.0" in text
     assert 'payflow_metrics_collect_errors{part="webhooks"} 0.0' in text
+
+
+# --- found by review: each failed before its fix ---------------------------------------
+def test_an_object_stuck_behind_a_failing_event_never_starves_other_endpoints(
+    merchant, fast_retries
+):
+    fast_retries.WEBHOOK_RETRY_BASE = datetime.timedelta(minutes=5)
+    stuck = subscribe_url(merchant, "http://127.0.0.1:9/dead")
+    payment = pay(merchant, amount=1_000)
+    for number in range(60):  # 60 deliveries of one object wait behind its first
+        payment = payment_update(payment=payment, metadata={"n": str(number)})
+    owe_everything()
+    dispatch.deliver_due()  # the first one fails and waits minutes
+    other = merchant_create(name="Other Shop")
+    with Receiver() as receiver:
+        subscribe(other, receiver, ["payment.created"])
+        pay(other, amount=2_000)
+        owe_everything()
+        dispatch.deliver_due()
+        assert len(receiver.received) == 1
+    assert WebhookDelivery.objects.filter(endpoint=stuck.endpoint, status="pending").count() > 60
+
+
+def subscribe_url(merchant, url, events=("*",)):
+    return endpoints.webhook_endpoint_create(
+        merchant=merchant, livemode=False, url=url, enabled_events=list(events)
+    )
+
+
+def test_a_capture_read_before_its_creation_still_arrives_after_it(merchant, fast_retries):
+    with Receiver() as receiver:
+        subscribe(merchant, receiver, ["payment.*"])
+        pay(merchant, amount=2_000)
+        by_sequence = list(OutboxEvent.objects.order_by("sequence"))
+        # Kafka gives the capture (transactions.completed) first: its topic was read first
+        dispatch.owe([by_sequence[-1].pk])
+        drain(lambda: len(receiver.received) == len(by_sequence))
+        types = [json.loads(request.body)["type"] for request in receiver.received]
+        dispatch.owe([event.pk for event in by_sequence])  # their own messages: nothing new
+        dispatch.deliver_due()
+        assert len(receiver.received) == len(by_sequence)
+    assert types == ["payment.created", "payment.authorized", "payment.captured"]
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_timeout(merchant, fast_retries):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def drip():
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+            try:
+                connection.send(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.3)
+        connection.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    subscribe_url(merchant, f"http://127.0.0.1:{listener.getsockname()[1]}/", ["payment.created"])
+    pay(merchant, amount=1_000)
+    owe_everything()
+    started = time.monotonic()
+    dispatch.deliver_due()
+    took = time.monotonic() - started
+    listener.close()
+    attempt = WebhookAttempt.objects.get()
+    assert (attempt.status_code, attempt.error) == (None, "timed out")
+    assert took < 3  # WEBHOOK_TIMEOUT is 1 s; the drip would take 12 s
+    assert WebhookDelivery.objects.get().status == "pending"
+
+
+def test_a_delivery_that_cannot_be_prepared_is_recorded_and_retried_not_left_claimed(
+    merchant, fast_retries
+):
+    with Receiver() as receiver:
+        subscribe(merchant, receiver, ["payment.created"])
+        pay(merchant, amount=1_000)
+        owe_everything()
+        WebhookEndpoint.objects.update(secret_sealed=b"\x00\x01" + b"\x00" * 40)  # unreadable
+        dispatch.deliver_due()
+        assert receiver.received == []
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.error.startswith("not sent: PayFlow could not prepare it")
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.claimed_until) == ("pending", None)
+    assert delivery.next_attempt_at < timezone.now() + datetime.timedelta(seconds=5)
+
+
+def test_an_endpoint_enabled_again_gets_a_fresh_retry_span(merchant, fast_retries):
+    made = subscribe_url(merchant, "http://127.0.0.1:9/dead")
+    pay(merchant, amount=1_000)
+    owe_everything()
+    long_ago = timezone.now() - datetime.timedelta(days=4)
+    WebhookDelivery.objects.update(first_attempt_at=long_ago, attempts=12)
+    endpoints.webhook_endpoint_disable(endpoint_id=made.endpoint.pk, reason="failed")
+    endpoint = WebhookEndpoint.objects.get()
+    endpoints.webhook_endpoint_update(endpoint=endpoint, disabled=False)
+    dispatch.deliver_due()  # each fails (nothing listens on port 9) …
+    endpoint.refresh_from_db()
+    assert endpoint.status == "enabled"  # … but the span starts again: not disabled at once
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_a_resend_is_refused_while_an_attempt_is_in_flight(merchant, fast_retries):
+    subscribe_url(merchant, "http://127.0.0.1:9/dead", ["payment.created"])
+    pay(merchant, amount=1_000)
+    owe_everything()
+    delivery = WebhookDelivery.objects.get()
+    assert dispatch.claim(delivery)
+    with pytest.raises(endpoints.DeliveryInProgress):
+        endpoints.webhook_delivery_resend(delivery=delivery)
+    dispatch.record(delivery, dispatch.Answer(500, 3))
+    resent = endpoints.webhook_delivery_resend(delivery=WebhookDelivery.objects.get())
+    assert (resent.status, resent.attempts, resent.first_attempt_at) == ("pending", 0, None)
+
+
+def test_the_backoff_never_overflows():
+    assert dispatch.backoff(1_100) <= settings.WEBHOOK_RETRY_MAX_DELAY
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(
+    merchant, fast_retries, monkeypatch
+):
+    with Receiver() as receiver:
+        port = receiver.server.server_address[1]
+        lookups = []
+
+        def resolve(host, port_):
+            lookups.append(host)
+            return ["127.0.0.1"]  # the only answer: a second lookup of this name fails
+
+        monkeypatch.setattr(endpoints, "resolve", resolve)
+        subscribe_url(merchant, f"http://hooks.payflow.invalid:{port}/in", ["payment.created"])
+        pay(merchant, amount=1_000)
+        owe_everything()
+        dispatch.deliver_due()
+        [request] = receiver.received
+    assert request.headers["host"] == f"hooks.payflow.invalid:{port}"
+    assert lookups == ["hooks.payflow.invalid", "hooks.payflow.invalid"]  # create, delivery

@@ -125,6 +125,10 @@ def test_bad_endpoints_are_refused_naming_the_parameter(api, body, param):
         "https://[::1]/hooks",
         "https://[::ffff:127.0.0.1]/hooks",
         "https://0.0.0.0/hooks",
+        "https://100.100.100.200/latest/meta-data",  # shared address space (a cloud's metadata)
+        "https://[2002:7f00:1::]/hooks",  # 6to4 of 127.0.0.1
+        "https://[2002:a9fe:a9fe::]/hooks",  # 6to4 of 169.254.169.254
+        "https://[fec0::1]/hooks",  # site-local
     ],
 )
 def test_live_mode_refuses_plain_http_and_private_loopback_and_link_local_addresses(live_api, url):
@@ -165,3 +169,11 @@ def test_an_endpoint_holding_a_card_number_is_refused(api):
         create(api, description="card 4242 4242 4242 4242"), 400, "card_number_not_allowed"
     )
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_an_unknown_query_parameter_cut_to_a_card_number_is_not_repeated(api):
+    name = "x" * 84 + "4242424242424242" + "0000"
+    refused = api.get("/v1/payments", {name: "1"})
+    error = assert_error(refused, 400, "parameter_unknown")
+    assert error["param"] is None
+    assert "4242" not in refused.content.decode()
