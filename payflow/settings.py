@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     "audit-verify-full": {"task": "audit.verify", "schedule": crontab(hour=0, minute=30)},
     "idempotency-purge": {"task": "payflow.idempotency_purge", "schedule": 3600.0},
+    "webhook-secrets-reseal": {
+        "task": "payflow.webhook_secrets_reseal",
+        "schedule": crontab(hour=2, minute=15),
+    },
     "webhook-deliveries-purge": {
         "task": "payflow.webhook_deliveries_purge",
         "schedule": crontab(minute=45),

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from payflow.models import IdempotencyRecord
 from payflow.platform import db
-from payflow.webhooks.endpoints import webhook_deliveries_purge
+from payflow.webhooks.endpoints import webhook_deliveries_purge, webhook_secrets_reseal
 
 
 @shared_task(name="payflow.ping")
@@ -33,3 +33,9 @@ def idempotency_purge(max_batches: int = 100) -> dict[str, int]:
 def webhook_deliveries_purge_task() -> dict[str, int]:
     """Delete finished webhook deliveries past ``WEBHOOK_DELIVERY_RETENTION``."""
     return {"deleted": webhook_deliveries_purge()}
+
+
+@shared_task(name="payflow.webhook_secrets_reseal")
+def webhook_secrets_reseal_task() -> dict[str, int]:
+    """Seal webhook secrets under the vault's current key (after a vault key rotation)."""
+    return {"resealed": webhook_secrets_reseal()}

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from ledger import vault
 from ledger.events import MERCHANT_EVENT_TYPES
 from ledger.exceptions import ConcurrentUpdate, InvalidRequest, NotFound
 from ledger.models import Merchant
@@ -406,3 +407,36 @@ def webhook_deliveries_purge(
         if batch < batch_size:
             break
     return deleted
+
+
+def _sealed_version(sealed: bytes | memoryview | None) -> int | None:
+    return int.from_bytes(bytes(sealed)[:2], "big") if sealed else None
+
+
+@db.atomic
+def _reseal(endpoint_id: Any) -> bool:
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+    current = vault.current_key_version()
+    if endpoint is None:
+        return False
+    changes: dict[str, Any] = {}
+    for name in ("secret_sealed", "previous_secret_sealed"):
+        sealed = getattr(endpoint, name)
+        if sealed and _sealed_version(sealed) != current:
+            changes[name] = secrets.seal(endpoint.pk, secrets.open_sealed(endpoint.pk, sealed))
+    if not changes:
+        return False
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(version=F("version") + 1, **changes)
+    return True
+
+
+def webhook_secrets_reseal(*, limit: int = 1000) -> int:
+    """Seal every endpoint's secrets under the vault's current key (after a rotation), one
+    small transaction each, so an old vault key can be retired without breaking the
+    signatures. The number of endpoints re-sealed."""
+    resealed = 0
+    for endpoint_id in WebhookEndpoint.objects.filter(deleted=False).values_list("pk", flat=True)[
+        :limit
+    ]:
+        resealed += _reseal(endpoint_id)
+    return resealed

@@ -471,3 +471,28 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(
         [request] = receiver.received
     assert request.headers["host"] == f"hooks.payflow.invalid:{port}"
     assert lookups == ["hooks.payflow.invalid", "hooks.payflow.invalid"]  # create, delivery
+
+
+def test_after_a_vault_key_rotation_secrets_are_resealed_and_the_old_key_can_go(
+    merchant, fast_retries, settings
+):
+    import base64
+
+    from payflow.tasks import webhook_secrets_reseal_task
+
+    with Receiver() as receiver:
+        made = subscribe(merchant, receiver, ["payment.created"])
+        old = dict(settings.VAULT_KEYS)
+        newest = max(old) + 1
+        settings.VAULT_KEYS = {**old, newest: base64.b64decode(NEW_KEY)}
+        assert webhook_secrets_reseal_task() == {"resealed": 1}
+        assert webhook_secrets_reseal_task() == {"resealed": 0}  # once
+        settings.VAULT_KEYS = {newest: base64.b64decode(NEW_KEY)}  # the old keys retired
+        pay(merchant, amount=1_000)
+        owe_everything()
+        dispatch.deliver_due()
+        [request] = receiver.received
+    assert stripe_style_verify(request.body, request.headers["payflow-signature"], made.secret)
+
+
+NEW_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="
