@@ -103,6 +103,24 @@ AUDIT_EVENTS: dict[str, AuditEvent] = {
             "a data subject was erased: its key destroyed (`audit/subjects.py`)",
         ),
         AuditEvent(
+            "webhook_endpoint.created",
+            Action.INSERT,
+            "a merchant registered a webhook endpoint (`payflow/webhooks/endpoints.py`; never"
+            " its secret)",
+        ),
+        AuditEvent(
+            "webhook_endpoint.updated",
+            Action.UPDATE,
+            "a webhook endpoint's URL, events, description or state changed (deleted, disabled"
+            " by the dispatcher after the retry span, enabled again)",
+        ),
+        AuditEvent(
+            "webhook_endpoint.secret_rolled",
+            Action.UPDATE,
+            "a webhook endpoint's signing secret was replaced (`new` holds the grace period,"
+            " never a secret)",
+        ),
+        AuditEvent(
             "user.login_failed",
             Action.LOGIN_FAILED,
             "a failed or refused admin login (`payflow/login_guard.py`)",

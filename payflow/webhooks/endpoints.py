@@ -27,12 +27,14 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from audit.actions import Action
+from audit.services import audit_record
 from ledger import vault
 from ledger.events import MERCHANT_EVENT_TYPES
 from ledger.exceptions import ConcurrentUpdate, InvalidRequest, NotFound
 from ledger.models import Merchant
 from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from payflow.platform import db
+from payflow.platform import context, db
 from payflow.webhooks import secrets
 
 MAX_ENDPOINTS = 16
@@ -171,6 +173,32 @@ def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
     return any(_matches(pattern, event_type) for pattern in endpoint.enabled_events)
 
 
+AUDITED = ("merchant", "livemode", "url", "enabled_events", "description", "status", "deleted")
+
+
+def _audited(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """What an audit entry shows of an endpoint: never a secret."""
+    values = {name: getattr(endpoint, name) for name in AUDITED if name != "merchant"}
+    values["merchant"] = str(endpoint.merchant_id)
+    values["version"] = endpoint.version
+    if endpoint.disabled_reason:
+        values["disabled_reason"] = endpoint.disabled_reason
+    return values
+
+
+def _audit(
+    endpoint: WebhookEndpoint, event: str, old: dict[str, Any] | None, new: dict[str, Any]
+) -> None:
+    audit_record(
+        object_type="payflow.webhookendpoint",
+        object_id=str(endpoint.pk),
+        action=Action.INSERT if old is None else Action.UPDATE,
+        event_type=f"webhook_endpoint.{event}",
+        old_values=old,
+        new_values=new,
+    )
+
+
 @dataclass(frozen=True)
 class WithSecret:
     endpoint: WebhookEndpoint
@@ -210,10 +238,18 @@ def _endpoint_insert(
     secret = secrets.new_secret()
     endpoint.secret_sealed = secrets.seal(endpoint.pk, secret)
     endpoint.save(force_insert=True)
+    _audit(endpoint, "created", None, _audited(endpoint))
     return WithSecret(endpoint, secret)
 
 
-def _compare_and_set(endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndpoint:
+def _compare_and_set(
+    endpoint: WebhookEndpoint,
+    event: str = "updated",
+    audited: dict[str, Any] | None = None,
+    **changes: Any,
+) -> WebhookEndpoint:
+    """One compare-and-set of the endpoint and its audit entry, in the caller's transaction."""
+    before = _audited(endpoint)
     changes["updated_at"] = timezone.now()
     updated = WebhookEndpoint.objects.filter(pk=endpoint.pk, version=endpoint.version).update(
         version=F("version") + 1, **changes
@@ -229,6 +265,7 @@ def _compare_and_set(endpoint: WebhookEndpoint, **changes: Any) -> WebhookEndpoi
     for name, value in changes.items():
         setattr(endpoint, name, value)
     endpoint.version += 1
+    _audit(endpoint, event, before, audited if audited is not None else _audited(endpoint))
     return endpoint
 
 
@@ -317,6 +354,11 @@ def webhook_endpoint_roll_secret(
     keep = grace > datetime.timedelta(0)
     endpoint = _compare_and_set(
         endpoint,
+        "secret_rolled",
+        {
+            "version": endpoint.version + 1,
+            "previous_secret_valid_seconds": int(grace.total_seconds()),
+        },
         secret_sealed=secrets.seal(endpoint.pk, secret),
         previous_secret_sealed=bytes(endpoint.secret_sealed) if keep else None,
         previous_secret_expires_at=timezone.now() + grace if keep else None,
@@ -339,13 +381,21 @@ def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime.datetime) -> lis
 
 @db.atomic
 def webhook_endpoint_disable(*, endpoint_id: Any, reason: str) -> None:
-    """The dispatcher's: an endpoint that failed for the whole retry span."""
-    WebhookEndpoint.objects.filter(pk=endpoint_id, status=WebhookEndpoint.Status.ENABLED).update(
-        status=WebhookEndpoint.Status.DISABLED,
-        disabled_reason=reason[:300],
-        updated_at=timezone.now(),
-        version=F("version") + 1,
+    """The dispatcher's: an endpoint that failed for the whole retry span (audited, with
+    the dispatcher as the actor when no one else acts)."""
+    endpoint = (
+        WebhookEndpoint.objects.select_for_update()
+        .filter(pk=endpoint_id, status=WebhookEndpoint.Status.ENABLED)
+        .first()
     )
+    if endpoint is None:
+        return
+    acting = context.current()
+    actor = {} if acting.actor_type else context.system_actor("webhook-dispatcher")
+    with context.bind(**actor):
+        _compare_and_set(
+            endpoint, status=WebhookEndpoint.Status.DISABLED, disabled_reason=reason[:300]
+        )
 
 
 class DeliveryInProgress(ConcurrentUpdate):

@@ -42,10 +42,14 @@ from ledger.signals import ledger_changed
 from outbox import events, receivers
 from outbox.models import EventStatus, OutboxEvent
 from payflow import login_guard, operations
-from payflow.models import WebhookDelivery
+from payflow.models import WebhookDelivery, WebhookEndpoint
 from payflow.platform import db, trail
 from payflow.webhooks import dispatch
-from payflow.webhooks.endpoints import webhook_endpoint_create, webhook_endpoint_disable
+from payflow.webhooks.endpoints import (
+    webhook_endpoint_create,
+    webhook_endpoint_disable,
+    webhook_endpoint_roll_secret,
+)
 from tests.audit.chainseed import seed_chain
 from tests.audit.conftest import sequence
 from tests.ledger.conftest import pay
@@ -186,6 +190,7 @@ def operator_drivers(merchant) -> dict:
         )
         webhook_endpoint_disable(endpoint_id=made.endpoint.pk, reason="failed for 3 days")
         operations.operator_webhook_endpoint_enable(endpoint_id=made.endpoint.pk, reason="fixed")
+        webhook_endpoint_roll_secret(endpoint=WebhookEndpoint.objects.get(pk=made.endpoint.pk))
 
     def pause_then_resume():
         for paused in (True, False):

@@ -177,3 +177,26 @@ def test_an_unknown_query_parameter_cut_to_a_card_number_is_not_repeated(api):
     error = assert_error(refused, 400, "parameter_unknown")
     assert error["param"] is None
     assert "4242" not in refused.content.decode()
+
+
+def test_every_change_of_an_endpoint_is_audited_and_no_entry_holds_a_secret(api):
+    from audit.models import AuditEntry
+
+    made = create(api).json()
+    path = f"/v1/webhook_endpoints/{made['id']}"
+    api.post(path, {"url": "http://127.0.0.1:10/elsewhere"}, format="json")
+    rolled = api.post(f"{path}/roll_secret", {}, format="json").json()
+    api.delete(path)
+    entries = list(AuditEntry.objects.filter(object_type="payflow.webhookendpoint").order_by("id"))
+    assert [entry.event_type for entry in entries] == [
+        "webhook_endpoint.created",
+        "webhook_endpoint.updated",
+        "webhook_endpoint.secret_rolled",
+        "webhook_endpoint.updated",
+    ]
+    assert entries[0].actor_type != ""
+    bodies = b"".join(bytes(entry.body) for entry in entries)
+    assert b"http://127.0.0.1:10/elsewhere" in bodies
+    for secret in (made["secret"], rolled["secret"]):
+        assert secret.encode() not in bodies
+        assert secret[6:].encode() not in bodies
