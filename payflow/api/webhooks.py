@@ -8,7 +8,6 @@ and mode's: another merchant's or mode's id is a 404 like an unknown one.
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -18,10 +17,8 @@ from rest_framework.response import Response
 
 from ledger import ids
 from ledger.events import MERCHANT_EVENT_TYPES
-from ledger.exceptions import NotFound
 from payflow.api import schema
 from payflow.api.auth import request_livemode, request_merchant
-from payflow.api.errors import ApiError
 from payflow.api.pagination import page_of, page_parameters, paginate
 from payflow.api.serializers import (
     LIVEMODE_HELP,
@@ -32,7 +29,14 @@ from payflow.api.serializers import (
     StrictStringField,
     unix,
 )
-from payflow.api.views import PAGE_PARAMETERS, ApiView, _expected_version, _validated
+from payflow.api.views import (
+    PAGE_PARAMETERS,
+    ApiView,
+    _decode,
+    _expected_version,
+    _missing,
+    _validated,
+)
 from payflow.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from payflow.webhooks import endpoints as services
 
@@ -160,26 +164,13 @@ def delivery_body(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> 
     }
 
 
-def _missing(kind: str) -> ApiError:
-    return ApiError(404, "invalid_request_error", "resource_missing", f"No such {kind}.", "id")
-
-
-def _decoded(kind: str, public_id: str) -> uuid.UUID:
-    try:
-        return ids.decode(kind, public_id)
-    except NotFound as exc:
-        raise _missing(kind.replace("_", " ")) from exc
-
-
 def _endpoint(request: Request, public_id: str) -> WebhookEndpoint:
-    try:
-        return services.endpoint_of(
-            request_merchant(request).pk,
-            request_livemode(request),
-            _decoded("webhook_endpoint", public_id),
-        )
-    except NotFound as exc:
-        raise _missing("webhook endpoint") from exc
+    # An unknown, malformed or another merchant's id: the service's NotFound, a 404.
+    return services.endpoint_of(
+        request_merchant(request).pk,
+        request_livemode(request),
+        _decode("webhook_endpoint", public_id, "id"),
+    )
 
 
 ENDPOINT_ID = schema.path_id("endpoint_id", "webhook_endpoint")
@@ -327,10 +318,10 @@ class WebhookDeliveryResendView(ApiView):
         _validated(EmptySerializer, request)
         endpoint = _endpoint(request, endpoint_id)
         delivery = WebhookDelivery.objects.filter(
-            pk=_decoded("webhook_delivery", delivery_id), endpoint=endpoint
+            pk=_decode("webhook_delivery", delivery_id, "id"), endpoint=endpoint
         ).first()
         if delivery is None:
-            raise _missing("webhook delivery")
+            raise _missing("webhook delivery", delivery_id, "id")
         delivery = services.webhook_delivery_resend(delivery=delivery)
         attempts = list(WebhookAttempt.objects.filter(delivery=delivery).order_by("id"))
         return Response(delivery_body(delivery, attempts))
