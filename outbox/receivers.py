@@ -9,7 +9,6 @@ from ledger.events import EventType
 from ledger.models import Transaction
 from outbox import events
 from outbox.models import OutboxEvent
-from outbox.tasks import relay_partitions
 from payflow.platform import db, personal
 
 #: Transaction changes recorded in the audit trail only.
@@ -38,7 +37,7 @@ def record_transaction_event(
     if sender is not Transaction or event_type in UNPUBLISHED:
         return
     aggregate_id = str(instance.pk)
-    event = OutboxEvent.objects.create(
+    event = OutboxEvent(
         merchant_id=instance.merchant_id,
         livemode=instance.livemode,
         aggregate_type=instance.type,
@@ -55,24 +54,10 @@ def record_transaction_event(
         ),
         relay_partition=events.relay_partition(aggregate_id),
     )
-    _nudge_after_commit(event.relay_partition)
+    db.before_commit(_insert_events, event)
 
 
-def _nudge_after_commit(partition: int) -> None:
-    """A nudge after commit gets the events out quickly; if it is lost, beat's sweep (every
-    second) publishes them anyway. One nudge per transaction (a payment writes several
-    events): ``payflow.platform.db.after_commit`` collects the partitions; nothing is sent
-    if the transaction rolls back."""
-    db.after_commit(_nudge_partitions, partition)
-
-
-def _nudge_partitions(partitions: list[int]) -> None:
-    # One broker message naming them all (a message per partition cost a round trip each).
-    nudge(sorted(set(partitions)))
-
-
-def nudge(partitions: list[int]) -> None:
-    try:
-        relay_partitions.apply_async(args=[partitions], ignore_result=True)
-    except Exception as exc:  # the broker being down must never fail the committed request
-        logger.warning("outbox nudge for partitions %s not sent: %s", partitions, exc)
+def _insert_events(staged: list[OutboxEvent]) -> None:
+    """Every outbox row of the transaction in one multi-row INSERT, just before COMMIT
+    (the relay process polls for them: no message is sent per transaction)."""
+    OutboxEvent.objects.bulk_create(staged)

@@ -357,8 +357,69 @@ def relay_partition(partition: int, *, time_budget: float = 10.0) -> RelayReport
 
 
 def relay_all(*, time_budget: float = 10.0) -> list[RelayReport]:
-    """Sweep every partition once (beat, every second)."""
+    """Sweep every partition once (by hand: ``outbox.relay_sweep``; tests)."""
     return [
         relay_partition(partition, time_budget=time_budget / settings.OUTBOX_RELAY_PARTITIONS)
         for partition in range(settings.OUTBOX_RELAY_PARTITIONS)
     ]
+
+
+# --- the relay process -------------------------------------------------------------------
+
+
+def partitions_pending() -> list[int]:
+    """The relay partitions holding a pending event: one index-only read (the
+    ``outbox_relay_queue`` index leads with the partition and the status)."""
+    pending = OutboxEvent.objects.filter(status=EventStatus.PENDING)
+    return sorted(set(pending.values_list("relay_partition", flat=True).distinct()))
+
+
+@dataclass
+class RelayLoop:
+    """``manage.py outbox_relay``: the one way events leave the outbox (no message is sent
+    per transaction). Each round reads which partitions hold pending events and relays
+    those, each under its lease (two relay processes share the partitions, never publish
+    one at once). After a round that published, the next starts at once; idle rounds
+    wait twice as long each time, from 5 ms up to ``OUTBOX_RELAY_IDLE_INTERVAL``."""
+
+    min_interval: float = 0.005
+    interval: float = 0.005
+    rounds: int = 0
+    published: int = 0
+
+    def step(self) -> int:
+        """One round: relay every partition with pending events; how many were published."""
+        published = 0
+        try:
+            for partition in partitions_pending():
+                published += relay_partition(partition, time_budget=1.0).published
+        finally:
+            self.rounds += 1
+            self.published += published
+        return published
+
+    def next_wait(self, published: int) -> float:
+        if published:
+            self.interval = self.min_interval
+            return 0.0
+        wait = self.interval
+        self.interval = min(self.interval * 2, settings.OUTBOX_RELAY_IDLE_INTERVAL)
+        return wait
+
+
+def run_forever(loop: RelayLoop, *, stop, heartbeat=None) -> None:
+    """Run rounds until ``stop()``; a failing round (database down) is logged and retried
+    after the idle interval, never the end of the process."""
+    while not stop():
+        try:
+            published = loop.step()
+        except Exception:
+            logger.exception("outbox relay round failed; trying again")
+            published = 0
+            loop.interval = settings.OUTBOX_RELAY_IDLE_INTERVAL
+            connection.close()  # a broken connection is opened afresh next round
+        if heartbeat is not None:
+            heartbeat()
+        wait = loop.next_wait(published)
+        if wait:
+            time.sleep(wait)

@@ -198,8 +198,6 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The scheduled jobs (DESIGN.md section 9). Each is idempotent and safe to overlap.
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
-    # Delivery never depends on the on-commit nudge: this sweep publishes every partition.
-    "outbox-relay-sweep": {"task": "outbox.relay_sweep", "schedule": 1.0},
     "outbox-purge": {"task": "outbox.purge", "schedule": crontab(hour=1, minute=30)},
     "audit-verify-incremental": {
         "task": "audit.verify",
@@ -321,6 +319,11 @@ FAULT_INJECTION = env.bool("FAULT_INJECTION", default=False)
 # --- merchant API ---------------------------------------------------------------------
 IDEMPOTENCY_RETENTION_HOURS = max(24, env.int("IDEMPOTENCY_RETENTION_HOURS", default=48))
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="100/second")
+# How long a process keeps an API key with its merchant, a card token and the like in
+# memory (payflow.platform.caches): a revocation, suspension or erasure made by another
+# process takes effect here within this bound (at once in the process that made it).
+# 0 turns the caches off.
+API_CACHE_SECONDS = env.float("API_CACHE_SECONDS", default=5.0)
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 REST_FRAMEWORK.update(
     {
@@ -338,6 +341,11 @@ REST_FRAMEWORK.update(
 
 # --- outbox ---------------------------------------------------------------------------
 OUTBOX_RELAY_PARTITIONS = env.int("OUTBOX_RELAY_PARTITIONS", default=8)
+# The relay process (manage.py outbox_relay) polls for pending events: at once again after
+# a batch, then ever more slowly while idle, up to this interval (seconds).
+OUTBOX_RELAY_IDLE_INTERVAL = env.float("OUTBOX_RELAY_IDLE_INTERVAL", default=0.1)
+# Touched on every loop of the relay (its container's health check reads it).
+OUTBOX_RELAY_HEARTBEAT_FILE = VAR_DIR / "outbox-relay.alive"
 
 # --- merchant webhooks (payflow/webhooks, docs/webhooks.md) ------------------------------
 WEBHOOK_CONSUMER_GROUP = env.str("WEBHOOK_CONSUMER_GROUP", default="payflow-webhooks")

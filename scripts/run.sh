@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on embedded defaults (SQLite, development Kafka broker, kombu
-# filesystem transport): web (gunicorn), Celery worker, Celery beat and the broker under honcho.
+# filesystem transport): web (gunicorn), Celery worker, Celery beat, the outbox relay, the audit
+# sequencer, the webhook dispatcher and the broker under honcho.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh run

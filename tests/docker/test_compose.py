@@ -33,7 +33,7 @@ CLUSTERCHECK = DOCKER_DIR / "galera" / "clustercheck.sh"
 HAPROXY_CFG = DOCKER_DIR / "haproxy" / "haproxy.cfg"
 
 GALERA_NODES = ("galera1", "galera2", "galera3")
-APP_SERVICES = ("web", "worker", "beat", "sequencer", "webhooks")
+APP_SERVICES = ("web", "worker", "beat", "relay", "sequencer", "webhooks")
 ONE_SHOT_SERVICES = ("migrate",)
 EXPECTED_SERVICES = (*GALERA_NODES, "haproxy", "kafka", "redis", *ONE_SHOT_SERVICES, *APP_SERVICES)
 LONG_RUNNING_SERVICES = tuple(s for s in EXPECTED_SERVICES if s not in ONE_SHOT_SERVICES)

@@ -27,7 +27,6 @@ from tests.ledger.conftest import pay
 
 pytestmark = [
     pytest.mark.kafka,
-    pytest.mark.celery_worker,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -68,7 +67,7 @@ def wait_until(condition, timeout: float, what: str, process: DispatcherProcess)
 
 
 def test_a_payment_lifecycle_is_pushed_signed_in_object_order_retried_and_never_lost(
-    infra_dir, kafka_broker, celery_worker_process
+    infra_dir, kafka_broker, relay_process
 ):
     merchant = merchant_create(name="Webhook Shop")
     with (
@@ -138,7 +137,7 @@ def test_a_payment_lifecycle_is_pushed_signed_in_object_order_retried_and_never_
 
 
 def test_a_receiver_that_never_answers_gets_its_endpoint_disabled_after_the_retry_span(
-    infra_dir, kafka_broker, celery_worker_process
+    infra_dir, kafka_broker, relay_process
 ):
     merchant = merchant_create(name="Silent Shop")
     with (

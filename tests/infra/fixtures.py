@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from django.db import connections
 from payflow import config
 from tests.infra.celery_worker import CeleryWorker
 from tests.infra.galera import GaleraCluster, GaleraUnavailable, missing_requirements
+from tests.infra.gunicorn import database_url
 from tests.infra.kafka import KafkaBroker
+from tests.infra.processes import ManageProcess
 from tests.missing import missing_part
 
 GALERA_DATABASE = "payflow_galera_test"
@@ -175,6 +178,20 @@ def celery_worker_process(
     worker.stop()
 
 
+@pytest.fixture
+def relay_process(infra_dir: Path, django_db_setup, kafka_broker: KafkaBroker):
+    """A real ``manage.py outbox_relay`` process (the one way events leave the outbox),
+    on the test database and broker, for one test (a relay left running would publish
+    what the outbox's failure tests keep from the broker)."""
+    relay = ManageProcess(
+        infra_dir / f"relay-{uuid.uuid4().hex[:6]}",
+        ["outbox_relay"],
+        {"DATABASE_URL": database_url(), "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap},
+    ).start()
+    yield relay
+    relay.stop()
+
+
 # --- browser --------------------------------------------------------------------------
 
 
@@ -241,7 +258,11 @@ def fresh_cache():
     or API throttle counter carried over from another test."""
     from django.core.cache import cache
 
+    from payflow.platform import caches
+
     cache.clear()
+    # and the process caches of the request path: the rows they name were flushed
+    caches.clear_all()
 
 
 @pytest.fixture(autouse=True)

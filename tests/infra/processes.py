@@ -3,7 +3,9 @@ directory, a polite stop that turns into a kill, and a log tail for error messag
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -39,3 +41,30 @@ class LoggedProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class ManageProcess(LoggedProcess):
+    """``manage.py <command>`` as a real process with the test settings (the relay, …)."""
+
+    def __init__(self, workdir: Path, command: list[str], env: dict[str, str]) -> None:
+        super().__init__(workdir)
+        self.command = command
+        self.env = env
+        self.log_name = f"{command[0]}.log"
+
+    def start(self) -> ManageProcess:
+        base = Path(__file__).resolve().parents[2]
+        self.process = subprocess.Popen(
+            [sys.executable, str(base / "manage.py"), *self.command],
+            stdout=self.open_log(),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **self.env},
+            cwd=base,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind (a crash)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -19,15 +19,6 @@ from tests.waiting import drain_outbox, join_all
 pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def no_nudges(monkeypatch):
-    """These tests decide where Kafka is inside this process; an on-commit nudge would let
-    the session's real Celery worker (configured with the healthy broker) relay instead."""
-    from outbox import receivers
-
-    monkeypatch.setattr(receivers, "nudge", lambda partitions: None)
-
-
 def test_payments_continue_while_the_broker_is_down_and_every_event_arrives_after(
     merchant, broker, settings, infra_dir
 ):

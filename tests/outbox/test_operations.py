@@ -66,19 +66,3 @@ def test_the_purge_removes_only_published_events_past_retention(merchant):
     assert outbox_purge(older_than_hours=72, batch_size=1) == 1
     assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {second.pk, third.pk}
     assert outbox_purge(older_than_hours=72) == 0
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_transaction_nudges_its_relay_partitions_in_one_message(merchant, monkeypatch):
-    from outbox import receivers
-    from outbox.events import relay_partition
-
-    nudged = []
-    monkeypatch.setattr(receivers, "nudge", nudged.append)
-    before = set(OutboxEvent.objects.values_list("pk", flat=True))
-    pay(merchant)  # three transactions (tokenize, insert, authorize+capture), several events each
-    written = OutboxEvent.objects.exclude(pk__in=before)
-    partitions = {relay_partition(a) for a in written.values_list("aggregate_id", flat=True)}
-    assert len(nudged) <= 3  # one message per transaction
-    assert set().union(*nudged) == partitions  # and every partition written to was nudged
-    assert all(len(set(message)) == len(message) for message in nudged)  # each named once
