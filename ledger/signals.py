@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.dispatch import Signal
 
-from payflow.platform import trail
+from payflow.platform import caches, trail
 
 ledger_changed = Signal()
 
@@ -129,3 +129,12 @@ def _send(
         old_values=old_values,
         new_values=new_values,
     )
+
+
+def forget_cached(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Receiver of ``ledger_changed``: the process caches (``payflow.platform.caches``) drop
+    what they read from the changed row, now and again once the change has committed (a
+    request that re-read it in between cached the old row)."""
+    label, pk = sender._meta.label_lower, instance.pk
+    caches.forget(label, pk)
+    transaction.on_commit(lambda: caches.forget(label, pk), using=router.db_for_write(sender))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -16,13 +18,18 @@ from ledger.exceptions import InvalidRequest
 from ledger.models import ApiKey, ApiKeyMode, Merchant
 from ledger.services.transitions import row_compare_and_set
 from ledger.signals import insert_audited
-from payflow.platform import db
+from payflow.platform import caches, db
 from payflow.platform.guards import sanctioned_writes
 
 PREFIX_LENGTH = 12
 #: How stale ``last_used_at`` may get before a request refreshes it (one write a minute,
 #: not one per request).
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+#: Keys (with their merchant) by secret hash, for ``API_CACHE_SECONDS``: a request with a
+#: known key reads nothing. A revocation or suspension made in this process takes effect at
+#: its commit (``ledger_changed`` forgets the rows), one made elsewhere within the TTL.
+_KEYS = caches.ProcessCache("api_keys", ttl=lambda: settings.API_CACHE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -60,20 +67,32 @@ def api_key_create(*, merchant: Merchant, name: str = "", mode: str = ApiKeyMode
 
 
 def api_key_authenticate(secret: str) -> ApiKey | None:
-    """The active key for ``secret``, or None (malformed, unknown or revoked). Read-only."""
+    """The active key for ``secret`` (its merchant loaded), or None (malformed, unknown or
+    revoked). Read-only; a key seen in the last ``API_CACHE_SECONDS`` is not read again
+    (a copy of the cached rows is returned: callers may change it)."""
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != "sk" or parts[1] not in ApiKeyMode.values:
         return None
     if len(parts[2]) < PREFIX_LENGTH:
         return None
-    candidate = (
-        ApiKey.objects.select_related("merchant").filter(prefix=parts[2][:PREFIX_LENGTH]).first()
-    )
-    if candidate is None or not hmac.compare_digest(candidate.secret_hash, _hash(secret)):
-        return None
+    digest = _hash(secret)
+    candidate = _KEYS.get(digest)
+    if candidate is None:
+        candidate = (
+            ApiKey.objects.select_related("merchant")
+            .filter(prefix=parts[2][:PREFIX_LENGTH])
+            .first()
+        )
+        if candidate is None or not hmac.compare_digest(candidate.secret_hash, digest):
+            return None
+        tags = [caches.tag("ledger.apikey", candidate.pk)]
+        tags.append(caches.tag("ledger.merchant", candidate.merchant_id))
+        _KEYS.put_after_commit(digest, candidate, tags=tags)
     if candidate.mode != parts[1] or not candidate.is_active:
         return None
-    return candidate
+    found = copy.copy(candidate)
+    found.merchant = copy.copy(candidate.merchant)
+    return found
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
@@ -85,6 +104,10 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     if api_key.last_used_at is not None and api_key.last_used_at >= now - LAST_USED_RESOLUTION:
         return
     _touch(api_key.pk, now)
+    api_key.last_used_at = now
+    cached = _KEYS.get(api_key.secret_hash)
+    if cached is not None:
+        cached.last_used_at = now
 
 
 @db.atomic

@@ -14,6 +14,7 @@ from ledger.exceptions import InsufficientBalance
 from ledger.models import Account, AccountKind, JournalEntry, JournalLine, Merchant, Transaction
 from ledger.models.journal import TRACKED_KINDS
 from ledger.signals import insert_audited
+from payflow.platform import caches, db
 from payflow.platform.guards import sanctioned_writes
 
 
@@ -21,26 +22,47 @@ class UnbalancedEntry(ValueError):
     """A journal entry whose lines do not sum to zero per currency (a programming error)."""
 
 
+#: Accounts by (owner, kind, currency, livemode): an account's identity never changes
+#: and accounts are never deleted, so a process looks each one up once. Only what the
+#: services use is read from a cached account (id, kind, currency, mode), never its
+#: balance (that moves by ``UPDATE``, see ``_apply_to_tracked_balance``).
+_ACCOUNTS = caches.ProcessCache("accounts", ttl=None)
+
+
 def account_get_or_create(
-    *, merchant: Merchant | None, kind: str, currency: str, livemode: bool
+    *,
+    merchant: Merchant | None = None,
+    merchant_id: Any = None,
+    kind: str,
+    currency: str,
+    livemode: bool,
 ) -> Account:
     """The account, created on first use. The unique constraint on (owner, livemode, kind,
-    currency) makes creation race-free, platform accounts included."""
+    currency) makes creation race-free, platform accounts included. ``merchant_id`` may be
+    given instead of ``merchant`` (nothing is read for it)."""
+    if merchant is not None:
+        merchant_id = merchant.pk
     lookup: dict[str, Any] = {
-        "owner": Account.owner_of(merchant.pk if merchant else None),
+        "owner": Account.owner_of(merchant_id),
         "kind": kind,
         "currency": currency,
         "livemode": livemode,
     }
-    account = Account.objects.filter(**lookup).first()
+    key = (lookup["owner"], kind, currency, livemode)
+    account = _ACCOUNTS.get(key)
     if account is not None:
         return account
-    try:
-        # A savepoint: a concurrent creator's duplicate-key error must not break our transaction.
-        with transaction.atomic():
-            return Account.objects.create(merchant=merchant, **lookup)
-    except IntegrityError:
-        return Account.objects.get(**lookup)
+    account = Account.objects.filter(**lookup).first()
+    if account is None:
+        try:
+            # A savepoint: a concurrent creator's duplicate-key error must not break our
+            # transaction.
+            with transaction.atomic():
+                account = Account.objects.create(merchant_id=merchant_id, **lookup)
+        except IntegrityError:
+            account = Account.objects.get(**lookup)
+    _ACCOUNTS.put_after_commit(key, account)  # a rollback of its creation caches nothing
+    return account
 
 
 def _check_balanced(
@@ -80,7 +102,9 @@ def _apply_to_tracked_balance(account: Account, amount: int) -> None:
         balance=F("balance") - amount, version=F("version") + 1
     )
     if not updated:
-        balance = tracked_balance_available(account)
+        balance = Account.objects.values_list("balance", flat=True).filter(pk=account.pk).first()
+        if balance is None:
+            _stale_accounts()
         raise InsufficientBalance(
             f"the {account.currency} available balance ({balance}) does not cover {amount}"
         )
@@ -101,6 +125,7 @@ def journal_post(
     kind: str,
     lines: Sequence[tuple[Account, int]],
     merchant: Merchant | None = None,
+    merchant_id: Any = None,
     transaction_obj: Transaction | None = None,
     description: str = "",
 ) -> JournalEntry:
@@ -121,7 +146,7 @@ def journal_post(
     entry = insert_audited(
         JournalEntry(
             kind=kind,
-            merchant=merchant,
+            merchant_id=merchant.pk if merchant is not None else merchant_id,
             livemode=livemode,
             transaction=transaction_obj,
             description=description,
@@ -129,14 +154,33 @@ def journal_post(
         event_type=EventType.JOURNAL_ENTRY_POSTED,
         extra_values={"lines": journal_lines_values(lines)},
     )
-    with sanctioned_writes():
-        JournalLine.objects.bulk_create(
-            [
-                JournalLine(entry=entry, account=account, amount=amount, currency=account.currency)
-                for account, amount in lines
-            ]
-        )
+    try:
+        with sanctioned_writes():  # no savepoint: a failure ends the whole transaction
+            JournalLine.objects.bulk_create(
+                [
+                    JournalLine(
+                        entry=entry, account=account, amount=amount, currency=account.currency
+                    )
+                    for account, amount in lines
+                ]
+            )
+    except IntegrityError as exc:
+        if db.mysql_errno(exc) == MISSING_PARENT or "FOREIGN KEY" in str(exc):
+            _stale_accounts()
+        raise
     return entry
+
+
+#: MariaDB's "Cannot add or update a child row: a foreign key constraint fails".
+MISSING_PARENT = 1452
+
+
+def _stale_accounts() -> None:
+    """A cached account no longer exists (the database was restored to an earlier point,
+    or emptied under a running process): forget every cached account and run the
+    transaction again (``payflow.platform.db.StaleCache``)."""
+    _ACCOUNTS.clear()
+    raise db.StaleCache("a cached account no longer exists")
 
 
 def journal_lines_values(lines: Sequence[tuple[Account, int]]) -> list[dict[str, Any]]:
@@ -168,7 +212,9 @@ def platform_account(kind: AccountKind, currency: str, *, livemode: bool) -> Acc
 
 def merchant_account_of(txn: Any, kind: AccountKind) -> Account:
     """The account of ``kind`` of the transaction's merchant, in its mode and currency."""
-    return merchant_account(txn.merchant, kind, txn.currency, livemode=txn.livemode)
+    return account_get_or_create(
+        merchant_id=txn.merchant_id, kind=kind, currency=txn.currency, livemode=txn.livemode
+    )
 
 
 def platform_account_of(txn: Any, kind: AccountKind) -> Account:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from ledger.currencies import normalize_currency, validate_amount
 from ledger.events import EventType
 from ledger.exceptions import (
     AmountExceedsRemaining,
+    ConcurrentUpdate,
     InvalidRequest,
     LiveModeUnavailable,
     MerchantInactive,
@@ -37,6 +39,7 @@ from ledger.services.journal import journal_post, merchant_account_of, platform_
 from ledger.services.transitions import (
     check_expected_version,
     transaction_compare_and_set,
+    transaction_compare_and_set_steps,
     transaction_fresh,
     transaction_insert,
 )
@@ -117,7 +120,8 @@ def _payment_insert(
     external_reference: str | None,
     metadata: dict,
 ) -> Transaction:
-    _require_active(merchant.pk, "create payments")
+    # The merchant's status was checked on the ``merchant`` given (for the API: the key's
+    # merchant, read at most API_CACHE_SECONDS ago): a payment is one INSERT here.
     return transaction_insert(
         merchant=merchant,
         livemode=livemode,
@@ -186,41 +190,40 @@ def payment_inquire(payment: Transaction) -> acquirer.AcquirerResult | _NotRecei
     return NOT_RECEIVED if answer is None else answer
 
 
-def _capture(payment: Transaction, amount: int) -> Transaction:
+def _capture_step(amount: int) -> tuple[EventType, dict[str, Any]]:
     now = timezone.now()
-    payment = transaction_compare_and_set(
-        payment,
-        event_type=EventType.PAYMENT_CAPTURED,
-        status=TransactionStatus.CAPTURED,
-        captured_amount=amount,
-        captured_at=now,
-        completed_at=now,
+    return (
+        EventType.PAYMENT_CAPTURED,
+        {
+            "status": TransactionStatus.CAPTURED,
+            "captured_amount": amount,
+            "captured_at": now,
+            "completed_at": now,
+        },
     )
+
+
+def _post_capture(payment: Transaction, amount: int) -> None:
+    """The capture's journal entry: acquirer clearing debited, merchant pending credited."""
     journal_post(
         kind="capture",
-        merchant=payment.merchant,
+        merchant_id=payment.merchant_id,
         transaction_obj=payment,
         lines=[
-            (
-                platform_account_of(payment, AccountKind.ACQUIRER_CLEARING),
-                amount,
-            ),
-            (
-                merchant_account_of(payment, AccountKind.MERCHANT_PENDING),
-                -amount,
-            ),
+            (platform_account_of(payment, AccountKind.ACQUIRER_CLEARING), amount),
+            (merchant_account_of(payment, AccountKind.MERCHANT_PENDING), -amount),
         ],
     )
+
+
+def _capture(payment: Transaction, amount: int) -> Transaction:
+    payment = transaction_compare_and_set_steps(payment, [_capture_step(amount)])
+    _post_capture(payment, amount)
     return payment
 
 
-@db.atomic
-def _payment_record_authorization(payment_id: Any, result: acquirer.AcquirerResult) -> Transaction:
-    payment = transaction_fresh(payment_id, lock=True)
-    if payment.status != TransactionStatus.INITIATED:
-        # Recorded already (the recovery job, or a retry resuming it): the acquirer is
-        # idempotent by reference, so that was its answer to this same authorization.
-        return payment
+def _record_authorization_on(payment: Transaction, result: acquirer.AcquirerResult) -> Transaction:
+    """Compare-and-set ``payment`` (as read: ``initiated``) to the answer's outcome."""
     if not result.approved:
         return transaction_compare_and_set(
             payment,
@@ -230,13 +233,39 @@ def _payment_record_authorization(payment_id: Any, result: acquirer.AcquirerResu
             failure_message=result.message[:200],
             completed_at=timezone.now(),
         )
-    payment = transaction_compare_and_set(
-        payment, event_type=EventType.PAYMENT_AUTHORIZED, status=TransactionStatus.AUTHORIZED
+    authorized: tuple[EventType, dict[str, Any]] = (
+        EventType.PAYMENT_AUTHORIZED,
+        {"status": TransactionStatus.AUTHORIZED},
     )
-    if payment.capture_method == CaptureMethod.AUTOMATIC:
-        # The authorization was a sale: the acquirer took the money in the same call.
-        payment = _capture(payment, payment.amount)
+    if payment.capture_method != CaptureMethod.AUTOMATIC:
+        return transaction_compare_and_set_steps(payment, [authorized])
+    # The authorization was a sale: the acquirer took the money in the same call. Two
+    # entries and two events (authorized, then captured), one UPDATE.
+    payment = transaction_compare_and_set_steps(
+        payment, [authorized, _capture_step(payment.amount)]
+    )
+    _post_capture(payment, payment.amount)
     return payment
+
+
+@db.atomic
+def _payment_record_authorization(
+    payment_id: Any, result: acquirer.AcquirerResult, known: Transaction | None = None
+) -> Transaction:
+    if known is not None and known.status == TransactionStatus.INITIATED:
+        # The row as this request inserted it: compare-and-set on that version, no read.
+        # Zero rows (the recovery job or a retry got there first): read it as below.
+        attempt = copy.copy(known)
+        try:
+            return _record_authorization_on(attempt, result)
+        except ConcurrentUpdate:
+            pass
+    payment = transaction_fresh(payment_id, lock=True)
+    if payment.status != TransactionStatus.INITIATED:
+        # Recorded already (the recovery job, or a retry resuming it): the acquirer is
+        # idempotent by reference, so that was its answer to this same authorization.
+        return payment
+    return _record_authorization_on(payment, result)
 
 
 @db.atomic
@@ -271,17 +300,21 @@ def payment_abandon(*, payment_id: Any) -> Transaction:
 
 
 def payment_record_answer(
-    *, payment_id: Any, answer: acquirer.AcquirerResult | _NotReceived | None
+    *,
+    payment_id: Any,
+    answer: acquirer.AcquirerResult | _NotReceived | None,
+    known: Transaction | None = None,
 ) -> Transaction:
     """Record what the acquirer said of an authorization (its answer, or an inquiry's):
     approved → ``authorized`` (and ``captured`` with its journal entry for automatic
     capture), declined → ``failed``, never received → ``payment_abandon``, unknown → left
-    ``initiated`` for the recovery job."""
+    ``initiated`` for the recovery job. ``known``: the payment as the caller last wrote it
+    (its intent), compare-and-set without reading it again."""
     if answer is None:
         return transaction_fresh(payment_id)
     if isinstance(answer, _NotReceived):
         return payment_abandon(payment_id=payment_id)
-    return _payment_record_authorization(payment_id, answer)
+    return _payment_record_authorization(payment_id, answer, known)
 
 
 def payment_create(
@@ -345,7 +378,7 @@ def payment_create(
     )
     faults.point("payment.intent_committed")
     answer = _ask_acquirer(payment, card_token, cvc)
-    payment = payment_record_answer(payment_id=payment.pk, answer=answer)
+    payment = payment_record_answer(payment_id=payment.pk, answer=answer, known=payment)
     faults.point("payment.outcome_committed")
     return payment
 

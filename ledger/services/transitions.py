@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import F
@@ -56,27 +57,45 @@ def row_compare_and_set(instance: Any, *, event_type: EventType, **changes: Any)
     changed the row since it was read: ``ConcurrentUpdate`` with the current version,
     never an overwrite (and nothing staged). Runs inside the caller's transaction.
     """
+    return row_compare_and_set_steps(instance, [(event_type, changes)])
+
+
+def row_compare_and_set_steps(
+    instance: Any, steps: Sequence[tuple[EventType, dict[str, Any]]]
+) -> Any:
+    """Several changes of one row in one compare-and-set ``UPDATE`` (e.g. a sale's
+    ``initiated → authorized → captured``): each step is its own audit entry and its own
+    version (and signal, so its own event), chained in order; the statement sets the last
+    step's values, ``version = version + len(steps)`` and the last entry's hash, where the
+    version is still the one read. Same refusals as ``row_compare_and_set``."""
     model = type(instance)
-    old_values = instance.snapshot()
-    before = {name: getattr(instance, name) for name in changes}
-    old_version = instance.version
+    names = {name for _event, changes in steps for name in changes}
+    before = {name: getattr(instance, name) for name in names}
+    old_version, old_hash = instance.version, instance.audit_hash
 
     def restore() -> None:
         for name, value in before.items():
             setattr(instance, name, value)
-        instance.version = old_version
+        instance.version, instance.audit_hash = old_version, old_hash
 
-    for name, value in changes.items():
-        setattr(instance, name, value)
-    instance.version = old_version + 1
-    new_values = instance.snapshot()
+    staged: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    merged: dict[str, Any] = {}
     try:  # the instance is left as read whatever refuses (no transaction, no actor, a fork)
-        entry = update_entry(
-            instance, event_type=event_type, old_values=old_values, new_values=new_values
-        )
+        for event_type, changes in steps:
+            old_values = instance.snapshot()
+            for name, value in changes.items():
+                setattr(instance, name, value)
+            instance.version += 1
+            new_values = instance.snapshot()
+            entry = update_entry(
+                instance, event_type=event_type, old_values=old_values, new_values=new_values
+            )
+            instance.audit_hash = entry.hash  # the next step's entry chains to this one
+            staged.append((entry, old_values, new_values))
+            merged.update(changes)
         with sanctioned_writes():
             updated = model.objects.filter(pk=instance.pk, version=old_version).update(
-                version=F("version") + 1, audit_hash=entry.hash, **changes
+                version=F("version") + len(steps), audit_hash=staged[-1][0].hash, **merged
             )
     except BaseException:
         restore()
@@ -89,7 +108,8 @@ def row_compare_and_set(instance: Any, *, event_type: EventType, **changes: Any)
             f"{kind} {instance.pk} changed since it was read (now version {current})",
             current_version=current,
         )
-    changed_audited(instance, entry, old_values=old_values, new_values=new_values)
+    for entry, old_values, new_values in staged:
+        changed_audited(instance, entry, old_values=old_values, new_values=new_values)
     return instance
 
 
@@ -107,6 +127,19 @@ def transaction_compare_and_set(
         check_transition(txn.type, txn.status, status, reversal=reversal)
         changes["status"] = status
     return row_compare_and_set(txn, event_type=event_type, **changes)
+
+
+def transaction_compare_and_set_steps(
+    txn: Transaction, steps: Sequence[tuple[EventType, dict[str, Any]]]
+) -> Transaction:
+    """``row_compare_and_set_steps`` for a transaction, checking each step's transition
+    (a step's ``status`` key) against the table in turn."""
+    status = txn.status
+    for _event, changes in steps:
+        if "status" in changes:
+            check_transition(txn.type, status, changes["status"])
+            status = changes["status"]
+    return row_compare_and_set_steps(txn, steps)
 
 
 def transaction_insert(**fields: Any) -> Transaction:

@@ -28,7 +28,7 @@ from ledger.models import CardToken, Merchant, MerchantStatus
 from ledger.models.vault import VaultKey
 from ledger.services.transitions import row_compare_and_set
 from ledger.signals import insert_audited
-from payflow.platform import db
+from payflow.platform import caches, db
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,26 @@ def _clean_holder_name(holder_name: Any) -> str:
             param="card[name]",
         )
     return name
+
+
+#: Card tokens by id, for ``API_CACHE_SECONDS`` (an erasure made in this process is
+#: forgotten at its commit, one made elsewhere within the TTL).
+_TOKENS = caches.ProcessCache("card_tokens", ttl=lambda: settings.API_CACHE_SECONDS)
+
+
+def card_token_lookup(*, token_id: Any, merchant_id: Any, livemode: bool) -> CardToken | None:
+    """The merchant's token ``token_id`` in that mode, or None (unknown, another merchant's
+    or mode's). A token read in the last ``API_CACHE_SECONDS`` is not read again; a copy
+    of the cached row is returned."""
+    token = _TOKENS.get(token_id)
+    if token is None:
+        token = CardToken.objects.filter(pk=token_id).first()
+        if token is None:
+            return None
+        _TOKENS.put_after_commit(token_id, token, tags=[caches.tag("ledger.cardtoken", token.pk)])
+    if str(token.merchant_id) != str(merchant_id) or token.livemode != livemode:
+        return None
+    return copy.copy(token)
 
 
 @db.atomic

@@ -47,7 +47,13 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from ledger.models import CardToken, Transaction, TransactionType
+from ledger.models import (
+    AcquirerCommand,
+    CardToken,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+)
 from ledger.selectors import InvariantReport, transaction_in_flight
 from ledger.services.recovery import transaction_resume
 from payflow.api.auth import request_scope
@@ -68,12 +74,24 @@ class ClaimLost(Exception):
 
 @dataclass
 class Claim:
-    """The claim the current request holds: which record, at which fence, linking what."""
+    """The claim the current request holds: which record (``None`` until the request's
+    first transaction inserts it), at which fence, linking what."""
 
-    record_id: int
+    record_id: int | None
     fence: int
     links: tuple[str, str]  # (object kind, "insert" or "update")
     linked: bool = False
+    #: For a claim not inserted yet: the record's columns (merchant, mode, key, request).
+    columns: dict[str, Any] | None = None
+    #: The endpoint's answer for its object once final (``view.report``): given, the
+    #: transaction that makes the object final also completes the record with it.
+    respond: Callable[[Any], Response] | None = None
+    completed: bool = False
+
+
+class ClaimCollision(Exception):
+    """The record this request's first transaction inserted exists already (another
+    request with the key): that transaction was rolled back whole."""
 
 
 _current: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
@@ -103,30 +121,100 @@ def _object_kind(sender: Any, instance: Any) -> str:
 
 def fence_ledger_change(sender: Any, instance: Any, action: str, **kwargs: Any) -> None:
     """Receiver of ``ledger_changed``: a change made under a claim checks the claim's fence
-    before its transaction commits, and the endpoint's object is linked to the claim."""
+    before its transaction commits (the request's first transaction inserts the claim
+    instead), and the endpoint's object is linked to the claim."""
     claim = _current.get()
     if claim is None:
         return
     candidate = None
     if not claim.linked and (_object_kind(sender, instance), action) == claim.links:
         candidate = (claim.links[0], instance.pk)
-    db.before_commit(_fence, (claim, candidate))
+    db.before_commit(_fence, (claim, candidate, sender, instance))
 
 
-def _fence(items: list[tuple[Claim, Any]]) -> None:
+def _fence(items: list[tuple[Claim, Any, Any, Any]]) -> None:
     claim = items[0][0]
-    link = next((candidate for _, candidate in items if candidate is not None), None)
+    link = next((candidate for _, candidate, _s, _i in items if candidate is not None), None)
     changes: dict[str, Any] = {"locked_until": _lease_end()}
     if link is not None:
         changes.update(object_kind=link[0], object_id=link[1])
-    held = IdempotencyRecord.objects.filter(
-        pk=claim.record_id, fence=claim.fence, state=IdempotencyRecord.IN_PROGRESS
-    ).update(**changes)
-    if not held:
-        raise ClaimLost(f"idempotency record {claim.record_id} was taken over")
-    if link is not None:
-        # Only once this transaction has committed (a retried attempt links again).
-        transaction.on_commit(lambda: setattr(claim, "linked", True))
+    completion = _completion(claim, link, items)
+    if completion is not None:
+        changes.update(completion)
+    if claim.record_id is None:
+        _insert_claim(claim, changes)
+    else:
+        held = IdempotencyRecord.objects.filter(
+            pk=claim.record_id, fence=claim.fence, state=IdempotencyRecord.IN_PROGRESS
+        ).update(**changes)
+        if not held:
+            raise ClaimLost(f"idempotency record {claim.record_id} was taken over")
+
+    def committed() -> None:  # only once this transaction has committed (a retry runs again)
+        if link is not None:
+            claim.linked = True
+        if completion is not None:
+            claim.completed = True
+
+    transaction.on_commit(committed)
+
+
+def _insert_claim(claim: Claim, changes: dict[str, Any]) -> None:
+    """Insert the claim in the request's first transaction (the intent), or refuse the
+    whole transaction when another request holds the key (``ClaimCollision``)."""
+    record = IdempotencyRecord(**(claim.columns or {}), **changes)
+    try:
+        record.save(force_insert=True)
+    except IntegrityError:
+        raise ClaimCollision() from None
+    claim.record_id, claim.fence = record.pk, record.fence
+
+
+def _completion(claim: Claim, link: Any, items: list) -> dict[str, Any] | None:
+    """The record's completed columns when this transaction makes the endpoint's object
+    final and the endpoint asked for it (``respond``): the object as this transaction
+    leaves it, no acquirer command booked with it (a command still to be answered keeps
+    the object in flight)."""
+    if claim.respond is None:
+        return None
+    if any(sender is AcquirerCommand for _c, _l, sender, _i in items):
+        return None
+    object_id = link[1] if link is not None else claim_object_id(claim, items)
+    if object_id is None:
+        return None
+    final = [i for _c, _l, _s, i in items if isinstance(i, Transaction) and i.pk == object_id]
+    if not final or final[-1].status in IN_FLIGHT_STATUSES:
+        return None
+    response = claim.respond(final[-1])
+    if not _storable(response.status_code):
+        return None
+    body, headers = _stored_form(response)
+    return {
+        "state": IdempotencyRecord.COMPLETED,
+        "response_status": response.status_code,
+        "response_body": body,
+        "response_headers": headers,
+        "completed_at": timezone.now(),
+    }
+
+
+#: Statuses in which a transaction waits for the acquirer's answer.
+IN_FLIGHT_STATUSES = frozenset({TransactionStatus.INITIATED, TransactionStatus.PENDING})
+
+
+def claim_object_id(claim: Claim, items: list) -> Any:
+    """The object an already linked claim stands for, when this transaction changes it."""
+    if not claim.linked:
+        return None
+    kind = claim.links[0]
+    for _c, _l, sender, instance in items:
+        if _object_kind(sender, instance) == kind:
+            return instance.pk
+    return None
+
+
+def _storable(status_code: int) -> bool:
+    return status_code not in NOT_STORED and status_code < 500 and status_code != 202
 
 
 def _lease_end() -> datetime.datetime:
@@ -140,18 +228,6 @@ def _request_hash(request) -> str:
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
     message = f"{request.method}\n{request.path}\n{body}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
-
-
-@db.atomic
-def _insert_claim(scope: dict, key: str, method: str, path: str, request_hash: str):
-    return IdempotencyRecord.objects.create(
-        **scope,
-        key=key,
-        method=method,
-        path=path,
-        request_hash=request_hash,
-        locked_until=_lease_end(),
-    )
 
 
 @db.atomic
@@ -183,23 +259,48 @@ class _Outcome:
     record: IdempotencyRecord
 
 
-def _claim(request, key: str, load: Callable[[IdempotencyRecord], Any]) -> _Outcome:
-    # A key belongs to the merchant and the mode: test and live records never meet.
-    scope = {"merchant_id": request.auth.merchant_id, "livemode": request.auth.livemode}
-    request_hash = _request_hash(request)
-    for _ in range(_CLAIM_ATTEMPTS):
-        try:
-            record = _insert_claim(scope, key, request.method, request.path, request_hash)
-            return _Outcome("run", record)
-        except IntegrityError:
-            pass
-        record = IdempotencyRecord.objects.filter(
-            **scope, key_digest=IdempotencyRecord.digest(key)
-        ).first()
-        if record is None:
-            continue  # released between our insert and this read: claim it again
-        return _existing(request, record, request_hash, load)
-    raise _in_progress()
+def _columns(request, key: str) -> dict[str, Any]:
+    """The record's columns for a claim on ``key`` (inserted by the request's first
+    transaction). A key belongs to the merchant and the mode: test and live records never
+    meet."""
+    return {
+        "merchant_id": request.auth.merchant_id,
+        "livemode": request.auth.livemode,
+        "key": key,
+        "method": request.method,
+        "path": request.path,
+        "request_hash": _request_hash(request),
+    }
+
+
+def _record_for(columns: dict[str, Any]) -> IdempotencyRecord | None:
+    return IdempotencyRecord.objects.filter(
+        merchant_id=columns["merchant_id"],
+        livemode=columns["livemode"],
+        key_digest=IdempotencyRecord.digest(columns["key"]),
+    ).first()
+
+
+@db.atomic
+def _insert_completed(columns: dict[str, Any], response: Response) -> bool:
+    """Store the answer of a request that changed nothing (a 404, a 422, …) under its key;
+    False when the key is taken (another request's record)."""
+    body, headers = _stored_form(response)
+    record = IdempotencyRecord(
+        **columns,
+        state=IdempotencyRecord.COMPLETED,
+        locked_until=timezone.now(),
+        response_status=response.status_code,
+        response_body=body,
+        response_headers=headers,
+        completed_at=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            record.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _existing(request, record: IdempotencyRecord, request_hash: str, load) -> _Outcome:
@@ -280,9 +381,11 @@ def _hand_over(record_id: int, fence: int) -> None:
 
 
 def _finish(claim: Claim, response: Response) -> None:
+    if claim.completed or claim.record_id is None:
+        return  # completed by the object's last transaction, or never claimed
     if response.status_code == 202:
         _hand_over(claim.record_id, claim.fence)
-    elif response.status_code in NOT_STORED or response.status_code >= 500:
+    elif not _storable(response.status_code):
         _release(claim.record_id, claim.fence)
     elif not _complete(claim.record_id, claim.fence, response):
         logger.warning("idempotency record %s was taken over before it completed", claim.record_id)
@@ -351,12 +454,25 @@ def _key(request) -> str | None:
     return key
 
 
-def idempotent(links: tuple[str, str]):
+def idempotent(links: tuple[str, str], *, complete_in_transaction: bool = False):
     """Decorate a DRF view's ``post`` so it honours ``Idempotency-Key``.
 
     ``links`` names the endpoint's object: ``("payment", "insert")`` for the payment a
     create inserts, ``("payment", "update")`` for the payment a capture changes. The view
     answers ``report(request, obj)`` for a retry that finds the object already there.
+
+    The claim costs no transaction of its own: the request's first transaction that
+    changes the ledger inserts the record (with the link, when that transaction makes the
+    object); if the key is taken, that transaction rolls back whole and the request is
+    answered as the key's record says (replay, report, resume, 409). A request that changes
+    nothing stores its answer, when storable, in one INSERT at the end (and an answer that
+    is not stored, a 400 say, is given only if the key is not taken: a retry of a completed
+    request replays it whatever the request would say now).
+
+    ``complete_in_transaction``: the transaction that makes the object final (not waiting
+    for the acquirer, no command booked with it) also completes the record with
+    ``report(request, obj)``, which must then be the endpoint's answer (payment create:
+    the outcome's transaction, no transaction after it).
     """
 
     def decorate(handler):
@@ -366,36 +482,67 @@ def idempotent(links: tuple[str, str]):
             if key is None:
                 return handler(view, request, *args, **kwargs)
             load = _loader(request)
-            outcome = _claim(request, key, load)
-            if outcome.kind == "replay":
-                return _replay(outcome.record)
-            if outcome.kind == "report":
-                return _report(view, request, outcome.record, load(outcome.record))
-            if outcome.kind == "resume":
-                return _resume(view, request, outcome.record, load)
-            return _run(view, request, outcome.record, links, load, handler, args, kwargs)
+            claim = Claim(None, 1, links, columns=_columns(request, key))
+            if complete_in_transaction:
+                claim.respond = functools.partial(view.report, request)
+            response = _run(view, request, claim, load, handler, args, kwargs)
+            if response is not None:
+                return response
+            return _answer_existing(view, request, claim, links, load, handler, args, kwargs)
 
         return wrapper
 
     return decorate
 
 
-def _run(view, request, record, links, load, handler, args, kwargs) -> Response:
-    claim = Claim(record.pk, record.fence, links)
+def _answer_existing(view, request, claim, links, load, handler, args, kwargs) -> Response:
+    """The key is taken: answer as its record says."""
+    columns = claim.columns
+    for _ in range(_CLAIM_ATTEMPTS):
+        record = _record_for(columns)
+        if record is None:
+            raise _in_progress()  # released a moment ago: the client's next retry runs it
+        outcome = _existing(request, record, columns["request_hash"], load)
+        if outcome.kind == "replay":
+            return _replay(outcome.record)
+        if outcome.kind == "report":
+            return _report(view, request, outcome.record, load(outcome.record))
+        if outcome.kind == "resume":
+            return _resume(view, request, outcome.record, load)
+        # an expired claim that linked nothing, taken over (fence + 1): run the request
+        taken = Claim(outcome.record.pk, outcome.record.fence, links, columns=columns)
+        taken.respond = claim.respond
+        response = _run(view, request, taken, load, handler, args, kwargs)
+        if response is not None:
+            return response
+    raise _in_progress()
+
+
+def _run(view, request, claim: Claim, load, handler, args, kwargs) -> Response | None:
+    """Run the request under ``claim``; None when its key turned out to be taken."""
     with _holding(claim):
         try:
             response = handler(view, request, *args, **kwargs)
         except ClaimLost:
-            return _after_loss(view, request, record, load)
+            return _after_loss(view, request, claim, load)
+        except ClaimCollision:
+            return None
         except Exception as exc:
             response = view.handle_exception(exc)
-        _finish(claim, response)
+    if claim.record_id is None and claim.columns is not None:
+        # Nothing this request did changed the ledger: the key was never claimed.
+        if _storable(response.status_code):
+            return response if _insert_completed(claim.columns, response) else None
+        return None if _record_for(claim.columns) is not None else response
+    _finish(claim, response)
     return response
 
 
-def _after_loss(view, request, record: IdempotencyRecord, load) -> Response:
+def _after_loss(view, request, claim: Claim, load) -> Response:
     """A retry took this request's claim over: answer with what the key now stands for."""
-    current = IdempotencyRecord.objects.filter(pk=record.pk).first()
+    if claim.record_id is None:  # only a claim that was inserted can be taken over
+        raise _in_progress()
+    current = IdempotencyRecord.objects.filter(pk=claim.record_id).first()
     obj = load(current) if current is not None and current.object_id else None
     if obj is None:
         raise _in_progress()

@@ -25,7 +25,7 @@ from ledger.services.payments import (
 from ledger.services.payouts import payout_create
 from ledger.services.personal_data import card_token_erased
 from ledger.services.refunds import refund_create
-from ledger.services.vault import card_tokenize
+from ledger.services.vault import card_token_lookup, card_tokenize
 from payflow.api import schema
 from payflow.api import serializers as s
 from payflow.api.auth import request_livemode, request_merchant, request_scope
@@ -139,9 +139,11 @@ def _transaction(request: Request, kind: str, public_id: str, type_: str) -> Tra
 
 
 def _token(request: Request, public_id: str, param: str) -> CardToken:
-    token = CardToken.objects.filter(
-        pk=_decode("token", public_id, param), **request_scope(request)
-    ).first()
+    token = card_token_lookup(
+        token_id=_decode("token", public_id, param),
+        merchant_id=request_merchant(request).pk,
+        livemode=request_livemode(request),
+    )
     if token is None or card_token_erased(token):  # an erased cardholder's card is gone
         raise _missing("token", public_id, param)
     return token
@@ -283,7 +285,7 @@ class PaymentsView(ApiView):
         },
         examples=schema.PAYMENT_CREATE_EXAMPLES,
     )
-    @idempotent(links=("payment", "insert"))
+    @idempotent(links=("payment", "insert"), complete_in_transaction=True)
     def post(self, request: Request) -> Response:
         data = _validated(s.PaymentCreateSerializer, request)
         token = _token(request, data["token"], "token") if "token" in data else None

@@ -81,7 +81,7 @@ TRANSACTION_RETRIES = Counter(
     ["reason"],
 )
 # Every reason's series exists from the start (at 0), so a rate() alert sees the first retry.
-for _reason in RETRYABLE_ERRORS.values():
+for _reason in (*RETRYABLE_ERRORS.values(), "stale_cache"):
     TRANSACTION_RETRIES.labels(reason=_reason)
 TRANSACTION_RETRIES_EXHAUSTED = Counter(
     "payflow_db_transaction_retries_exhausted_total",
@@ -98,6 +98,12 @@ class TransactionRetriesExhausted(Exception):
         super().__init__(
             f"transaction gave up after {attempts} attempts; last error {errno}: {message}"
         )
+
+
+class StaleCache(Exception):
+    """A row a process cache handed out is gone (``payflow.platform.caches``; e.g. the
+    database was restored to an earlier point): the cache was emptied, and the whole
+    transaction is run again with fresh reads."""
 
 
 class ExternalCallInTransaction(RuntimeError):
@@ -147,14 +153,17 @@ def run_atomic(
     for attempt in range(1, max_attempts + 1):
         try:
             return _run_owning(connection, alias, func, args, kwargs)
-        except OperationalError as exc:
-            errno = mysql_errno(exc)
-            if errno not in RETRYABLE_ERRORS:
+        except (OperationalError, StaleCache) as exc:
+            errno = 0 if isinstance(exc, StaleCache) else mysql_errno(exc)
+            if errno == 0:
+                reason = "stale_cache"
+            elif errno in RETRYABLE_ERRORS:
+                reason = RETRYABLE_ERRORS[errno]
+            else:
                 raise
-            reason = RETRYABLE_ERRORS[errno]
             if attempt == max_attempts:
                 TRANSACTION_RETRIES_EXHAUSTED.inc()
-                raise TransactionRetriesExhausted(attempt, errno, str(exc)) from exc
+                raise TransactionRetriesExhausted(attempt, errno or 0, str(exc)) from exc
             TRANSACTION_RETRIES.labels(reason=reason).inc()
             logger.info(
                 "retrying %s after %s (attempt %d of %d)",
