@@ -248,19 +248,11 @@ def relay_reset(args: dict) -> dict:
     return {"reset": updated}
 
 
-def relay_loop(args: dict) -> dict:
-    """Relay continuously for ``seconds`` (the worker's job under payment load)."""
-    from outbox import relay
+def outbox_pending(args: dict) -> dict:
+    """How many outbox events wait for the relay."""
+    from outbox.models import EventStatus, OutboxEvent
 
-    relay.get_producer()
-    stop = time.monotonic() + float(args["seconds"])
-    published = 0
-    while time.monotonic() < stop:
-        done = sum(report.published for report in relay.relay_all(time_budget=1.0))
-        published += done
-        if done == 0:
-            time.sleep(0.25)  # idle: about what beat's one-second sweep would cost
-    return {"published": published}
+    return {"pending": OutboxEvent.objects.filter(status=EventStatus.PENDING).count()}
 
 
 def relay_lag(args: dict) -> dict:
@@ -511,7 +503,7 @@ STEPS = {
     "relay_drain": relay_drain,
     "relay_payloads": relay_payloads,
     "relay_reset": relay_reset,
-    "relay_loop": relay_loop,
+    "outbox_pending": outbox_pending,
     "relay_lag": relay_lag,
     "audit_seed": audit_seed,
     "audit_log_state": audit_log_state,

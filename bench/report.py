@@ -299,7 +299,7 @@ def markdown(results: dict, plots: list[str]) -> str:
         ("application CPU during the payment runs (cores)", "payment_app_cpu_cores"),
         ("application CPU per GET /v1/ping (ms)", "trivial_app_cpu_ms"),
         ("audit sequencer CPU over the payment phase (cores)", "sequencer_cpu_cores"),
-        ("outbox relay loop CPU over the payment phase (cores)", "relay_loop_cpu_cores"),
+        ("outbox relay process CPU, lag runs only (cores)", "relay_loop_cpu_cores"),
         ("audit entries not in the log after the payment phase", "audit_unsequenced"),
         ("open loop: offered rate (70% of max, payments/s)", "open_rate_per_s"),
         ("open loop: achieved (payments/s)", "open_achieved_per_s"),

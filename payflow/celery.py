@@ -79,8 +79,9 @@ def _paused(job: str) -> bool:
         return False
 
 
-#: Tasks that run every second (the relay): their routine INFO lines (beat's "Sending due
-#: task", the worker's "Received task" and "succeeded in") would be three a second. They
+#: The relay's tasks (an operator's sweep by hand; nudges queued by an earlier version,
+#: when they ran every second): their routine INFO lines (beat's "Sending due task", the
+#: worker's "Received task" and "succeeded in") would be three a second. They
 #: are shown only when the process logs at DEBUG (``--loglevel DEBUG``); their work shows
 #: in the outbox metrics, and a failure still logs at WARNING or above.
 QUIET_TASKS = frozenset({"outbox.relay_sweep", "outbox.relay_partitions", "outbox.relay_partition"})

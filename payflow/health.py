@@ -7,8 +7,8 @@ not ready (503). Kafka being unreachable is reported as ``degraded`` with 200: p
 keep working because events wait in the outbox, so taking the web tier out of the load
 balancer would turn a delayed-events incident into an outage. The same holds for the
 other degraded dependencies it reports: the outbox (dead events, or a pending event older
-than ``READYZ_OUTBOX_LAG_SECONDS``) and the Celery broker (not reachable: the on-commit
-nudges and operator-started tasks wait, beat's sweep catches up once it is back).
+than ``READYZ_OUTBOX_LAG_SECONDS``: the relay process is behind or down) and the Celery
+broker (not reachable: scheduled and operator-started tasks wait until it is back).
 """
 
 from __future__ import annotations

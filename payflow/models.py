@@ -29,8 +29,9 @@ class IdempotencyRecord(models.Model):
     """The first response to a POST with an ``Idempotency-Key``, kept for replays.
 
     One row per (merchant, mode, key), claimed by inserting it (the unique constraint makes two
-    simultaneous claims impossible) before the request runs, and completed with the
-    response after. Keys are compared byte for byte: the unique index is on
+    simultaneous claims impossible) in the request's first transaction that changes the
+    ledger, and completed with the response by its last (``payflow.api.idempotency``).
+    Keys are compared byte for byte: the unique index is on
     ``key_digest`` (SHA-256 of the key's bytes), never on ``key`` itself, whose column
     collation on MariaDB folds case and accents. ``request_hash`` is an HMAC of method,
     path and body (keyed, because a body may hold a card number).

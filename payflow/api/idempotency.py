@@ -1,12 +1,21 @@
 """``Idempotency-Key`` on every POST: one effect per key, whatever crashes or retries.
 
-- **Claim.** The first request with a key inserts a record (unique per merchant and key
-  digest: keys are compared byte for byte) and commits *before* the work starts.
-- **Fence.** Every transaction the request then runs checks the claim's ``fence`` by
+- **Claim.** The request's first transaction that changes the ledger (a payment's intent)
+  inserts the record (unique per merchant and key digest: keys are compared byte for
+  byte), just before it commits: the claim costs no transaction of its own, and nothing
+  of the request is committed without it. If the key is taken, the INSERT collides, that
+  transaction rolls back whole (``ClaimCollision``) and the request is answered from the
+  existing record, as below. A request that changes nothing stores its answer (when it is
+  stored at all) by one INSERT at the end, colliding the same way.
+- **Fence.** Every later transaction of the request checks the claim's ``fence`` by
   compare-and-set just before it commits (``db.before_commit``), renewing the claim's
   lease. A request whose claim was taken over commits nothing more (``ClaimLost``).
 - **Link.** The transaction that creates (or, for a capture or cancel, changes) the
   endpoint's object writes its kind and id into the record, in that same transaction.
+- **Completion.** The response is stored once the request is done; for payment create,
+  by the outcome's own transaction (``complete_in_transaction``): a payment is two
+  transactions, intent and outcome, the record's INSERT in the first and its completion in
+  the second.
 - **Replay.** Same key, method, path and body after completion: the stored response,
   with ``Idempotent-Replayed: true``. Same key with another body or endpoint: 409
   ``idempotency_error``.
@@ -21,8 +30,11 @@
   slow.
 - **Not stored** (the key can be used again): validation errors (400), authentication
   (401), conflicts (409), rate limits (429) and server errors (5xx), unless an object was
-  already linked. A 202 (the acquirer's answer is not known yet) is not stored either:
-  the claim is released at once so the next retry resumes the payment.
+  already linked. Such an answer is given only when the key is free: a retry of a
+  completed request gets the stored answer even if the request would now be refused (the
+  merchant suspended since, the token erased). A 202 (the acquirer's answer is not known
+  yet) is not stored either: the claim is released at once so the next retry resumes
+  the payment.
 - Records are kept ``IDEMPOTENCY_RETENTION_HOURS`` (at least 24 h) and purged by beat.
 """
 

@@ -44,9 +44,10 @@ commands) lock only themselves. Other accounts (platform, pending, receivable) a
 ever share-locked by those foreign-key checks. Merchant rows are read without a lock
 (the insert of a transaction row share-locks its merchant); a merchant change locks its
 own row, nothing else. The idempotency record of an API request is
-written either alone in its own transaction or, as the request's fence, by the first
-change of a money transaction; no transaction that locks it holds another row first
-except that money transaction's own, so it cannot close a cycle.
+inserted by the request's first money transaction, just before its COMMIT, and updated
+(the fence) just before the COMMIT of each later one, after every other row of that
+transaction; it is that request's alone, so no other transaction waits for it while
+holding a row it needs (a duplicate request waits on its key, holding nothing).
 """
 
 from __future__ import annotations
@@ -228,8 +229,7 @@ def after_commit(
 ) -> None:
     """Queue ``item`` for ``flush``: called once, after COMMIT, with every item queued for
     it in the transaction that a rolled-back savepoint did not discard (one call per
-    transaction however many changes queued work: e.g. one relay nudge naming every
-    partition a payment wrote to). Nothing is called if the transaction rolls back.
+    transaction however many changes queued work). Nothing is called if the transaction rolls back.
 
     Built on ``before_commit`` (which drops a rolled-back savepoint's items): just before
     COMMIT, once every other flush has run, the surviving items of each ``flush`` become one
