@@ -1,10 +1,12 @@
 """Where a payment's CPU goes: py-spy samples of every gunicorn worker under payment load.
 
 py-spy (``record --format raw``) writes collapsed stacks, one ``frame;frame;… count`` per
-line, root first; idle threads are left out by default, so the samples are time spent
-running (or waiting on the GIL or a database call from Python). ``--nonblocking`` keeps the
-sampled process running while it is read, so the profile slows the server little; the
-profiled run is an extra one and is not one of the measured figures.
+line, root first. ``--gil`` samples only the thread holding the GIL: CPU spent in Python
+(and in C code called without releasing it), never time blocked on the database, the
+network or the GIL, so the shares are shares of the payment's CPU. ``--nonblocking`` keeps
+the sampled process running while it is read, so the profile slows the server little; the
+profiled run is an extra one and is not one of the measured figures. ``flame_graph_svg``
+draws the stacks as a flame graph (the report's ``<date>-flame.svg``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def record_during(
                         "--format",
                         "raw",
                         "--nonblocking",
+                        "--gil",
                         "--output",
                         str(out),
                     ],
@@ -95,7 +98,9 @@ def record_during(
         stacks.update(read_collapsed(out.read_text()))
     if not stacks:
         return {"available": False, "note": "py-spy recorded nothing: " + " | ".join(errors)}
-    return {"available": True, "workers": len(pids), **summarize(stacks)}
+    flame = workdir / "payment-flame.svg"
+    flame.write_text(flame_graph_svg(stacks, "CPU of a payment (gunicorn workers, py-spy --gil)"))
+    return {"available": True, "workers": len(pids), "flame_svg": str(flame), **summarize(stacks)}
 
 
 def read_collapsed(text: str) -> Counter[str]:
@@ -147,3 +152,54 @@ def summarize(stacks: Counter[str], top: int = 15) -> dict:
         "categories": share(categories, None),
         "hashing_signing_share": (hashing + signing) / total if total else None,
     }
+
+
+def flame_graph_svg(
+    stacks: Counter[str], title: str, *, width: int = 1600, row: int = 16, min_share=0.002
+) -> str:
+    """A flame graph of collapsed stacks: each frame a box as wide as its share of the
+    samples, callers below callees (root at the bottom); frames under ``min_share`` of the
+    total are left out. Hovering a box shows its frame and share (an SVG ``<title>``)."""
+    from html import escape
+
+    total = sum(stacks.values())
+    tree: dict = {"count": 0, "children": {}}
+    for stack, count in stacks.items():
+        node = tree
+        node["count"] += count
+        for frame in stack.split(";"):
+            node = node["children"].setdefault(_short(frame), {"count": 0, "children": {}})
+            node["count"] += count
+    boxes: list[tuple[float, int, float, str, int]] = []
+    depth_max = 0
+
+    def place(node: dict, x: float, depth: int) -> None:
+        nonlocal depth_max
+        for name, child in sorted(node["children"].items()):
+            share = child["count"] / total if total else 0
+            if share >= min_share:
+                boxes.append((x, depth, share, name, child["count"]))
+                depth_max = max(depth_max, depth)
+                place(child, x, depth + 1)
+            x += share
+
+    place(tree, 0.0, 0)
+    height = (depth_max + 3) * row
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="monospace" font-size="11">',
+        f'<text x="4" y="12">{escape(title)}: {total} samples</text>',
+    ]
+    for x, depth, share, name, count in boxes:
+        left, box_width = x * width, share * width
+        top = height - (depth + 1) * row
+        hue = 20 + (hash(name.split(" (")[-1]) % 40)
+        label = name if len(name) * 6.5 < box_width else name[: max(int(box_width / 6.5) - 1, 0)]
+        parts.append(
+            f"<g><title>{escape(name)}: {count} samples, {100 * share:.1f}%</title>"
+            f'<rect x="{left:.1f}" y="{top}" width="{box_width:.1f}" height="{row - 1}" '
+            f'fill="hsl({hue},80%,60%)"/>'
+            f'<text x="{left + 2:.1f}" y="{top + row - 4}">{escape(label)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -6,6 +6,7 @@ import bisect
 import datetime
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ def figures(results: dict) -> dict:
         out["payment_app_cpu_ms"] = _median_of(single["payment"], "app_cpu_ms_per_request")
         out["payment_app_cpu_cores"] = _median_of(single["payment"], "app_cpu_cores")
         out["trivial_app_cpu_ms"] = _median_of(single["trivial"], "app_cpu_ms_per_request")
+        if all("db_cpu_ms_per_request" in run for run in single["payment"]):
+            out["payment_db_cpu_ms"] = _median_of(single["payment"], "db_cpu_ms_per_request")
+        out["closed_loop_failures"] = sum(
+            sum(run.get("errors", {}).values())
+            + sum(count for code, count in run.get("statuses", {}).items() if str(code)[:1] != "2")
+            + run.get("server_counters", {}).get("Innodb_deadlocks", 0)
+            for kind in ("payment", "trivial")
+            for run in single.get(kind, [])
+        )
         background = results["single"].get("background_cpu_cores", {})
         out["sequencer_cpu_cores"] = background.get("sequencer", math.nan)
         out["relay_loop_cpu_cores"] = background.get("relay", math.nan)
@@ -101,16 +111,21 @@ def figures(results: dict) -> dict:
 
 
 GOALS = [
-    # key, label, target, higher is better
-    ("payment_max_per_s", "payment create, single MariaDB (payments/s)", 800, True),
+    # key, label, target, higher is better (issue 17's goals; lower-is-better ones are met
+    # at or below the target)
+    ("payment_app_cpu_ms", "application CPU per payment (ms)", 3, False),
+    ("payment_db_cpu_ms", "MariaDB CPU per payment (ms)", 1.5, False),
+    ("payment_statements", "SQL statements per payment", 10, False),
+    ("payment_transactions", "transactions per payment", 2, False),
+    ("payment_over_trivial", "payment ÷ trivial endpoint", 0.3, True),
+    ("payment_max_per_s", "payment create, single MariaDB, closed loop (payments/s)", 400, True),
+    ("closed_loop_failures", "non-2xx, errors and deadlocks in the closed-loop runs", 0, False),
+    ("galera_over_single", "3-node Galera ÷ single", 0.7, True),
     ("open_p99_ms", "P99 at 70% of max (ms)", 200, False),
     ("open_p99_over_p50", "P99 / P50 at 70% of max", 4, False),
-    ("galera_over_single", "3-node Galera ÷ single", 0.6, True),
-    ("payment_over_trivial", "payment ÷ trivial endpoint", 0.3, True),
-    ("relay_per_s", "relay (events/s)", 20_000, True),
-    ("relay_over_raw", "relay ÷ raw producer", 0.1, True),
-    ("lag_p99_ms", "commit-to-delivery lag P99 under payment load (ms)", 1000, False),
-    ("verify_rows_per_s", "audit verification (entries/s)", 150_000, True),
+    ("relay_per_s", "relay from a backlog (events/s)", 30_000, True),
+    ("lag_p99_ms", "commit-to-delivery lag P99 under payment load (ms)", 250, False),
+    ("verify_rows_per_s", "audit verification (entries/s)", 250_000, True),
     ("hashing_signing_share", "hashing + signing share of a payment's CPU", 0.01, False),
 ]
 
@@ -130,15 +145,14 @@ def goals(figs: dict) -> list[dict]:
                 }
             )
             continue
-        met = value >= target if higher else value < target
-        margin = value / target
+        met = value >= target if higher else value <= target
         rows.append(
             {
                 "goal": label,
                 "target": target,
                 "value": value,
                 "met": met,
-                "margin": f"{margin:.2f}× the target",
+                "margin": f"{value / target:.2f}× the target" if target else f"{value:g}",
             }
         )
     return rows
@@ -157,6 +171,9 @@ def write(results: dict, out_dir: Path) -> list[Path]:
     json_path = out_dir / f"{stamp}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str))
     plots = plot(results, out_dir, stamp)
+    flame = results.get("profile", {}).get("flame_svg")
+    if flame and Path(flame).exists():  # the profile's flame graph, kept beside the plots
+        plots.append(Path(shutil.copyfile(flame, out_dir / f"{stamp}-flame.svg")))
     md_path = out_dir / f"{stamp}.md"
     md_path.write_text(markdown(results, [p.name for p in plots]))
     return [json_path, md_path, *plots]
@@ -298,6 +315,8 @@ def markdown(results: dict, plots: list[str]) -> str:
         ("application CPU per payment, gunicorn master + workers (ms)", "payment_app_cpu_ms"),
         ("application CPU during the payment runs (cores)", "payment_app_cpu_cores"),
         ("application CPU per GET /v1/ping (ms)", "trivial_app_cpu_ms"),
+        ("MariaDB CPU per payment, mariadbd process accounting (ms)", "payment_db_cpu_ms"),
+        ("non-2xx, errors and deadlocks in the closed-loop runs", "closed_loop_failures"),
         ("audit sequencer CPU over the payment phase (cores)", "sequencer_cpu_cores"),
         ("outbox relay process CPU, lag runs only (cores)", "relay_loop_cpu_cores"),
         ("audit entries not in the log after the payment phase", "audit_unsequenced"),

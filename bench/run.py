@@ -403,18 +403,35 @@ def summarize_http(result: dict, started_at: str) -> dict:
     }
 
 
+def database_pids() -> list[int]:
+    """The MariaDB server processes on this machine (the single server, or the Galera
+    nodes while they run): their CPU is the database's share of a request."""
+    found = subprocess.run(["pidof", "mariadbd", "mysqld"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def database_cpu_seconds(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
 def run_http(web: Web, seed: dict, kind: str, server: dict, **options) -> dict:
     before = server_counters(server)
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    db_pids = database_pids()
+    db_before = database_cpu_seconds(db_pids)
     cpu_before, wall_before = web.cpu_seconds(), time.perf_counter()
     result = loadgen(http_spec(web, seed, kind, **options))
     app_cpu = web.cpu_seconds() - cpu_before
+    db_cpu = database_cpu_seconds(db_pids) - db_before
     wall = time.perf_counter() - wall_before
     summary = summarize_http(result, started_at)
     # Warm-up requests included on both sides: every request sent costs the server.
     summary["app_cpu_seconds"] = app_cpu
     summary["app_cpu_cores"] = app_cpu / wall
     summary["app_cpu_ms_per_request"] = 1000 * app_cpu / max(result["sent"], 1)
+    # The database server's CPU over the run (process accounting of mariadbd), per request.
+    summary["db_cpu_seconds"] = db_cpu
+    summary["db_cpu_ms_per_request"] = 1000 * db_cpu / max(result["sent"], 1)
     summary["ended_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     summary["server_counters"] = counter_delta(before, server_counters(server))
     return summary
