@@ -38,10 +38,19 @@ CATEGORIES = {
     "outbox rows (outbox/receivers.py)": ("outbox/receivers.py",),
     "database driver (MySQLdb)": ("MySQLdb/",),
     "Django ORM (django/db/)": ("django/db/",),
-    "idempotency (payflow/api/idempotency.py)": ("payflow/api/idempotency.py",),
+    # its own work: the wrapper frames (``wrapper``, ``_run``) hold the whole request
+    "idempotency (payflow/api/idempotency.py, its own work)": (
+        "_fence@payflow/api/idempotency.py",
+        "_insert_claim@payflow/api/idempotency.py",
+        "_completion@payflow/api/idempotency.py",
+        "_stored_form@payflow/api/idempotency.py",
+        "_request_hash@payflow/api/idempotency.py",
+        "_columns@payflow/api/idempotency.py",
+        "_key@payflow/api/idempotency.py",
+    ),
     "API key auth (payflow/api/auth.py)": ("payflow/api/auth.py",),
     "card vault decrypt (ledger/vault.py)": ("ledger/vault.py",),
-    "Celery nudge (kombu/, redis/)": ("kombu/", "redis/"),
+    "Redis and Celery (kombu/, redis/): none on the payment path": ("kombu/", "redis/"),
     "JSON encoding and decoding (json/)": ("/json/",),
 }
 
@@ -123,6 +132,15 @@ def _short(frame: str) -> str:
     return f"{match['function']} ({path})"
 
 
+def _matches(frame: str, marker: str) -> bool:
+    """``marker`` is part of the frame's text, or ``function@file``: that function of that
+    file (``frame`` reads ``function (path:line)``)."""
+    if "@" not in marker:
+        return marker in frame
+    function, path = marker.split("@", 1)
+    return frame.strip().startswith(f"{function} (") and path in frame
+
+
 def summarize(stacks: Counter[str], top: int = 15) -> dict:
     total = sum(stacks.values())
     self_cost: Counter[str] = Counter()
@@ -134,7 +152,7 @@ def summarize(stacks: Counter[str], top: int = 15) -> dict:
         for name in {_short(frame) for frame in frames}:
             inclusive[name] += count
         for category, markers in CATEGORIES.items():
-            if any(marker in frame for frame in frames for marker in markers):
+            if any(_matches(frame, marker) for frame in frames for marker in markers):
                 categories[category] += count
 
     def share(counter: Counter[str], limit: int | None = top) -> list[dict]:

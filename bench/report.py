@@ -77,6 +77,8 @@ def figures(results: dict) -> dict:
     if "payment_sql" in results:
         out["payment_statements"] = results["payment_sql"]["statements"]
         out["payment_transactions"] = results["payment_sql"]["transactions"]
+        out["acquirer_statements"] = results["payment_sql"].get("acquirer_statements")
+        out["acquirer_transactions"] = results["payment_sql"].get("acquirer_transactions")
     galera = results.get("galera", {}).get("runs", {})
     if galera:
         out["galera_max_per_s"] = _median_of(galera["payment"], "throughput")
@@ -311,7 +313,7 @@ def markdown(results: dict, plots: list[str]) -> str:
             "raw_sql_per_s",
         ),
         ("payment ÷ raw SQL", "payment_over_raw_sql"),
-        ("SQL statements per payment (in transactions)", None),
+        ("SQL statements per payment (in transactions); the test acquirer's apart", None),
         ("application CPU per payment, gunicorn master + workers (ms)", "payment_app_cpu_ms"),
         ("application CPU during the payment runs (cores)", "payment_app_cpu_cores"),
         ("application CPU per GET /v1/ping (ms)", "trivial_app_cpu_ms"),
@@ -360,6 +362,8 @@ def markdown(results: dict, plots: list[str]) -> str:
         if key is None and label.startswith("SQL"):
             value = (
                 f"{_fmt(figs.get('payment_statements'))} ({_fmt(figs.get('payment_transactions'))})"
+                f"; acquirer {_fmt(figs.get('acquirer_statements'))} "
+                f"({_fmt(figs.get('acquirer_transactions'))})"
             )
         elif key is None:
             value = " / ".join(_fmt(figs.get(f"galera_open_{p}_ms")) for p in ("p50", "p95", "p99"))
@@ -404,7 +408,7 @@ def _causes(results: dict) -> list[str]:
             f"- The payment reaches {_fmt(raw, 2)} of the rate at which the database runs its "
             f"own statements without Django, and {_fmt(trivial, 2)} of the trivial endpoint: "
             "the gap to the database ceiling is the application's work per payment (ORM, "
-            "signals, audit and outbox rows, idempotency, nudges) and its round trips."
+            "signals, audit and outbox rows, idempotency) and its round trips."
         )
     load = results["load_average_start"][0], results["load_average_end"][0]
     cores = results["machine"]["cores"]

@@ -403,6 +403,28 @@ def summarize_http(result: dict, started_at: str) -> dict:
     }
 
 
+#: The test acquirer (ledger.simulator) keeps its books in the same database, in its own
+#: transaction, as a real acquirer does behind its network call: counted apart.
+ACQUIRER_TABLE = "ledger_simulatedoperation"
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def payment_sql_counts(statements: list[dict]) -> dict[str, int]:
+    """A payment's statements and transactions (savepoints are not statements of work), and
+    the test acquirer's apart (as tests/payflow/api/test_write_path_budget.py counts)."""
+    acquirer_transactions = {s["transaction"] for s in statements if ACQUIRER_TABLE in s["sql"]} - {
+        None
+    }
+    work = [s for s in statements if not s["sql"].startswith(CONTROL)]
+    ours = [s for s in work if s["transaction"] not in acquirer_transactions]
+    return {
+        "statements": len(ours),
+        "transactions": len({s["transaction"] for s in ours} - {None}),
+        "acquirer_statements": len(work) - len(ours),
+        "acquirer_transactions": len(acquirer_transactions),
+    }
+
+
 def database_pids() -> list[int]:
     """The MariaDB server processes on this machine (the single server, or the Galera
     nodes while they run): their CPU is the database's share of a request."""
@@ -826,10 +848,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         seed = djtask(env, "seed")
         captured = djtask(env, "capture_sql", seed)
-        results["payment_sql"] = {
-            "statements": len(captured["statements"]),
-            "transactions": len({s["transaction"] for s in captured["statements"]} - {None}),
-        }
+        results["payment_sql"] = payment_sql_counts(captured["statements"])
         web = Web(procs, env, "single")
         try:
             results["single"] = payment_phase(

@@ -57,17 +57,19 @@ INSERT_COLUMNS = re.compile(r"INSERT INTO `\w+` \(([^)]*)\) VALUES")
 
 def new_row_ids(statements: list[dict]) -> set[str]:
     """UUIDs first seen as the ``id`` of a row an INSERT creates (wherever ``id`` is in
-    the column list: audited rows put ``audit_hash`` first)."""
+    the column list: audited rows put ``audit_hash`` first; in every row of a multi-row
+    INSERT: a transaction's outbox rows are one statement)."""
     seen: set[str] = set()
     fresh: set[str] = set()
     for statement in statements:
         params = statement["params"] or []
         columns = INSERT_COLUMNS.match(statement["sql"])
         names = [name.strip() for name in columns[1].split(",")] if columns else []
-        if "`id`" in names and len(params) > names.index("`id`"):
-            row_id = params[names.index("`id`")]
-            if isinstance(row_id, str) and row_id not in seen and UUID_TEXT.match(row_id):
-                fresh.add(row_id)
+        if "`id`" in names:
+            at, width = names.index("`id`"), len(names)
+            for row_id in params[at::width]:
+                if isinstance(row_id, str) and row_id not in seen and UUID_TEXT.match(row_id):
+                    fresh.add(row_id)
         seen.update(p for p in params if isinstance(p, str))
     return fresh
 
@@ -178,7 +180,7 @@ def run(spec: dict) -> dict:
             number += 1
             try:
                 replayer.run_one(connection, number)
-            except MySQLdb.OperationalError as exc:
+            except MySQLdb.Error as exc:  # counted by error number, never a silent stop
                 connection.rollback()
                 with lock:
                     errors[str(exc.args[0])] = errors.get(str(exc.args[0]), 0) + 1
