@@ -19,7 +19,6 @@ once, and consumers deduplicate by event id (also in the ``event_id`` header).
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import random
 import threading
@@ -32,7 +31,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
 from django.db import connection
-from django.db.models import Min, Q
+from django.db.models import Min, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -144,14 +144,68 @@ def lease_release(partition: int, owner: str) -> None:
 # --- one batch -----------------------------------------------------------------------
 
 
-def next_batch(partition: int, batch_size: int) -> list[OutboxEvent]:
+#: What the relay reads of a pending event: one tuple per row, no model instance; the
+#: payload as its stored JSON text, spliced into the envelope without being decoded.
+BATCH_COLUMNS = (
+    "id",
+    "aggregate_id",
+    "sequence",
+    "next_attempt_at",
+    "topic",
+    "key",
+    "event_type",
+    "schema_version",
+    "aggregate_type",
+    "created_at",
+    "attempts",
+    "payload_json",
+)
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    """A pending outbox event as the relay handles it (``BATCH_COLUMNS``), and what the
+    attempt changes."""
+
+    id: uuid.UUID
+    aggregate_id: str
+    sequence: int
+    next_attempt_at: datetime.datetime | None
+    topic: str
+    key: str
+    event_type: str
+    schema_version: int
+    aggregate_type: str
+    created_at: datetime.datetime
+    attempts: int
+    payload_json: str
+    status: str = EventStatus.PENDING
+    last_error: str = ""
+    published_at: datetime.datetime | None = None
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+
+    def as_row(self) -> OutboxEvent:
+        """The model row for a ``bulk_update`` of what the attempt changed."""
+        return OutboxEvent(
+            id=self.id,
+            status=self.status,
+            attempts=self.attempts,
+            last_error=self.last_error,
+            next_attempt_at=self.next_attempt_at,
+        )
+
+
+def next_batch(partition: int, batch_size: int) -> list[PendingEvent]:
     """Pending events of the partition that may go now, in order per aggregate."""
     now = timezone.now()
-    candidates = list(
-        OutboxEvent.objects.filter(relay_partition=partition, status=EventStatus.PENDING).order_by(
-            "id"
-        )[:batch_size]
+    rows = (
+        OutboxEvent.objects.filter(relay_partition=partition, status=EventStatus.PENDING)
+        .order_by("id")
+        .annotate(payload_json=Cast("payload", output_field=TextField()))
+        .values_list(*BATCH_COLUMNS)[:batch_size]
     )
+    candidates = [PendingEvent(*row) for row in rows]
     if not candidates:
         return []
     aggregates = {event.aggregate_id for event in candidates}
@@ -164,10 +218,10 @@ def next_batch(partition: int, batch_size: int) -> list[OutboxEvent]:
         .annotate(first=Min("sequence"))
         .values_list("aggregate_id", "first")
     )
-    by_aggregate: dict[str, list[OutboxEvent]] = defaultdict(list)
+    by_aggregate: dict[str, list[PendingEvent]] = defaultdict(list)
     for event in candidates:
         by_aggregate[event.aggregate_id].append(event)
-    ready: list[OutboxEvent] = []
+    ready: list[PendingEvent] = []
     for aggregate_id, group in by_aggregate.items():
         group.sort(key=lambda event: event.sequence)
         if group[0].sequence != oldest.get(aggregate_id):
@@ -186,7 +240,7 @@ def _error_delivery(error: KafkaError | None, text: str = "") -> Delivery:
 
 
 @db.outside_transaction
-def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]:
+def publish(producer: Producer, batch: list[PendingEvent]) -> dict[Any, Delivery]:
     """Produce the batch and wait for every delivery report. Never inside a transaction."""
     results: dict[Any, Delivery] = {}
     blocked: set[str] = set()  # aggregates whose earlier event failed to enqueue
@@ -204,7 +258,7 @@ def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]
     for event in batch:
         if event.aggregate_id in blocked:
             continue
-        value = json.dumps(events.envelope(event), separators=(",", ":")).encode()
+        value = events.envelope_bytes(event)
         expected += 1
         try:
             _produce(producer, event, value, on_delivery(event.id))
@@ -217,7 +271,7 @@ def publish(producer: Producer, batch: list[OutboxEvent]) -> dict[Any, Delivery]
     return results
 
 
-def _produce(producer: Producer, event: OutboxEvent, value: bytes, callback) -> None:
+def _produce(producer: Producer, event: PendingEvent, value: bytes, callback) -> None:
     for _ in range(100):
         try:
             producer.produce(
@@ -241,7 +295,7 @@ def _backoff(attempts: int) -> datetime.timedelta:
 
 
 @db.atomic
-def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tuple[int, int, int]:
+def record_results(batch: list[PendingEvent], results: dict[Any, Delivery]) -> tuple[int, int, int]:
     """Mark delivered rows published and failed rows for retry (or dead). One transaction."""
     now = timezone.now()
     published, failed, dead = [], [], []
@@ -265,7 +319,8 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
     for start in range(0, len(published), MARK_CHUNK):
         _mark_published(published[start : start + MARK_CHUNK], now)
     OutboxEvent.objects.bulk_update(
-        failed + dead, ["status", "attempts", "last_error", "next_attempt_at"]
+        [event.as_row() for event in failed + dead],
+        ["status", "attempts", "last_error", "next_attempt_at"],
     )
     EVENTS_PUBLISHED.inc(len(published))
     for event in failed + dead:
@@ -285,7 +340,7 @@ def record_results(batch: list[OutboxEvent], results: dict[Any, Delivery]) -> tu
 MARK_CHUNK = 1000
 
 
-def _mark_published(events_: list[OutboxEvent], now: datetime.datetime) -> None:
+def _mark_published(events_: list[PendingEvent], now: datetime.datetime) -> None:
     """Mark delivered events published in one UPDATE: the shared fields set once, each row's
     Kafka partition and offset joined in from a derived table of (id, partition, offset).
     (Django's ``bulk_update`` builds one expression per row and field: 91% of a drain's
@@ -374,28 +429,71 @@ def partitions_pending() -> list[int]:
     return sorted(set(pending.values_list("relay_partition", flat=True).distinct()))
 
 
+#: How long the relay process leaves a partition alone after a round there published
+#: nothing although it held pending events (they back off, or wait behind a dead event of
+#: their aggregate): it is not polled every few milliseconds meanwhile. A new event in that
+#: partition waits at most this long.
+HELD_BACK_WAIT = 1.0
+#: The longest wait after failures (a partition's, or a whole round's).
+FAILURE_WAIT_MAX = 30.0
+
+
+def _failure_wait(failures: int) -> float:
+    return min(FAILURE_WAIT_MAX, 0.5 * 2 ** min(failures, 10))
+
+
 @dataclass
 class RelayLoop:
     """``manage.py outbox_relay``: the one way events leave the outbox (no message is sent
     per transaction). Each round reads which partitions hold pending events and relays
     those, each under its lease (two relay processes share the partitions, never publish
     one at once). After a round that published, the next starts at once; idle rounds
-    wait twice as long each time, from 5 ms up to ``OUTBOX_RELAY_IDLE_INTERVAL``."""
+    wait twice as long each time, from 5 ms up to ``OUTBOX_RELAY_IDLE_INTERVAL``.
+
+    A partition is skipped for a while on its own: ``HELD_BACK_WAIT`` after a round that
+    published nothing of its pending events, and a growing wait after it raised (any
+    error: the others go on; the first failures are logged with their traceback)."""
 
     min_interval: float = 0.005
     interval: float = 0.005
     rounds: int = 0
     published: int = 0
+    not_before: dict[int, float] = field(default_factory=dict)
+    failures: dict[int, int] = field(default_factory=dict)
 
     def step(self) -> int:
-        """One round: relay every partition with pending events; how many were published."""
+        """One round: relay every partition with pending events that is not waiting; how
+        many events were published. Raises only if the pending partitions cannot be read."""
         published = 0
-        try:
-            for partition in partitions_pending():
-                published += relay_partition(partition, time_budget=1.0).published
-        finally:
-            self.rounds += 1
-            self.published += published
+        pending = partitions_pending()
+        now = time.monotonic()
+        for partition in pending:
+            if self.not_before.get(partition, 0.0) > now:
+                continue
+            try:
+                report = relay_partition(partition, time_budget=1.0)
+            except Exception:
+                failures = self.failures.get(partition, 0) + 1
+                self.failures[partition] = failures
+                self.not_before[partition] = now + _failure_wait(failures)
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th … failure
+                    logger.exception(
+                        "outbox relay partition %s failed (%d times in a row); it waits "
+                        "%.1f s, the other partitions go on",
+                        partition,
+                        failures,
+                        _failure_wait(failures),
+                    )
+                connection.close()  # a broken connection is opened afresh
+                continue
+            self.failures.pop(partition, None)
+            published += report.published
+            if report.published:
+                self.not_before.pop(partition, None)
+            elif report.claimed:
+                self.not_before[partition] = now + HELD_BACK_WAIT
+        self.rounds += 1
+        self.published += published
         return published
 
     def next_wait(self, published: int) -> float:
@@ -408,18 +506,35 @@ class RelayLoop:
 
 
 def run_forever(loop: RelayLoop, *, stop, heartbeat=None) -> None:
-    """Run rounds until ``stop()``; a failing round (database down) is logged and retried
-    after the idle interval, never the end of the process."""
+    """Run rounds until ``stop()``. A round that cannot even read the pending partitions
+    (the database down) is retried after a growing wait, logged at its 1st, 2nd, 4th …
+    time; the heartbeat is touched only after a round that ran, so a health check sees a
+    relay that cannot work."""
+    failed_rounds = 0
     while not stop():
         try:
             published = loop.step()
         except Exception:
-            logger.exception("outbox relay round failed; trying again")
-            published = 0
-            loop.interval = settings.OUTBOX_RELAY_IDLE_INTERVAL
+            failed_rounds += 1
+            wait = _failure_wait(failed_rounds)
+            if failed_rounds & (failed_rounds - 1) == 0:
+                logger.exception(
+                    "outbox relay round failed (%d in a row); next try in %.1f s",
+                    failed_rounds,
+                    wait,
+                )
             connection.close()  # a broken connection is opened afresh next round
+            _sleep_unless(stop, wait)
+            continue
+        failed_rounds = 0
         if heartbeat is not None:
             heartbeat()
         wait = loop.next_wait(published)
         if wait:
             time.sleep(wait)
+
+
+def _sleep_unless(stop, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))

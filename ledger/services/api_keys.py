@@ -78,6 +78,7 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
     digest = _hash(secret)
     candidate = _KEYS.get(digest)
     if candidate is None:
+        since = caches.epoch()
         candidate = (
             ApiKey.objects.select_related("merchant")
             .filter(prefix=parts[2][:PREFIX_LENGTH])
@@ -87,7 +88,7 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
             return None
         tags = [caches.tag("ledger.apikey", candidate.pk)]
         tags.append(caches.tag("ledger.merchant", candidate.merchant_id))
-        _KEYS.put_after_commit(digest, candidate, tags=tags)
+        _KEYS.put_after_commit(digest, candidate, tags=tags, since=since)
     if candidate.mode != parts[1] or not candidate.is_active:
         return None
     found = copy.copy(candidate)

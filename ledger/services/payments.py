@@ -222,8 +222,10 @@ def _capture(payment: Transaction, amount: int) -> Transaction:
     return payment
 
 
-def _record_authorization_on(payment: Transaction, result: acquirer.AcquirerResult) -> Transaction:
-    """Compare-and-set ``payment`` (as read: ``initiated``) to the answer's outcome."""
+def _outcome_compare_and_set(payment: Transaction, result: acquirer.AcquirerResult) -> Transaction:
+    """Compare-and-set ``payment`` (as read: ``initiated``) to the answer's outcome: failed,
+    authorized, or for a sale authorized then captured (two entries and two events, one
+    UPDATE). The journal entry is ``_post_outcome``'s."""
     if not result.approved:
         return transaction_compare_and_set(
             payment,
@@ -239,12 +241,13 @@ def _record_authorization_on(payment: Transaction, result: acquirer.AcquirerResu
     )
     if payment.capture_method != CaptureMethod.AUTOMATIC:
         return transaction_compare_and_set_steps(payment, [authorized])
-    # The authorization was a sale: the acquirer took the money in the same call. Two
-    # entries and two events (authorized, then captured), one UPDATE.
-    payment = transaction_compare_and_set_steps(
-        payment, [authorized, _capture_step(payment.amount)]
-    )
-    _post_capture(payment, payment.amount)
+    # The authorization was a sale: the acquirer took the money in the same call.
+    return transaction_compare_and_set_steps(payment, [authorized, _capture_step(payment.amount)])
+
+
+def _post_outcome(payment: Transaction) -> Transaction:
+    if payment.status == TransactionStatus.CAPTURED:
+        _post_capture(payment, payment.captured_amount)
     return payment
 
 
@@ -255,17 +258,18 @@ def _payment_record_authorization(
     if known is not None and known.status == TransactionStatus.INITIATED:
         # The row as this request inserted it: compare-and-set on that version, no read.
         # Zero rows (the recovery job or a retry got there first): read it as below.
-        attempt = copy.copy(known)
         try:
-            return _record_authorization_on(attempt, result)
+            recorded = _outcome_compare_and_set(copy.copy(known), result)
         except ConcurrentUpdate:
-            pass
+            recorded = None
+        if recorded is not None:
+            return _post_outcome(recorded)
     payment = transaction_fresh(payment_id, lock=True)
     if payment.status != TransactionStatus.INITIATED:
         # Recorded already (the recovery job, or a retry resuming it): the acquirer is
         # idempotent by reference, so that was its answer to this same authorization.
         return payment
-    return _record_authorization_on(payment, result)
+    return _post_outcome(_outcome_compare_and_set(payment, result))
 
 
 @db.atomic

@@ -64,10 +64,12 @@ def card_token_lookup(*, token_id: Any, merchant_id: Any, livemode: bool) -> Car
     of the cached row is returned."""
     token = _TOKENS.get(token_id)
     if token is None:
+        since = caches.epoch()
         token = CardToken.objects.filter(pk=token_id).first()
         if token is None:
             return None
-        _TOKENS.put_after_commit(token_id, token, tags=[caches.tag("ledger.cardtoken", token.pk)])
+        tags = [caches.tag("ledger.cardtoken", token.pk)]
+        _TOKENS.put_after_commit(token_id, token, tags=tags, since=since)
     if str(token.merchant_id) != str(merchant_id) or token.livemode != livemode:
         return None
     return copy.copy(token)

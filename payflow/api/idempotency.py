@@ -179,7 +179,16 @@ def _insert_claim(claim: Claim, changes: dict[str, Any]) -> None:
         record.save(force_insert=True)
     except IntegrityError:
         raise ClaimCollision() from None
+
     claim.record_id, claim.fence = record.pk, record.fence
+
+    def rolled_back() -> None:
+        # A transaction rolled back after the INSERT (a deadlock or a certification
+        # failure, then run again by payflow.platform.db.atomic) inserts the record again
+        # rather than fencing one that does not exist.
+        claim.record_id, claim.fence = None, 1
+
+    db.on_rollback(rolled_back)
 
 
 def _completion(claim: Claim, link: Any, items: list) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -29,6 +30,31 @@ from django.db import connection, transaction
 Tag = tuple[str, Any]
 
 _caches: list[ProcessCache] = []
+
+# Every ``forget`` gets a number; the recent ones are remembered, so that a value read
+# before a forget and put after it is refused (``put(..., since=epoch())``).
+_forgets_lock = threading.Lock()
+_forget_number = 0
+_recent_forgets: deque[tuple[int, Tag]] = deque(maxlen=8192)
+
+
+def epoch() -> int:
+    """The number of the latest ``forget``: take it before reading what will be cached."""
+    return _forget_number
+
+
+def _forgotten_since(since: int, tags: tuple[Tag, ...]) -> bool:
+    with _forgets_lock:
+        if since == _forget_number:
+            return False
+        if not _recent_forgets or _recent_forgets[0][0] > since + 1:
+            return True  # more forgets than remembered since then: assume the worst
+        for number, tag in reversed(_recent_forgets):
+            if number <= since:
+                return False
+            if tag in tags:
+                return True
+        return False
 
 
 class ProcessCache:
@@ -42,6 +68,7 @@ class ProcessCache:
         self._max = max_entries
         self._lock = threading.Lock()
         self._entries: dict[Hashable, tuple[float, Any, tuple[Tag, ...]]] = {}
+        self._by_tag: dict[Tag, set[Hashable]] = {}
         _caches.append(self)
 
     def get(self, key: Hashable) -> Any | None:
@@ -53,41 +80,72 @@ class ProcessCache:
         expires, value, _tags = found
         if expires < time.monotonic():
             with self._lock:
-                self._entries.pop(key, None)
+                self._drop(key)
             return None
         return value
 
-    def put(self, key: Hashable, value: Any, *, tags: Iterable[Tag] = ()) -> None:
+    def put(
+        self, key: Hashable, value: Any, *, tags: Iterable[Tag] = (), since: int | None = None
+    ) -> None:
+        """Cache ``value`` (read from the rows ``tags``). ``since``: the ``epoch()`` taken
+        before the read; if one of those rows was forgotten since, nothing is cached (the
+        value may be older than the change)."""
         ttl = None if self._ttl is None else self._ttl()
         if ttl is not None and ttl <= 0:
             return  # caching switched off
+        tags = tuple(tags)
+        if since is not None and _forgotten_since(since, tags):
+            return
         expires = float("inf") if ttl is None else time.monotonic() + ttl
         with self._lock:
             if len(self._entries) >= self._max:
                 self._entries.clear()  # rare: a flood of distinct keys; start again
-            self._entries[key] = (expires, value, tuple(tags))
+                self._by_tag.clear()
+            self._drop(key)
+            self._entries[key] = (expires, value, tags)
+            for tag in tags:
+                self._by_tag.setdefault(tag, set()).add(key)
 
-    def put_after_commit(self, key: Hashable, value: Any, *, tags: Iterable[Tag] = ()) -> None:
+    def put_after_commit(
+        self, key: Hashable, value: Any, *, tags: Iterable[Tag] = (), since: int | None = None
+    ) -> None:
         """``put`` once the current transaction has committed (at once outside one)."""
         tags = tuple(tags)
         if connection.in_atomic_block:
-            transaction.on_commit(lambda: self.put(key, value, tags=tags))
+            transaction.on_commit(lambda: self.put(key, value, tags=tags, since=since))
         else:
-            self.put(key, value, tags=tags)
+            self.put(key, value, tags=tags, since=since)
 
     def forget_tag(self, tag: Tag) -> None:
         with self._lock:
-            for key in [key for key, (_e, _v, tags) in self._entries.items() if tag in tags]:
-                del self._entries[key]
+            for key in self._by_tag.pop(tag, ()):
+                self._drop(key)
+
+    def _drop(self, key: Hashable) -> None:  # with the lock held
+        found = self._entries.pop(key, None)
+        if found is None:
+            return
+        for tag in found[2]:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._by_tag.clear()
 
 
 def forget(label: str, pk: Any) -> None:
-    """Drop every cached entry read from the row ``(label, pk)``, in every cache."""
+    """Drop every cached entry read from the row ``(label, pk)``, in every cache (one
+    look-up per cache: entries are indexed by their tags)."""
+    global _forget_number
     tag = (label, str(pk))
+    with _forgets_lock:
+        _forget_number += 1
+        _recent_forgets.append((_forget_number, tag))
     for cache in _caches:
         cache.forget_tag(tag)
 

@@ -180,16 +180,38 @@ def run_atomic(
 _OWNER = "_payflow_atomic_owner"
 
 
+_ROLLBACK_HOOKS = "_payflow_on_rollback"
+
+
 def _run_owning(connection: Any, alias: str, func: Callable[..., R], args: Any, kwargs: Any) -> R:
-    """One attempt of the outermost unit of work: ``func``, then its ``before_commit`` work."""
-    with transaction.atomic(using=alias):
-        setattr(connection, _OWNER, True)
-        try:
-            result = func(*args, **kwargs)
-            _run_before_commit(connection)
-        finally:
-            setattr(connection, _OWNER, False)
-        return result
+    """One attempt of the outermost unit of work: ``func``, then its ``before_commit`` work;
+    if it does not commit, the ``on_rollback`` hooks."""
+    setattr(connection, _ROLLBACK_HOOKS, [])
+    try:
+        with transaction.atomic(using=alias):
+            setattr(connection, _OWNER, True)
+            try:
+                result = func(*args, **kwargs)
+                _run_before_commit(connection)
+            finally:
+                setattr(connection, _OWNER, False)
+            return result
+    except BaseException:
+        for hook in reversed(getattr(connection, _ROLLBACK_HOOKS, [])):
+            hook()
+        raise
+    finally:
+        setattr(connection, _ROLLBACK_HOOKS, [])
+
+
+def on_rollback(hook: Callable[[], None], *, using: str | None = None) -> None:
+    """Call ``hook`` if the current ``atomic`` attempt rolls back (before it is run again,
+    or before its exception leaves ``atomic``): to undo in-memory state that stood for a
+    row the attempt wrote. Refused outside ``payflow.platform.db.atomic``."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    if not getattr(connection, _OWNER, False):
+        raise RuntimeError("on_rollback() needs a transaction opened by payflow.platform.db.atomic")
+    getattr(connection, _ROLLBACK_HOOKS).append(hook)
 
 
 class _BeforeCommit:

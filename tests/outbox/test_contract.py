@@ -110,3 +110,23 @@ def test_the_schema_rejects_what_a_consumer_must_never_see(merchant, broken, whe
     assert list(_validator("envelope.json").iter_errors(envelope)) == []
     errors = list(_validator("transaction.json").iter_errors(envelope["payload"]))
     assert [(tuple(error.absolute_path), error.validator) for error in errors] == [(where, rule)]
+
+
+def test_the_relays_bytes_are_the_envelope_of_the_stored_row(merchant):
+    """The relay splices the stored payload text into the envelope (no decode, no
+    re-encode): what it publishes parses to exactly ``envelope()`` of the same row,
+    non-ASCII text included."""
+    from outbox import relay
+
+    pay(merchant, external_reference="Crème brûlée — 東京")
+    batch = [
+        event
+        for partition in range(settings.OUTBOX_RELAY_PARTITIONS)
+        for event in relay.next_batch(partition, 100)
+    ]
+    assert batch
+    rows = {event.pk: event for event in OutboxEvent.objects.all()}
+    for pending in batch:
+        published = json.loads(events.envelope_bytes(pending))
+        assert published == json.loads(json.dumps(events.envelope(rows[pending.id])))
+    assert any(b"\\u6771\\u4eac" in events.envelope_bytes(p) for p in batch)  # as stored

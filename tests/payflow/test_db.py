@@ -209,6 +209,34 @@ def test_on_commit_callbacks_of_a_rolled_back_attempt_do_not_run(probe_table, se
     assert notified == [2]
 
 
+def test_on_rollback_hooks_run_for_an_attempt_that_rolls_back_and_not_for_one_that_commits(
+    probe_table, settings
+):
+    settings.DB_RETRY_BASE_DELAY = 0.001
+    undone, attempts = [], []
+
+    @db.atomic
+    def change():
+        attempts.append(1)
+        db.on_rollback(lambda: undone.append(len(attempts)))
+        if len(attempts) == 1:
+            raise OperationalError(1213, "Deadlock found when trying to get lock")
+
+    change()
+    assert undone == [1]  # the first attempt's, before the second ran
+
+    @db.atomic
+    def fails():
+        db.on_rollback(lambda: undone.append("failed"))
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError):
+        fails()
+    assert undone == [1, "failed"]
+    with pytest.raises(RuntimeError):
+        db.on_rollback(lambda: None)  # outside payflow.platform.db.atomic
+
+
 def _raw_connection_options() -> dict:
     options = connection.settings_dict
     return {

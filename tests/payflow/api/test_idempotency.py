@@ -334,3 +334,51 @@ def test_the_invariant_check_reports_records_without_their_object(api, merchant)
         "01a2364d-185f-7417-887f-3c78f8a44bde, which does not exist",
         f"Idempotency-Key record {unlinked.pk} answered 201 but names no object",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["token payment", "inline card payment", "refund"])
+def test_a_transaction_run_again_after_a_conflict_keeps_its_idempotency_claim(
+    api, merchant, monkeypatch, kind
+):
+    """The request's first transaction inserts the key's record just before COMMIT. A
+    deadlock or a Galera certification failure after that INSERT rolls the transaction
+    back and ``payflow.platform.db.atomic`` runs it again: the claim must be inserted
+    again, not fenced as if it existed (reproduced: 409 request_in_progress and nothing
+    committed)."""
+    from django.db import OperationalError
+
+    from outbox import receivers
+
+    token = api.post("/v1/tokens", {"card": CARD}, format="json").json()["id"]
+    paid = api.post(
+        "/v1/payments", {"amount": 5_000, "currency": "EUR", "token": token, "cvc": "123"},
+        format="json",
+    ).json()  # fmt: skip
+    insert = receivers._insert_events
+    conflicts = []
+
+    def conflict_once(staged):
+        if not conflicts:
+            conflicts.append(len(staged))
+            raise OperationalError(1213, "Deadlock found when trying to get lock")
+        return insert(staged)
+
+    monkeypatch.setattr(receivers, "_insert_events", conflict_once)
+    if kind == "token payment":
+        body = {"amount": 1_000, "currency": "EUR", "token": token, "cvc": "123"}
+        path = "/v1/payments"
+    elif kind == "inline card payment":
+        body = {"amount": 1_000, "currency": "EUR", "card": CARD}
+        path = "/v1/payments"
+    else:
+        body, path = {"amount": 1_000}, f"/v1/payments/{paid['id']}/refunds"
+    response = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"conflict-{kind}")
+    assert conflicts, "the conflict was injected"
+    assert response.status_code == 201, response.content
+    record = IdempotencyRecord.objects.get(key=f"conflict-{kind}")
+    assert record.state == IdempotencyRecord.COMPLETED
+    assert record.object_id is not None
+    again = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"conflict-{kind}")
+    assert again.status_code == 201
+    assert again.json() == response.json()
