@@ -193,8 +193,9 @@ def relay_seed(args: dict) -> dict:
 
 
 def relay_drain(args: dict) -> dict:
-    """Publish the whole backlog with the relay (lease, batch, idempotent producer, mark
-    published), partition after partition like beat's sweep, until nothing is pending."""
+    """Publish the whole backlog as the relay process does (``RelayLoop`` rounds: every
+    partition's lease and batch, one produce and wait for all, one marking transaction),
+    until nothing is pending."""
     from outbox import relay
     from outbox.models import EventStatus, OutboxEvent
 
@@ -202,9 +203,9 @@ def relay_drain(args: dict) -> dict:
     pending = OutboxEvent.objects.filter(status=EventStatus.PENDING).count()
     started = time.perf_counter()
     published = 0
+    loop = relay.RelayLoop()
     while True:
-        reports = relay.relay_all(time_budget=3600)
-        done = sum(report.published for report in reports)
+        done = loop.step()
         published += done
         if done == 0:
             break

@@ -411,6 +411,45 @@ def relay_partition(partition: int, *, time_budget: float = 10.0) -> RelayReport
     return report
 
 
+def relay_round(partitions: list[int]) -> list[RelayReport]:
+    """One batch of each partition, all in one go (the relay process's round): each
+    partition's lease claimed, its batch read, every event of every batch produced and
+    their delivery reports awaited once, one transaction recording them all, the leases
+    released. Per aggregate order is as in ``relay_partition`` (an aggregate lives in one
+    partition). A partition whose lease another relay holds is left to it."""
+    owner = f"{uuid.uuid4().hex[:12]}@{threading.get_ident()}"
+    reports = {partition: RelayReport(partition=partition) for partition in partitions}
+    held: list[int] = []
+    try:
+        batch: list[PendingEvent] = []
+        partition_of: dict[Any, int] = {}
+        for partition in partitions:
+            if not lease_claim(partition, owner):
+                continue
+            held.append(partition)
+            reports[partition].claimed = True
+            for event in next_batch(partition, settings.OUTBOX_BATCH_SIZE):
+                batch.append(event)
+                partition_of[event.id] = partition
+        if batch:
+            results = publish(get_producer(), batch)
+            record_results(batch, results)
+            for event_id, delivery in results.items():
+                report = reports[partition_of[event_id]]
+                report.batches = 1
+                if delivery.ok:
+                    report.published += 1
+                else:
+                    report.failed += 1
+    except kafka.KafkaUnavailable as exc:
+        for partition in held:
+            reports[partition].errors.append(str(exc))
+    finally:
+        for partition in held:
+            lease_release(partition, owner)
+    return list(reports.values())
+
+
 def relay_all(*, time_budget: float = 10.0) -> list[RelayReport]:
     """Sweep every partition once (by hand: ``outbox.relay_sweep``; tests)."""
     return [
@@ -465,11 +504,27 @@ class RelayLoop:
         """One round: relay every partition with pending events that is not waiting; how
         many events were published. Raises only if the pending partitions cannot be read."""
         published = 0
-        pending = partitions_pending()
         now = time.monotonic()
-        for partition in pending:
-            if self.not_before.get(partition, 0.0) > now:
-                continue
+        due = [p for p in partitions_pending() if self.not_before.get(p, 0.0) <= now]
+        if not due:
+            self.rounds += 1
+            return 0
+        try:
+            # the common case: one batch of every due partition, one wait for Kafka
+            reports = relay_round(due)
+        except Exception:
+            # something failed: each partition on its own, so one cannot hold back the rest
+            logger.warning("outbox relay round failed; relaying its partitions one by one")
+            connection.close()
+            reports = None
+        if reports is not None:
+            for report in reports:
+                self._after(report, now)
+                published += report.published
+            self.rounds += 1
+            self.published += published
+            return published
+        for partition in due:
             try:
                 report = relay_partition(partition, time_budget=1.0)
             except Exception:
@@ -486,15 +541,20 @@ class RelayLoop:
                     )
                 connection.close()  # a broken connection is opened afresh
                 continue
-            self.failures.pop(partition, None)
+            self._after(report, now)
             published += report.published
-            if report.published:
-                self.not_before.pop(partition, None)
-            elif report.claimed:
-                self.not_before[partition] = now + HELD_BACK_WAIT
         self.rounds += 1
         self.published += published
         return published
+
+    def _after(self, report: RelayReport, now: float) -> None:
+        """A partition that published goes on at once; one that held pending events but
+        published none of them (backing off, behind a dead event, Kafka refusing) waits."""
+        self.failures.pop(report.partition, None)
+        if report.published:
+            self.not_before.pop(report.partition, None)
+        elif report.claimed:
+            self.not_before[report.partition] = now + HELD_BACK_WAIT
 
     def next_wait(self, published: int) -> float:
         if published:

@@ -230,7 +230,7 @@ def test_on_rollback_hooks_run_for_an_attempt_that_rolls_back_and_not_for_one_th
         db.on_rollback(lambda: undone.append("failed"))
         raise ValueError("refused")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="refused"):
         fails()
     assert undone == [1, "failed"]
     with pytest.raises(RuntimeError):
