@@ -32,10 +32,10 @@ import resource
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 import MySQLdb
+import uuid_utils.compat
 
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 HASH_TEXT = re.compile(r"^[0-9a-f]{64}$")
@@ -107,7 +107,10 @@ class Replayer:
         ]
 
     def run_one(self, connection: MySQLdb.Connection, number: int) -> None:
-        ids = {old: str(uuid.uuid4()) for old in self.fresh_ids}
+        # time-ordered (UUIDv7), as the application's ids are: the relay reads a
+        # partition's events in id order, and random ids put an aggregate's later events
+        # before its first one (a batch then holds them back, round after round)
+        ids = {old: str(uuid_utils.compat.uuid7()) for old in self.fresh_ids}
         ids.update((old, random.randbytes(32).hex()) for old in self.fresh_hashes)
         unique = f"raw-{os.getpid()}-{threading.get_ident()}-{number}"
         record_id = None
