@@ -55,8 +55,7 @@ def relay_partition(aggregate_id: str) -> int:
     return zlib.crc32(aggregate_id.encode()) % settings.OUTBOX_RELAY_PARTITIONS
 
 
-def envelope(event) -> dict[str, Any]:
-    """The JSON value published to Kafka (schema ``outbox/schemas/envelope.json``)."""
+def _envelope_head(event) -> dict[str, Any]:
     return {
         "event_id": str(event.id),
         "type": event.event_type,
@@ -64,8 +63,12 @@ def envelope(event) -> dict[str, Any]:
         "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},
         "sequence": event.sequence,
         "occurred_at": event.created_at.isoformat(timespec="microseconds"),
-        "payload": event.payload,
     }
+
+
+def envelope(event) -> dict[str, Any]:
+    """The JSON value published to Kafka (schema ``outbox/schemas/envelope.json``)."""
+    return {**_envelope_head(event), "payload": event.payload}
 
 
 def envelope_bytes(event) -> bytes:
@@ -73,15 +76,8 @@ def envelope_bytes(event) -> bytes:
     payload as the stored JSON text (``payload_json``): the payload is spliced in as
     stored, never decoded and encoded again (it is the envelope's last member). Parses to
     exactly ``envelope()`` of the same row (``tests/outbox/test_contract.py``)."""
-    head = {
-        "event_id": str(event.id),
-        "type": event.event_type,
-        "schema_version": event.schema_version,
-        "aggregate": {"type": event.aggregate_type, "id": event.aggregate_id},
-        "sequence": event.sequence,
-        "occurred_at": event.created_at.isoformat(timespec="microseconds"),
-    }
-    return orjson.dumps(head)[:-1] + b',"payload":' + event.payload_json.encode() + b"}"
+    head = orjson.dumps(_envelope_head(event))[:-1]
+    return head + b',"payload":' + event.payload_json.encode() + b"}"
 
 
 def kafka_headers(event) -> list[tuple[str, str | bytes | None]]:

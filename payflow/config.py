@@ -161,8 +161,13 @@ def database_settings(
     transactions so web, worker and beat can share one file. MariaDB gets utf8mb4,
     READ COMMITTED, strict mode and persistent connections.
     """
-    config = environ.Env.db_url_config(url)
-    engine = config["ENGINE"]
+    config = environ.Env.db_url_config(url) if url.strip() else {}
+    engine = config.get("ENGINE")
+    if not engine:
+        raise ImproperlyConfigured(
+            "DATABASE_URL is empty or not a database URL: use sqlite:///path/to/file or "
+            "mysql://user:password@host:3306/name (or leave it unset for the embedded SQLite)."
+        )
     if engine == "django.db.backends.sqlite3":
         if config["NAME"] not in ("", ":memory:"):
             Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)

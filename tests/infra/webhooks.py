@@ -8,16 +8,13 @@ dispatcher's timeout must cut it off).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.infra.processes import LoggedProcess
+from tests.infra.processes import ManageProcess
 
 
 @dataclass
@@ -96,25 +93,12 @@ class Receiver:
         raise TimeoutError(f"the receiver saw {len(self.received)} requests")
 
 
-class DispatcherProcess(LoggedProcess):
+class DispatcherProcess(ManageProcess):
     """``manage.py webhook_dispatcher`` with the test settings."""
 
-    log_name = "webhook-dispatcher.log"
-
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        super().__init__(workdir)
-        self.env = env
-
-    def start(self) -> DispatcherProcess:
-        base = Path(__file__).resolve().parents[2]
-        self.process = subprocess.Popen(
-            [sys.executable, str(base / "manage.py"), "webhook_dispatcher"],
-            stdout=self.open_log(),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **self.env},
-            cwd=base,
-        )
-        return self
+        super().__init__(workdir, ["webhook_dispatcher"], env)
+        self.log_name = "webhook-dispatcher.log"
 
     def __enter__(self) -> DispatcherProcess:
         return self.start()

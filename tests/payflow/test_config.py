@@ -117,6 +117,18 @@ def test_only_sqlite_and_mariadb_urls_are_accepted():
         config.database_settings("postgres://u@h/db", conn_max_age=0, wsrep_sync_wait=None)
 
 
+def test_an_empty_database_url_is_refused_with_a_sentence_not_a_traceback(tmp_path):
+    # reproduced: DATABASE_URL= (set, empty) failed with KeyError: 'ENGINE'
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL is empty or not a database"):
+        config.database_settings("", conn_max_age=0, wsrep_sync_wait=None)
+    env = _clean_env(tmp_path)
+    env.update(GOOD, PAYFLOW_ENV_FILE="", DATABASE_URL="")
+    result = _manage("check", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "configuration error: DATABASE_URL is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_mariadb_settings_ask_for_utf8mb4_read_committed_strict_mode_and_sync_wait():
     result = config.database_settings(
         "mysql://app:pw@db:3306/payflow", conn_max_age=60, wsrep_sync_wait=1
@@ -151,7 +163,9 @@ def test_production_start_up_without_secrets_fails_naming_the_variable(tmp_path)
     env["PAYFLOW_ENV_FILE"] = ""
     result = _manage("check", env=env, cwd=tmp_path)
     assert result.returncode != 0
-    assert "ImproperlyConfigured: SECRET_KEY is not set" in result.stderr
+    assert "configuration error: SECRET_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr  # a sentence, exit 2
+    assert result.returncode == 2
 
 
 def test_the_embedded_default_runs_on_sqlite_in_wal_mode(tmp_path):

@@ -1,12 +1,11 @@
 """``manage.py audit_sequencer``: the one process that appends to the audit log and signs it."""
 
 import logging
-import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.sequencer import Sequencer, SigningKeyMissing, run_forever, signing_key_from_environment
-from payflow.platform import context
+from payflow.platform import context, lifecycle
 
 logger = logging.getLogger("audit.sequencer")
 
@@ -46,12 +45,6 @@ class Command(BaseCommand):
                     f"log size {sequencer.size}"
                 )
                 return
-            stopping = {"now": False}
-
-            def stop(signum, frame):
-                stopping["now"] = True
-
-            signal.signal(signal.SIGTERM, stop)
-            signal.signal(signal.SIGINT, stop)
+            stopping = lifecycle.stop_on_signals()
             self.stdout.write(f"audit sequencer for {signer.name}, waiting for the lease")
-            run_forever(sequencer, stop=lambda: stopping["now"])
+            run_forever(sequencer, stop=stopping)

@@ -2,13 +2,11 @@
 (``outbox.relay.RelayLoop``). Any number of copies may run: each partition is relayed
 under its lease, so two copies share the partitions and never publish one at once."""
 
-import signal
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from outbox.relay import RelayLoop, run_forever
-from payflow.platform import context
+from payflow.platform import context, lifecycle
 
 
 class Command(BaseCommand):
@@ -27,18 +25,12 @@ class Command(BaseCommand):
                 published = loop.step()
                 self.stdout.write(f"published {published}")
                 return
-            stopping = {"now": False}
-
-            def stop(signum, frame):
-                stopping["now"] = True
-
-            signal.signal(signal.SIGTERM, stop)
-            signal.signal(signal.SIGINT, stop)
+            stopping = lifecycle.stop_on_signals()
             heartbeat_file = settings.OUTBOX_RELAY_HEARTBEAT_FILE
             heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
             self.stdout.write(
                 f"outbox relay: {settings.OUTBOX_RELAY_PARTITIONS} partitions, idle interval "
                 f"up to {settings.OUTBOX_RELAY_IDLE_INTERVAL} s"
             )
-            run_forever(loop, stop=lambda: stopping["now"], heartbeat=heartbeat_file.touch)
+            run_forever(loop, stop=stopping, heartbeat=heartbeat_file.touch)
             self.stdout.write(f"outbox relay stopped after {loop.published} events")
