@@ -51,13 +51,19 @@ def merchant_balances(merchant: Merchant, livemode: bool = False) -> dict[str, d
     return balances
 
 
-def transaction_in_flight(txn: Transaction) -> bool:
-    """Whether the acquirer's part of ``txn`` is still open: a payment whose authorization
-    has no recorded answer, a refund the acquirer has not confirmed, or a command (capture,
-    void, refund) not yet answered."""
+def transaction_awaits_answer(txn: Transaction) -> bool:
+    """Whether ``txn``'s own status waits for the acquirer: a payment whose authorization
+    has no recorded answer, a refund the acquirer has not confirmed. Reads nothing."""
     if txn.type == TransactionType.PAYMENT and txn.status == TransactionStatus.INITIATED:
         return True
-    if txn.type == TransactionType.REFUND and txn.status == TransactionStatus.PENDING:
+    return txn.type == TransactionType.REFUND and txn.status == TransactionStatus.PENDING
+
+
+def transaction_in_flight(txn: Transaction) -> bool:
+    """Whether the acquirer's part of ``txn`` is still open: its status waits for an
+    answer (``transaction_awaits_answer``), or a command (capture, void, refund) is not
+    yet answered."""
+    if transaction_awaits_answer(txn):
         return True
     return AcquirerCommand.objects.filter(transaction=txn, status=CommandStatus.PENDING).exists()
 

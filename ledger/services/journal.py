@@ -102,7 +102,7 @@ def _apply_to_tracked_balance(account: Account, amount: int) -> None:
         balance=F("balance") - amount, version=F("version") + 1
     )
     if not updated:
-        balance = Account.objects.values_list("balance", flat=True).filter(pk=account.pk).first()
+        balance = tracked_balance_available(account)
         if balance is None:
             _stale_accounts()
         raise InsufficientBalance(
@@ -110,8 +110,9 @@ def _apply_to_tracked_balance(account: Account, amount: int) -> None:
         )
 
 
-def tracked_balance_available(account: Account) -> int:
-    return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+def tracked_balance_available(account: Account) -> int | None:
+    """The running balance as committed, or None if the account does not exist."""
+    return Account.objects.values_list("balance", flat=True).filter(pk=account.pk).first()
 
 
 def tracked_balance_locked(account: Account) -> int:

@@ -59,14 +59,8 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from ledger.models import (
-    AcquirerCommand,
-    CardToken,
-    Transaction,
-    TransactionStatus,
-    TransactionType,
-)
-from ledger.selectors import InvariantReport, transaction_in_flight
+from ledger.models import AcquirerCommand, CardToken, Transaction, TransactionType
+from ledger.selectors import InvariantReport, transaction_awaits_answer, transaction_in_flight
 from ledger.services.recovery import transaction_resume
 from payflow.api.auth import request_scope
 from payflow.api.errors import ApiError
@@ -200,11 +194,11 @@ def _completion(claim: Claim, link: Any, items: list) -> dict[str, Any] | None:
         return None
     if any(sender is AcquirerCommand for _c, _l, sender, _i in items):
         return None
-    object_id = link[1] if link is not None else claim_object_id(claim, items)
+    object_id = link[1] if link is not None else _claim_object_id(claim, items)
     if object_id is None:
         return None
     final = [i for _c, _l, _s, i in items if isinstance(i, Transaction) and i.pk == object_id]
-    if not final or final[-1].status in IN_FLIGHT_STATUSES:
+    if not final or transaction_awaits_answer(final[-1]):
         return None
     response = claim.respond(final[-1])
     if not _storable(response.status_code):
@@ -219,11 +213,7 @@ def _completion(claim: Claim, link: Any, items: list) -> dict[str, Any] | None:
     }
 
 
-#: Statuses in which a transaction waits for the acquirer's answer.
-IN_FLIGHT_STATUSES = frozenset({TransactionStatus.INITIATED, TransactionStatus.PENDING})
-
-
-def claim_object_id(claim: Claim, items: list) -> Any:
+def _claim_object_id(claim: Claim, items: list) -> Any:
     """The object an already linked claim stands for, when this transaction changes it."""
     if not claim.linked:
         return None
