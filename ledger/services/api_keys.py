@@ -29,7 +29,9 @@ LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 #: Keys (with their merchant) by secret hash, for ``API_CACHE_SECONDS``: a request with a
 #: known key reads nothing. A revocation or suspension made in this process takes effect at
 #: its commit (``ledger_changed`` forgets the rows), one made elsewhere within the TTL.
-_KEYS = caches.ProcessCache("api_keys", ttl=lambda: settings.API_CACHE_SECONDS)
+_KEYS = caches.ProcessCache(
+    "api_keys", ttl=lambda: settings.API_CACHE_SECONDS, labels=("ledger.apikey", "ledger.merchant")
+)
 
 
 @dataclass(frozen=True)

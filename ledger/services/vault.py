@@ -55,7 +55,9 @@ def _clean_holder_name(holder_name: Any) -> str:
 
 #: Card tokens by id, for ``API_CACHE_SECONDS`` (an erasure made in this process is
 #: forgotten at its commit, one made elsewhere within the TTL).
-_TOKENS = caches.ProcessCache("card_tokens", ttl=lambda: settings.API_CACHE_SECONDS)
+_TOKENS = caches.ProcessCache(
+    "card_tokens", ttl=lambda: settings.API_CACHE_SECONDS, labels=("ledger.cardtoken",)
+)
 
 
 def card_token_lookup(*, token_id: Any, merchant_id: Any, livemode: bool) -> CardToken | None:

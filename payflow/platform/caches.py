@@ -36,6 +36,9 @@ _caches: list[ProcessCache] = []
 _forgets_lock = threading.Lock()
 _forget_number = 0
 _recent_forgets: deque[tuple[int, Tag]] = deque(maxlen=8192)
+#: The labels any entry was ever tagged with: a change of a row of another table (a
+#: payment, a journal entry: most changes) forgets nothing and costs nothing.
+_tagged_labels: set[str] = set()
 
 
 def epoch() -> int:
@@ -61,9 +64,17 @@ class ProcessCache:
     """A bounded, thread-safe key → value map with expiry and tag invalidation."""
 
     def __init__(
-        self, name: str, *, ttl: Callable[[], float] | None, max_entries: int = 10_000
+        self,
+        name: str,
+        *,
+        ttl: Callable[[], float] | None,
+        labels: Iterable[str] = (),
+        max_entries: int = 10_000,
     ) -> None:
+        """``labels``: the tables its entries are read from (their changes are tracked from
+        the start, so a change racing the first read is seen too)."""
         self.name = name
+        _tagged_labels.update(labels)
         self._ttl = ttl
         self._max = max_entries
         self._lock = threading.Lock()
@@ -97,6 +108,7 @@ class ProcessCache:
         if since is not None and _forgotten_since(since, tags):
             return
         expires = float("inf") if ttl is None else time.monotonic() + ttl
+        _tagged_labels.update(label for label, _pk in tags)
         with self._lock:
             if len(self._entries) >= self._max:
                 self._entries.clear()  # rare: a flood of distinct keys; start again
@@ -142,6 +154,8 @@ def forget(label: str, pk: Any) -> None:
     """Drop every cached entry read from the row ``(label, pk)``, in every cache (one
     look-up per cache: entries are indexed by their tags)."""
     global _forget_number
+    if label not in _tagged_labels:
+        return
     tag = (label, str(pk))
     with _forgets_lock:
         _forget_number += 1
