@@ -14,8 +14,10 @@ import base64
 import binascii
 import datetime
 import math
+import os
 import secrets
 import sys
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,54 @@ class Secrets:
     # The log's verifier key (public): the signer key is the sequencer's alone and is not
     # in settings (``audit.sequencer.signing_key_from_environment``).
     audit_public_key: str
+
+
+class SecretFileEnviron(MutableMapping[str, str]):
+    """The process environment, where ``NAME_FILE`` (a path) supplies ``NAME``: Docker and
+    Kubernetes secrets are files (``/run/secrets/…``), and a secret in a file is in no
+    process listing, no ``docker inspect`` and no crash dump of the environment.
+
+    The file's text is the value, without its final line break. Setting both ``NAME`` and
+    ``NAME_FILE``, or naming a file that cannot be read, is refused with a sentence."""
+
+    def __init__(self, environ_: MutableMapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ_ is None else environ_
+
+    def __getitem__(self, name: str) -> str:
+        path = self.environ.get(f"{name}_FILE", "")
+        if not path:
+            return self.environ[name]
+        if name in self.environ:
+            raise ImproperlyConfigured(
+                f"both {name} and {name}_FILE are set: set only one (the file is for secrets)"
+            )
+        try:
+            with open(path, encoding="utf-8") as secret_file:
+                text = secret_file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {reason}") from None
+        return text.removesuffix("\n").removesuffix("\r")
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.environ[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.environ)
+
+    def __len__(self) -> int:
+        return len(self.environ)
+
+
+def settings_env() -> environ.Env:
+    """The ``env`` of the settings module: django-environ over ``SecretFileEnviron``, so
+    every variable can come from a file (``SECRET_KEY_FILE=/run/secrets/secret_key``)."""
+    env = environ.Env()
+    env.ENVIRON = SecretFileEnviron()
+    return env
 
 
 def _require(env: environ.Env, name: str) -> str:
@@ -153,9 +203,12 @@ def load_secrets(env: environ.Env, *, debug: bool) -> Secrets:
 
 
 def database_settings(
-    url: str, *, conn_max_age: int, wsrep_sync_wait: int | None
+    url: str, *, conn_max_age: int, wsrep_sync_wait: int | None, password: str = ""
 ) -> dict[str, Any]:
     """Django ``DATABASES['default']`` for a ``sqlite://`` or ``mysql://`` URL.
+
+    ``password`` (``DATABASE_PASSWORD``, usually ``DATABASE_PASSWORD_FILE``) replaces the
+    URL's: the URL can then sit in plain configuration and the password in a secret file.
 
     SQLite (the embedded default) runs in WAL mode with a busy timeout and IMMEDIATE
     transactions so web, worker and beat can share one file. MariaDB gets utf8mb4,
@@ -168,6 +221,8 @@ def database_settings(
             "DATABASE_URL is empty or not a database URL: use sqlite:///path/to/file or "
             "mysql://user:password@host:3306/name (or leave it unset for the embedded SQLite)."
         )
+    if password:
+        config["PASSWORD"] = password
     if engine == "django.db.backends.sqlite3":
         if config["NAME"] not in ("", ":memory:"):
             Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from payflow import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# Any variable may come from a file instead: NAME_FILE=/run/secrets/name (docker/README.md).
+env = config.settings_env()
 ENV_FILE = env.str("PAYFLOW_ENV_FILE", default=str(BASE_DIR / ".env"))
 if ENV_FILE and Path(ENV_FILE).is_file():
     # Values already in the process environment win over the file.
@@ -90,6 +91,7 @@ DATABASES = {
         env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'payflow.sqlite3'}"),
         conn_max_age=env.int("DATABASE_CONN_MAX_AGE", default=60),
         wsrep_sync_wait=env.int("DATABASE_WSREP_SYNC_WAIT", default=None),
+        password=env.str("DATABASE_PASSWORD", default=""),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -3,7 +3,10 @@
 Each node runs ``mariadbd`` as the ``mysql`` user with its own data directory, client
 port, group-communication ``base_port``, IST port and SST port. Node 1 bootstraps the
 cluster (``--wsrep-new-cluster``); nodes 2 and 3 join and receive a full state transfer by
-rsync. Used by the test fixtures and by the benchmark; also a small CLI:
+rsync. The server settings are production's (``docker/galera/galera.cnf``: flushing,
+binary log, trigger creation without SUPER) with loopback addresses, ports, state transfer
+and sizes written after them, so tests and drills run what compose runs. Used by the test
+fixtures, the drills and the benchmark; also a small CLI:
 
     python -m tests.infra.galera start /tmp/galera    # prints the client ports
     python -m tests.infra.galera stop /tmp/galera
@@ -25,6 +28,7 @@ from pathlib import Path
 import MySQLdb
 
 GALERA_PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/libgalera_smm.so")
+PRODUCTION_CONFIG = Path(__file__).resolve().parents[2] / "docker" / "galera" / "galera.cnf"
 REQUIRED_BINARIES = ("mariadbd", "mariadb-install-db", "rsync", "wsrep_sst_rsync")
 
 
@@ -169,7 +173,11 @@ class GaleraCluster:
     # --- helpers ----------------------------------------------------------------------
     def _config(self, node: GaleraNode) -> str:
         members = ",".join(f"127.0.0.1:{other.base_port}" for other in self.nodes)
-        return f"""[mysqld]
+        # Production's groups first: a later value of the same option wins, and the
+        # loopback block below sets only addresses, ports, paths, SST method and sizes.
+        production = PRODUCTION_CONFIG.read_text()
+        return f"""{production}
+[mysqld]
 datadir={node.datadir}
 socket={node.socket}
 pid-file={node.root / "mysqld.pid"}

@@ -273,3 +273,61 @@ def test_behind_the_tls_proxy_plain_http_is_redirected_and_https_gets_hsts(setti
 
 def test_an_operator_session_lasts_eight_hours_by_default():
     assert settings.SESSION_COOKIE_AGE == 8 * 3600
+
+
+# --- secrets from files (NAME_FILE), as Docker secrets deliver them ----------------------
+def test_a_variable_can_come_from_a_file_without_its_final_line_break(tmp_path):
+    (tmp_path / "secret_key").write_text(GOOD["SECRET_KEY"] + "\n")
+    environ_ = config.SecretFileEnviron({"SECRET_KEY_FILE": str(tmp_path / "secret_key")})
+    env = environ.Env()
+    env.ENVIRON = environ_
+    assert env.str("SECRET_KEY") == GOOD["SECRET_KEY"]
+    assert "SECRET_KEY" in environ_
+    assert env.str("VAULT_KEYS", default="unset") == "unset"
+
+
+def test_a_variable_set_both_directly_and_from_a_file_is_refused(tmp_path):
+    (tmp_path / "pw").write_text("from-file")
+    environ_ = config.SecretFileEnviron({"DATABASE_PASSWORD": "x", "DATABASE_PASSWORD_FILE": "pw"})
+    with pytest.raises(ImproperlyConfigured, match="both DATABASE_PASSWORD and DATABASE_PASS"):
+        environ_["DATABASE_PASSWORD"]
+
+
+def test_an_unreadable_secret_file_stops_start_up_with_a_sentence(tmp_path):
+    env = _clean_env(tmp_path)
+    env.update(GOOD, PAYFLOW_ENV_FILE="")
+    del env["VAULT_KEYS"]
+    env["VAULT_KEYS_FILE"] = str(tmp_path / "missing")
+    result = _manage("check", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"configuration error: VAULT_KEYS_FILE={tmp_path / 'missing'} cannot" in result.stderr
+    assert "cannot be read: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_start_up_takes_every_secret_and_the_database_password_from_files(tmp_path):
+    env = _clean_env(tmp_path)
+    env["PAYFLOW_ENV_FILE"] = ""
+    for name, value in GOOD.items():
+        (tmp_path / name.lower()).write_text(value + "\n")
+        env[f"{name}_FILE"] = str(tmp_path / name.lower())
+    (tmp_path / "db_password").write_text("p@ss:w/rd\n")
+    env.update(
+        DATABASE_URL="mysql://payflow@db.internal:3306/payflow",
+        DATABASE_PASSWORD_FILE=str(tmp_path / "db_password"),
+    )
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "d = s.DATABASES['default']; print(d['USER'], d['PASSWORD'], d['HOST'], "
+        f"s.VAULT_KEYS[1] == bytes(range(32)), s.SECRET_KEY == {GOOD['SECRET_KEY']!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "DJANGO_SETTINGS_MODULE": "payflow.settings"},
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["payflow", "p@ss:w/rd", "db.internal", "True", "True"]

@@ -1,7 +1,7 @@
 import re
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DatabaseError, connection
 
 AUDIT_TABLES = ["audit_auditentry", "audit_cosignature"]
 # Written by the sequencer only (the log, its checkpoints, how far it published).
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         "Print (or --apply) the least-privilege MariaDB grants: the application's user may "
         "only INSERT and SELECT audit entries and only read the log; the sequencer alone "
         "appends to the log; the archiver may also DELETE entries (the trigger still admits "
-        "only those a verified archive segment covers). Run as a DBA."
+        "only those a verified archive segment covers). Run as a DBA, or as the schema's "
+        "owner (ALL on the schema WITH GRANT OPTION, as compose's migrate job does)."
     )
 
     def add_arguments(self, parser):
@@ -51,8 +52,37 @@ class Command(BaseCommand):
             return
         with connection.cursor() as cursor:
             for statement in statements:
-                cursor.execute(statement)
+                account = statement.removeprefix(_REVOKE_ALL)
+                if account == statement:
+                    cursor.execute(statement)
+                else:
+                    _revoke_everything(cursor, schema, account)
         self.stdout.write(f"applied {len(statements)} statements")
+
+
+_REVOKE_ALL = "REVOKE ALL PRIVILEGES, GRANT OPTION FROM "
+# Access denied for lack of CREATE USER; no grant of that account on the schema or table.
+_NEEDS_CREATE_USER, _NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT = 1227, 1141, 1147
+
+
+def _revoke_everything(cursor, schema: str, account: str) -> None:
+    """Take every privilege from ``account`` before granting its set. A DBA revokes them
+    all at once; the schema's owner (no CREATE USER privilege, error 1227) revokes what it
+    can have granted: the schema's and each table's privileges (column privileges go with
+    their table's), none of which may exist yet."""
+    try:
+        cursor.execute(_REVOKE_ALL + account)
+        return
+    except DatabaseError as exc:
+        if exc.args[0] != _NEEDS_CREATE_USER:
+            raise
+    tables = connection.introspection.table_names(cursor)
+    for target in [f"`{schema}`.*", *(f"`{schema}`.`{table}`" for table in tables)]:
+        try:
+            cursor.execute(f"REVOKE ALL PRIVILEGES ON {target} FROM {account}")
+        except DatabaseError as exc:
+            if exc.args[0] not in (_NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT):
+                raise
 
 
 # What the statements quote: nothing that could end the quoted name.
@@ -73,7 +103,7 @@ def grant_statements(
     with connection.cursor() as cursor:
         tables = connection.introspection.table_names(cursor)
     other = [t for t in tables if t not in AUDIT_TABLES + ARCHIVER_TABLES + LOG_TABLES]
-    statements = [f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {app}"]
+    statements = [_REVOKE_ALL + app]
     # Application: full DML on its own tables, only INSERT and SELECT on the audit trail,
     # only SELECT on the archive's records (plus recording an auditor's on-demand check).
     statements += [
@@ -89,7 +119,7 @@ def grant_statements(
     # Archiver: reads everything; records segments, leases and purge records; deletes
     # archived rows (the trigger admits only rows a verified segment covers); appends the
     # purge's own audit entry. It cannot UPDATE audit entries or touch the log.
-    statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {archiver}")
+    statements.append(_REVOKE_ALL + archiver)
     statements.append(f"GRANT SELECT ON `{schema}`.* TO {archiver}")
     statements.append(f"GRANT INSERT, DELETE ON `{schema}`.`audit_auditentry` TO {archiver}")
     statements += [
@@ -99,7 +129,7 @@ def grant_statements(
     statements.append(f"GRANT INSERT, UPDATE ON `{schema}`.`payflow_jobrun` TO {archiver}")
     # Sequencer: reads the entries, appends to the log (INSERT only: leaves, nodes and
     # checkpoints are never changed), keeps its lease and its publication mark.
-    statements.append(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {sequencer}")
+    statements.append(_REVOKE_ALL + sequencer)
     statements.append(f"GRANT SELECT ON `{schema}`.* TO {sequencer}")
     statements += [
         f"GRANT INSERT ON `{schema}`.`{t}` TO {sequencer}"
