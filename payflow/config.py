@@ -10,6 +10,7 @@ secrets (``make run`` does it on first run; an existing file is never overwritte
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import datetime
@@ -380,10 +381,96 @@ def write_development_env(path: Path) -> bool:
     return True
 
 
-if __name__ == "__main__":
-    default_target = Path(__file__).resolve().parent.parent / ".env"
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else default_target
+#: The files of a deployment's secrets directory (docker/compose.yaml's ``secrets:``).
+DEPLOYMENT_SECRETS = (
+    "secret_key",
+    "vault_keys",
+    "card_fingerprint_key",
+    "audit_signing_key",
+    "audit_public_key",
+    "db_root_password",
+    "db_migrate_password",
+    "db_app_password",
+    "db_archiver_password",
+    "db_sequencer_password",
+    "s3_root_password",
+    "s3_archiver_secret",
+    "s3_reader_secret",
+    "metrics_token",
+)
+
+
+def deployment_secret_values(log_origin: str) -> dict[str, str]:
+    """Fresh values for every file of ``DEPLOYMENT_SECRETS``. Passwords are hex: they are
+    safe in any URL, shell or SQL literal without escaping."""
+    signer_text = tlog.generate_signer_key(log_origin)
+    values = {
+        "secret_key": secrets.token_urlsafe(64),
+        "vault_keys": f"1:{_b64_key()}",
+        "card_fingerprint_key": _b64_key(),
+        "audit_signing_key": signer_text,
+        "audit_public_key": tlog.Signer(signer_text).verifier_key(),
+    }
+    for name in DEPLOYMENT_SECRETS:
+        values.setdefault(name, secrets.token_hex(32))
+    return values
+
+
+def write_deployment_secrets(directory: Path, log_origin: str) -> list[str]:
+    """Write each missing secret file of a deployment into ``directory`` (mode 0700); an
+    existing file is never overwritten (the audit key pair is written, or kept, whole).
+    Returns the names written.
+
+    The files are mode 0444: compose bind-mounts a file secret with its host mode and
+    owner, and the containers read them as their own users (uid 10001, mysql); the
+    directory's 0700 keeps other host users out."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    values = deployment_secret_values(log_origin)
+    pair = ("audit_signing_key", "audit_public_key")
+    if any((directory / name).exists() for name in pair):
+        for name in pair:
+            values.pop(name)
+    written = []
+    for name, value in values.items():
+        path = directory / name
+        if path.exists():
+            continue
+        path.write_text(value + "\n")
+        path.chmod(0o444)
+        written.append(name)
+    return written
+
+
+def main(argv: list[str]) -> int:
+
+    parser = argparse.ArgumentParser(
+        prog="python -m payflow.config",
+        description="Write a development .env (default), or a deployment's secret files.",
+    )
+    parser.add_argument("env_file", nargs="?", type=Path, help="development .env to write")
+    parser.add_argument(
+        "--deployment-secrets", type=Path, metavar="DIR", help="write a deployment's secrets"
+    )
+    parser.add_argument("--log-origin", help="the audit log's origin, e.g. example.com/audit")
+    args = parser.parse_args(argv)
+    if args.deployment_secrets:
+        if not args.log_origin:
+            parser.error("--deployment-secrets needs --log-origin (e.g. payflow.example.com/audit)")
+        try:
+            written = write_deployment_secrets(args.deployment_secrets, args.log_origin)
+        except ValueError as exc:
+            parser.error(f"{args.log_origin!r} cannot name the log's key: {exc}")
+        kept = len(DEPLOYMENT_SECRETS) - len(written)
+        print(f"wrote {len(written)} secret files in {args.deployment_secrets} ({kept} kept)")
+        return 0
+    target = args.env_file or Path(__file__).resolve().parent.parent / ".env"
     if write_development_env(target):
         print(f"wrote {target} with fresh development secrets")
     else:
         print(f"{target} exists; left as it is")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,4 +7,15 @@ is the default without it. The request line (``%(r)s``) can still carry a PAN ty
 a URL; the PAN filter on the ``gunicorn.access`` handlers (``payflow.wsgi``) masks it.
 """
 
+import os
+
+from prometheus_client import multiprocess
+
 access_log_format = '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
+def child_exit(server, worker):
+    """A worker that exited leaves its live gauges behind in PROMETHEUS_MULTIPROC_DIR
+    (prometheus_client's multiprocess mode): mark them dead so /metrics stops summing them."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

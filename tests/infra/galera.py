@@ -165,10 +165,26 @@ class GaleraCluster:
     def stop_node(self, index: int) -> None:
         self._stop_node(self.nodes[index - 1])
 
-    def start_node(self, index: int, timeout: float = 120) -> None:
+    def start_node(
+        self, index: int, timeout: float = 120, *, bootstrap: bool = False, wait: bool = True
+    ) -> None:
         node = self.nodes[index - 1]
-        self._start_node(node, bootstrap=False)
-        self._wait_synced(node, time.monotonic() + timeout)
+        self._start_node(node, bootstrap=bootstrap)
+        if wait:
+            self.wait_synced(index, timeout)
+
+    def wait_synced(self, index: int, timeout: float = 120) -> None:
+        self._wait_synced(self.nodes[index - 1], time.monotonic() + timeout)
+
+    def kill_node(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a node (SIGKILL: a crash; SIGSTOP/SIGCONT: a freeze); after
+        SIGKILL, wait until it is gone."""
+        process = self.nodes[index - 1].process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        if sig == signal.SIGKILL:
+            process.wait(timeout=30)
 
     # --- helpers ----------------------------------------------------------------------
     def _config(self, node: GaleraNode) -> str:

@@ -331,3 +331,31 @@ def test_production_start_up_takes_every_secret_and_the_database_password_from_f
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["payflow", "p@ss:w/rd", "db.internal", "True", "True"]
+
+
+def test_deployment_secrets_are_written_once_readable_by_the_containers_and_never_replaced(
+    tmp_path,
+):
+    directory = tmp_path / "secrets"
+    result = subprocess.run(
+        [sys.executable, "-m", "payflow.config", "--deployment-secrets", str(directory),
+         "--log-origin", "payflow.example.com/audit"],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in directory.iterdir()) == sorted(config.DEPLOYMENT_SECRETS)
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in directory.iterdir()} == {0o444}
+    signer = tlog.Signer((directory / "audit_signing_key").read_text().strip())
+    assert signer.verifier_key() == (directory / "audit_public_key").read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", (directory / "db_app_password").read_text())
+    before = {p.name: p.read_text() for p in directory.iterdir()}
+    (directory / "metrics_token").chmod(0o644)
+    (directory / "metrics_token").unlink()
+    assert config.write_deployment_secrets(directory, "payflow.example.com/audit") == [
+        "metrics_token"
+    ]
+    after = {p.name: p.read_text() for p in directory.iterdir()}
+    assert {k: v for k, v in after.items() if k != "metrics_token"} == {
+        k: v for k, v in before.items() if k != "metrics_token"
+    }

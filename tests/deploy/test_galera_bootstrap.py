@@ -1,0 +1,189 @@
+"""How a Galera node starts (``docker/galera/bootstrap.sh``), decided on real node state.
+
+Reproduced (issue 19): compose started ``galera1`` with ``--wsrep-new-cluster`` every
+time, so after galera1 crashed, or when another node had stopped last, it founded a second
+cluster or crash-looped. Now each node decides from its own ``grastate.dat`` and
+``gvwstate.dat`` and from its peers' clustercheck probes (``clustercheck.sh``, served by
+socat as in the image's entrypoint): these tests stop, crash and restart a loopback
+cluster running production's ``galera.cnf`` and start each node the way it decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra.galera import GaleraCluster, free_ports, missing_requirements
+from tests.missing import missing_part
+
+pytestmark = [pytest.mark.galera, pytest.mark.timeout(600)]
+
+GALERA_DIR = Path(__file__).resolve().parents[2] / "docker" / "galera"
+BOOTSTRAP = GALERA_DIR / "bootstrap.sh"
+CLUSTERCHECK = GALERA_DIR / "clustercheck.sh"
+
+
+class Probes:
+    """One clustercheck responder per node, on its own port, as the image runs it: socat
+    as the OS user ``mysql`` (unix_socket login as mysql@localhost)."""
+
+    def __init__(self, cluster: GaleraCluster) -> None:
+        self.cluster = cluster
+        self.ports = free_ports(cluster.size)
+        self.processes = []
+        for node, port in zip(cluster.nodes, self.ports, strict=True):
+            env = {"PATH": os.environ["PATH"], "CLUSTERCHECK_SOCKET": str(node.socket)}
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        "runuser", "-u", "mysql", "--",
+                        "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                        f"EXEC:/bin/bash {CLUSTERCHECK}",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        for port in self.ports:
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                assert time.monotonic() < deadline, f"no clustercheck responder on {port}"
+                time.sleep(0.05)
+
+    def peers_of(self, index: int) -> str:
+        return ",".join(
+            f"127.0.0.1:{port}" for i, port in enumerate(self.ports, start=1) if i != index
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(infra_dir: Path) -> Iterator[tuple[GaleraCluster, Probes]]:
+    missing = missing_requirements()
+    if missing or not shutil.which("socat"):
+        missing_part(f"Galera or socat not installed: {', '.join(missing) or 'socat'}")
+    # Below infra_dir (mode 0755): mariadbd and the probes run as the mysql user.
+    cluster = GaleraCluster(infra_dir / "galera-bootstrap").start()
+    probes = Probes(cluster)
+    try:
+        yield cluster, probes
+    finally:
+        probes.stop()
+        cluster.stop()
+
+
+def decide(cluster: GaleraCluster, probes: Probes, index: int, **env: str) -> str:
+    result = subprocess.run(
+        ["bash", str(BOOTSTRAP)],
+        env={
+            "PATH": os.environ["PATH"],
+            "GALERA_DATADIR": str(cluster.nodes[index - 1].datadir),
+            "GALERA_PEERS": probes.peers_of(index),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def start_as_decided(cluster: GaleraCluster, probes: Probes, index: int, *, wait=True) -> str:
+    decision = decide(cluster, probes, index)
+    assert decision in ("join", "new-cluster"), decision
+    cluster.start_node(index, bootstrap=decision == "new-cluster", wait=wait)
+    return decision
+
+
+def cluster_status(cluster: GaleraCluster) -> list[tuple[str, str, str]]:
+    return [
+        (
+            status["wsrep_cluster_status"],
+            status["wsrep_local_state_comment"],
+            status["wsrep_cluster_size"],
+        )
+        for status in (node.status() for node in cluster.nodes)
+    ]
+
+
+def test_a_running_cluster_is_joined_and_the_node_that_stopped_last_founds_it_again(cluster):
+    cluster, probes = cluster
+    # While the cluster runs, every node (even with no state, even galera1) joins it.
+    assert [decide(cluster, probes, i) for i in (1, 2, 3)] == ["join"] * 3
+    empty = cluster.workdir / "empty"
+    empty.mkdir()
+    assert decide(cluster, probes, 1, GALERA_DATADIR=str(empty), GALERA_FIRST_BOOTSTRAP="1") == (
+        "join"
+    )
+
+    # A clean stop of the whole cluster, galera1 first: galera3 stopped last.
+    for index in (1, 2, 3):
+        cluster.stop_node(index)
+    decisions = [decide(cluster, probes, i) for i in (1, 2, 3)]
+    assert decisions[2] == "new-cluster"
+    assert decisions[0].startswith("wait ")
+    assert "safe_to_bootstrap: 0" in decisions[0]
+    assert decisions[1].startswith("wait ")
+    # The old rule (galera1 always bootstraps) would found a cluster from the node that
+    # stopped first: the decision refuses it whatever its name.
+    assert decide(cluster, probes, 1, GALERA_FIRST_BOOTSTRAP="1") == decisions[0]
+
+    # Start in the "wrong" order, each node as it decides: galera1 waits until galera3
+    # has founded the cluster, then joins.
+    assert start_as_decided(cluster, probes, 3) == "new-cluster"
+    assert start_as_decided(cluster, probes, 1) == "join"
+    assert start_as_decided(cluster, probes, 2) == "join"
+    assert cluster_status(cluster) == [("Primary", "Synced", "3")] * 3
+
+
+def test_after_every_node_crashed_they_all_rejoin_and_recover_the_primary_component(cluster):
+    cluster, probes = cluster
+    connection = cluster.nodes[0].connect()
+    connection.cursor().execute("CREATE DATABASE crash_drill")
+    connection.cursor().execute("CREATE TABLE crash_drill.t (id INT PRIMARY KEY)")
+    connection.cursor().execute("INSERT INTO crash_drill.t VALUES (1), (2), (3)")
+    connection.commit()
+    connection.close()
+
+    for index in (1, 2, 3):
+        cluster.kill_node(index, signal.SIGKILL)
+    # No node left cleanly (safe_to_bootstrap: 0 everywhere), each crashed in the primary
+    # component (gvwstate.dat): none may found a cluster, all start and pc.recovery
+    # re-forms the component once they are all back.
+    assert [decide(cluster, probes, i) for i in (1, 2, 3)] == ["join"] * 3
+    for index in (1, 2, 3):
+        start_as_decided(cluster, probes, index, wait=False)
+    for index in (1, 2, 3):
+        cluster.wait_synced(index, timeout=180)
+    assert cluster_status(cluster) == [("Primary", "Synced", "3")] * 3
+    cursor = cluster.nodes[2].connect().cursor()
+    cursor.execute("SELECT COUNT(*) FROM crash_drill.t")
+    assert cursor.fetchone() == (3,)
+
+
+def test_a_brand_new_cluster_is_founded_only_by_the_designated_node(cluster):
+    cluster, probes = cluster
+    for index in (3, 2, 1):
+        cluster.stop_node(index)
+    empty = cluster.workdir / "fresh-datadir"
+    empty.mkdir()
+    fresh = {"GALERA_DATADIR": str(empty)}
+    assert decide(cluster, probes, 1, GALERA_FIRST_BOOTSTRAP="1", **fresh) == "new-cluster"
+    assert decide(cluster, probes, 2, **fresh).startswith("wait ")
