@@ -1,4 +1,4 @@
-.PHONY: run test lint install clean bench bench-quick
+.PHONY: run test lint install clean bench bench-quick drill
 
 # The whole stack on embedded defaults: web, worker, beat, development Kafka broker.
 run:
@@ -14,6 +14,11 @@ bench:
 
 bench-quick:
 	scripts/bench.sh --quick
+
+# The fault drills (tests/drill/run.py): production's topology on loopback under load, each
+# fault twice, then the history checker's table. About 10 minutes. make test runs a short one.
+drill: install
+	.venv/bin/python -m tests.drill
 
 install:
 	scripts/system-deps.sh test

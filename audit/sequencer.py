@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import datetime
 import json
 import logging
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Producer
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError, connection
 from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
@@ -374,26 +375,45 @@ def published_messages(first: int, upto: int) -> list[tuple[int, bytes]]:
 
 
 def run_forever(sequencer: Sequencer, *, poll: float = 0.2, stop: Any = None) -> None:
-    """Wait for the lease, then step until ``stop()`` is true (or forever)."""
+    """Wait for the lease, then step until ``stop()`` is true (or forever).
+
+    A database that goes away (a Galera node killed behind HAProxy, a connection cut) is
+    waited out, not a reason to exit: the connection is dropped, and after a doubling
+    pause (up to ``DATABASE_RETRY_MAX``) the lease is claimed and the log's state loaded
+    afresh, since a step cut short may have left the in-memory view ahead of what
+    committed. (The drills found a sequencer that exited on the first lost connection.)"""
     waiting_logged = False
+    pause = DATABASE_RETRY_BASE
     while not (stop and stop()):
-        if not sequencer.claim():
-            if not waiting_logged:
-                logger.info("audit sequencer: another copy holds the lease; waiting")
-                waiting_logged = True
-            time.sleep(1.0)
-            continue
-        waiting_logged = False
-        sequencer.load()
-        logger.info("audit sequencer: holding the lease at log size %d", sequencer.size)
         try:
+            if not sequencer.claim():
+                if not waiting_logged:
+                    logger.info("audit sequencer: another copy holds the lease; waiting")
+                    waiting_logged = True
+                time.sleep(1.0)
+                continue
+            waiting_logged = False
+            sequencer.load()
+            logger.info("audit sequencer: holding the lease at log size %d", sequencer.size)
             while not (stop and stop()):
                 report = sequencer.step()
+                pause = DATABASE_RETRY_BASE
                 if not report.appended:
                     time.sleep(poll)
         except LeaseLost as exc:
             logger.error("audit sequencer: %s; waiting", exc)
-    sequencer.release()
+        except DatabaseError as exc:
+            logger.warning(
+                "audit sequencer: the database is unavailable (%s); again in %.1f s", exc, pause
+            )
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, DATABASE_RETRY_MAX)
+    with contextlib.suppress(DatabaseError):
+        sequencer.release()
+
+
+DATABASE_RETRY_BASE, DATABASE_RETRY_MAX = 0.5, 8.0
 
 
 def first_unsealed_entry(sealed: int) -> tuple[str, str, datetime.datetime] | None:

@@ -8,8 +8,10 @@ profile=${1:-test}
 packages=(libmariadb-dev pkg-config gcc python3-venv)
 if [ "$profile" = test ]; then
   # MariaDB for the main suite; galera-4 + rsync for the 3-node cluster; Redis for the real
-  # Celery worker; chromium for browser tests; haproxy for failover tests.
-  packages+=(mariadb-server mariadb-client galera-4 rsync iproute2 redis-server chromium haproxy)
+  # Celery worker; chromium for browser tests; haproxy for failover tests and the drills;
+  # socat serves each Galera node's clustercheck probe (as in the image); procps for pgrep.
+  packages+=(mariadb-server mariadb-client galera-4 rsync iproute2 redis-server chromium haproxy
+    socat procps)
 fi
 if [ "$profile" = bench ]; then
   # MariaDB (and mysqldump) for the single server; galera-4 + rsync for the 3-node cluster;

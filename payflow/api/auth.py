@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from typing import Any, cast
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from rest_framework import authentication, exceptions, throttling
 from ledger.models import ApiKey, Merchant
 from ledger.services.api_keys import api_key_authenticate, api_key_touch
 from payflow.platform import context
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -97,6 +100,16 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         if request.auth is None:
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+    def allow_request(self, request, view) -> bool:
+        """Fails open: while the shared cache (``CACHE_URL``, Redis) is unreachable, the
+        request is let through unthrottled and a warning logged; a rate limit must not
+        take payments down with it (the drills found 500s while Redis was stopped)."""
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # each cache backend raises its own errors
+            logger.warning("API rate limit not applied: the cache is unavailable (%s)", exc)
+            return True
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -139,7 +140,35 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             error_body("invalid_request_error", exc.default_code, str(exc.detail)),
             status=exc.status_code,
         )
+    if database_unavailable(exc):
+        logger.warning("database unavailable (%s): answered 503", exc)
+        return Response(
+            error_body(
+                "api_error",
+                "service_unavailable",
+                "The service is briefly unavailable; retry the request (with the same "
+                "Idempotency-Key: it is then done at most once).",
+            ),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     return None  # a real bug: DRF re-raises, handler500 answers with the shape below
+
+
+#: MariaDB client and server errors that say "not reachable right now", not "wrong": the
+#: server is gone or unreachable (2002, 2003, 2006, 2013, 1053, 4031), the Galera node
+#: left the primary component (1047), a lock was not granted in time (1205). A failover
+#: behind HAProxy produces them for a few seconds.
+UNAVAILABLE_CODES = frozenset({1047, 1053, 1205, 2002, 2003, 2006, 2013, 4031})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database being briefly unavailable (a 503, not a 500): the
+    request may have done nothing or everything (a lost COMMIT answer), which is why the
+    answer asks for a retry with the same Idempotency-Key."""
+    if isinstance(exc, InterfaceError):
+        return True
+    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in UNAVAILABLE_CODES
 
 
 def json_handler(status_code: int, type_: str, code: str, message: str):

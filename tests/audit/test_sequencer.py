@@ -219,3 +219,52 @@ def test_an_entry_the_sequencer_left_out_is_unsequenced_however_the_counts_fall(
     sequence()
     report = verify_log(reconcile=False)
     assert report.ok, [b.as_dict() for b in report.breaks]
+
+
+def test_the_sequencer_process_outlives_a_lost_database_connection(merchant, tmp_path):
+    """Reproduced by the drills (issue 19): when the writer Galera node was killed, the
+    sequencer exited with ``OperationalError (2013, 'Lost connection to server during
+    query')`` and the log stopped growing until someone restarted it. Here its connection
+    is cut from the server side (``KILL``), twice, while entries keep coming."""
+    key = tmp_path / "signing.key"
+    key.write_text(TEST_SIGNER_KEY)
+    env = {**os.environ, "AUDIT_SIGNING_KEY_FILE": str(key)}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=_database_url())
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "audit_sequencer", "--no-publish"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    name = connection.settings_dict["NAME"]
+
+    def sealed_within(seconds: float) -> bool:
+        written = AuditEntry.objects.count()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if Checkpoint.objects.filter(size__gte=written).exists():
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        pay(merchant)
+        assert sealed_within(20)
+        for round_ in range(2):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM information_schema.PROCESSLIST WHERE DB = %s AND id <> "
+                    "CONNECTION_ID()",
+                    [name],
+                )
+                for (thread,) in cursor.fetchall():
+                    cursor.execute(f"KILL CONNECTION {int(thread)}")
+            pay(merchant, amount=5000 + round_)
+            assert sealed_within(20), f"not sealed after the connection was cut ({round_})"
+            assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert "the database is unavailable" in output
+    assert verify_log().ok

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import struct
+import threading
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -756,3 +758,30 @@ def test_a_malformed_signer_key_is_refused_without_showing_its_secret(text):
         tlog.Signer(text)
     assert SECRET not in str(refused.value)
     assert base64.b64decode(SECRET)[1:].hex() not in str(refused.value)
+
+
+def test_an_answer_cut_short_is_an_error_not_a_crash(witness):
+    """Found by the drills (issue 19): a gunicorn worker killed while it sent a
+    checkpoint left the witness with ``http.client.IncompleteRead``, and it exited with a
+    traceback instead of asking again on its next poll."""
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "711")
+            self.end_headers()
+            self.wfile.write(b"payflow.test/audit\n")  # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), CutShort)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        witness.url = f"http://127.0.0.1:{server.server_port}/audit/log/"
+        with pytest.raises(CommandError, match="the log did not answer usefully"):
+            witness()
+    finally:
+        server.shutdown()
+    assert not witness.state.exists()

@@ -10,77 +10,31 @@ cluster running production's ``galera.cnf`` and start each node the way it decid
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.infra.galera import GaleraCluster, free_ports, missing_requirements
+from tests.infra.galera import ClustercheckResponders, GaleraCluster, missing_requirements
 from tests.missing import missing_part
 
 pytestmark = [pytest.mark.galera, pytest.mark.timeout(600)]
 
-GALERA_DIR = Path(__file__).resolve().parents[2] / "docker" / "galera"
-BOOTSTRAP = GALERA_DIR / "bootstrap.sh"
-CLUSTERCHECK = GALERA_DIR / "clustercheck.sh"
-
-
-class Probes:
-    """One clustercheck responder per node, on its own port, as the image runs it: socat
-    as the OS user ``mysql`` (unix_socket login as mysql@localhost)."""
-
-    def __init__(self, cluster: GaleraCluster) -> None:
-        self.cluster = cluster
-        self.ports = free_ports(cluster.size)
-        self.processes = []
-        for node, port in zip(cluster.nodes, self.ports, strict=True):
-            env = {"PATH": os.environ["PATH"], "CLUSTERCHECK_SOCKET": str(node.socket)}
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        "runuser", "-u", "mysql", "--",
-                        "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
-                        f"EXEC:/bin/bash {CLUSTERCHECK}",
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )  # fmt: skip
-        deadline = time.monotonic() + 10
-        for port in self.ports:
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                assert time.monotonic() < deadline, f"no clustercheck responder on {port}"
-                time.sleep(0.05)
-
-    def peers_of(self, index: int) -> str:
-        return ",".join(
-            f"127.0.0.1:{port}" for i, port in enumerate(self.ports, start=1) if i != index
-        )
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-            process.wait(timeout=10)
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "docker" / "galera" / "bootstrap.sh"
 
 
 @pytest.fixture
-def cluster(infra_dir: Path) -> Iterator[tuple[GaleraCluster, Probes]]:
+def cluster(infra_dir: Path) -> Iterator[tuple[GaleraCluster, ClustercheckResponders]]:
     missing = missing_requirements()
     if missing or not shutil.which("socat"):
         missing_part(f"Galera or socat not installed: {', '.join(missing) or 'socat'}")
     # Below infra_dir (mode 0755): mariadbd and the probes run as the mysql user.
     cluster = GaleraCluster(infra_dir / "galera-bootstrap").start()
-    probes = Probes(cluster)
+    probes = ClustercheckResponders(cluster)
     try:
         yield cluster, probes
     finally:
@@ -88,7 +42,7 @@ def cluster(infra_dir: Path) -> Iterator[tuple[GaleraCluster, Probes]]:
         cluster.stop()
 
 
-def decide(cluster: GaleraCluster, probes: Probes, index: int, **env: str) -> str:
+def decide(cluster: GaleraCluster, probes: ClustercheckResponders, index: int, **env: str) -> str:
     result = subprocess.run(
         ["bash", str(BOOTSTRAP)],
         env={
@@ -105,7 +59,9 @@ def decide(cluster: GaleraCluster, probes: Probes, index: int, **env: str) -> st
     return result.stdout.strip()
 
 
-def start_as_decided(cluster: GaleraCluster, probes: Probes, index: int, *, wait=True) -> str:
+def start_as_decided(
+    cluster: GaleraCluster, probes: ClustercheckResponders, index: int, *, wait=True
+) -> str:
     decision = decide(cluster, probes, index)
     assert decision in ("join", "new-cluster"), decision
     cluster.start_node(index, bootstrap=decision == "new-cluster", wait=wait)

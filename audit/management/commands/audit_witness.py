@@ -12,6 +12,7 @@ log's signing key leaked — raises the alarm: an ``ALARM`` log line, the metric
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import time
@@ -151,7 +152,13 @@ class Command(BaseCommand):
                 self.stderr.write(f"ALARM: audit log fork: {fork}")
                 self._metrics(metrics, alarm=1, size=None)
                 raise SystemExit(ALARM_EXIT) from None
-            except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            except (
+                urllib.error.URLError,
+                http.client.HTTPException,
+                OSError,
+                ValueError,
+                KeyError,
+            ) as exc:
                 logger.warning("audit witness: the log did not answer usefully: %s", exc)
                 if options["once"]:
                     raise CommandError(f"the log did not answer usefully: {exc}") from None
