@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
     by_topic: dict[str, Counter] = {}
     truncated: dict[str, int] = Counter()  # messages aged out of the broker, per topic
     for record in consumed:
-        if "low" in record:
-            truncated[record["topic"]] += record["low"]
+        if "aged_out" in record:
+            truncated[record["topic"]] += record["aged_out"]
             continue
         by_topic.setdefault(record["topic"], Counter())[record["id"]] += 1
     transaction_topics = [t for t in by_topic if t.startswith("transactions.")]

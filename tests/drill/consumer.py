@@ -1,14 +1,14 @@
-"""Everything on PayFlow's topics, read from the first offset to the end once a drill has
-settled (no Django): one JSON line per message, ``{"topic", "partition", "offset", "id"}``,
-where ``id`` is the event id header (transaction topics), the log index (``audit.events``)
-or the tree size (``audit.checkpoints``); first, one line per partition,
-``{"topic", "partition", "low", "high"}``: librdkafka's mock cluster keeps a bounded log
-per partition, so a partition's oldest messages may have aged out (``low`` > 0), and
-what was there cannot be checked.
+"""Reads every message on PayFlow's topics while a drill runs (its own process, no Django):
+one JSON line per message, ``{"topic", "partition", "offset", "id"}``, where ``id`` is the
+event id header (transaction topics), the log index (``audit.events``) or the tree size
+(``audit.checkpoints``).
 
-Read after the fact rather than live: the broker keeps every message (the drill's Kafka
-fault freezes it, it does not wipe it), and reading each partition up to its high
-watermark cannot miss a message the way a live consumer group joining late could.
+Each partition is assigned from its first offset as soon as its topic exists (no consumer
+group, so nothing depends on a rebalance), and read as it grows: librdkafka's mock cluster
+keeps a bounded log per partition, so messages read only at the end could have aged out.
+On SIGTERM it reads every partition up to its end as it is then, and exits; a partition
+whose oldest messages were gone before it was read is reported on a line
+``{"topic", "partition", "aged_out": N}``.
 
     python -m tests.drill.consumer BOOTSTRAP OUT_FILE
 """
@@ -16,68 +16,94 @@ watermark cannot miss a message the way a live consumer group joining late could
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from ledger.events import Topic
 
 ID_HEADERS = ("event_id", "log_index", "tree_size")
 
 
-def dump(bootstrap: str, out: str, timeout: float = 30.0) -> int:
+def _record(message) -> dict:
+    headers = {name: value for name, value in (message.headers() or [])}
+    ident = next((headers[name] for name in ID_HEADERS if name in headers), b"")
+    return {
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "id": ident.decode() if isinstance(ident, bytes) else str(ident),
+    }
+
+
+def main(argv: list[str]) -> int:
+    bootstrap, out = argv[1], argv[2]
+    draining = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: draining.set())
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"drill-{uuid.uuid4().hex}",
+            "group.id": f"drill-{uuid.uuid4().hex}",  # required; offsets are never committed
             "enable.auto.commit": False,
             "log_level": 2,
         }
     )
-    metadata = consumer.list_topics(timeout=timeout)
-    wanted: dict[tuple[str, int], int] = {}  # (topic, partition) -> high watermark
-    records = open(out, "w")  # noqa: SIM115 - closed below, after the loop
-    for topic in Topic:
-        if str(topic) not in metadata.topics:
-            continue
-        for partition in metadata.topics[str(topic)].partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(str(topic), partition), timeout=timeout
-            )
-            line = {"topic": str(topic), "partition": partition, "low": low, "high": high}
-            records.write(json.dumps(line) + "\n")
-            if high > low:
-                wanted[(str(topic), partition)] = high
-    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in wanted])
-    count = 0
-    with records:
-        while wanted:
-            message = consumer.poll(timeout)
-            if message is None:
-                raise TimeoutError(f"no message in {timeout}s; still to read: {wanted}")
-            if message.error():
+    assigned: set[tuple[str, int]] = set()
+    last: dict[tuple[str, int], int] = {}  # the next offset to read, per partition
+    first_seen: dict[tuple[str, int], int] = {}
+    next_listing = 0.0
+    ends: dict[tuple[str, int], int] | None = None
+    with open(out, "a", buffering=1) as records:
+        while True:
+            now = time.monotonic()
+            if now >= next_listing or (draining.is_set() and ends is None):
+                try:
+                    topics = consumer.list_topics(timeout=5).topics
+                except KafkaException:
+                    topics = {}
+                new = [
+                    (str(topic), partition)
+                    for topic in Topic
+                    if str(topic) in topics
+                    for partition in topics[str(topic)].partitions
+                    if (str(topic), partition) not in assigned
+                ]
+                if new:
+                    consumer.incremental_assign(
+                        [TopicPartition(t, p, OFFSET_BEGINNING) for t, p in new]
+                    )
+                    assigned.update(new)
+                next_listing = now + 2.0
+                if draining.is_set() and ends is None:
+                    ends = {}
+                    for place in assigned:
+                        _low, high = consumer.get_watermark_offsets(
+                            TopicPartition(*place), timeout=10
+                        )
+                        ends[place] = high
+            if ends is not None and all(last.get(p, 0) >= end for p, end in ends.items()):
+                break
+            try:
+                message = consumer.poll(0.5)
+            except KafkaException:
                 continue
-            headers = {name: value for name, value in (message.headers() or [])}
-            ident = next((headers[name] for name in ID_HEADERS if name in headers), b"")
-            records.write(
-                json.dumps(
-                    {
-                        "topic": message.topic(),
-                        "partition": message.partition(),
-                        "offset": message.offset(),
-                        "id": ident.decode() if isinstance(ident, bytes) else str(ident),
-                    }
-                )
-                + "\n"
-            )
-            count += 1
+            if message is None or message.error():
+                continue
             place = (message.topic(), message.partition())
-            if place in wanted and message.offset() + 1 >= wanted[place]:
-                del wanted[place]
+            first_seen.setdefault(place, message.offset())
+            last[place] = message.offset() + 1
+            records.write(json.dumps(_record(message)) + "\n")
+        for (topic, partition), offset in sorted(first_seen.items()):
+            if offset > 0:
+                line = {"topic": topic, "partition": partition, "aged_out": offset}
+                records.write(json.dumps(line) + "\n")
     consumer.close()
-    return count
+    return 0
 
 
 if __name__ == "__main__":
-    print(dump(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv))

@@ -36,9 +36,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.drill.load import Load
-from tests.drill.topology import ROOT, Topology
+from tests.drill.topology import ROOT, Service, Topology
 
 RTO_SECONDS = 30.0
 
@@ -100,75 +101,77 @@ FAULTS = [
 ]
 
 
-def _setup_merchants(topology: Topology) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.drill.setup"],
-        env=topology.env("app", PAYFLOW_VAR_DIR=str(topology.workdir / "var" / "setup")),
+def _python(
+    topology: Topology, args: list[str], *, role: str = "app", timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """``python ARGS`` with a PayFlow process's environment (its own VAR_DIR)."""
+    var = str(topology.workdir / "var" / (args[1] if args[0] == "-m" else "script"))
+    return subprocess.run(
+        [sys.executable, *args],
+        env=topology.env(role, PAYFLOW_VAR_DIR=var, **env),
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
+
+
+def _last_json(result: subprocess.CompletedProcess, what: str) -> Any:
     if result.returncode != 0:
-        raise RuntimeError(f"drill setup failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])["keys"]
+        raise RuntimeError(f"{what} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _setup_merchants(topology: Topology) -> list[str]:
+    return _last_json(_python(topology, ["-m", "tests.drill.setup"]), "drill setup")["keys"]
+
+
+SETTLE_SCRIPT = """
+import os, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "payflow.settings")
+django.setup()
+from audit.models import AuditEntry, LogLeaf, LogPublication
+from ledger.models import Transaction
+from ledger.tasks import recover_in_flight
+from outbox.models import OutboxEvent
+recover_in_flight(older_than_seconds=0)
+leaves = LogLeaf.objects.count()
+published = LogPublication.objects.values_list("entries", flat=True).first() or 0
+print(Transaction.objects.filter(status="initiated").count()
+      + OutboxEvent.objects.exclude(status="published").count()
+      + AuditEntry.objects.count() - leaves + leaves - published)
+"""
 
 
 def _settle(topology: Topology, timeout: float = 180) -> None:
-    """Until nothing is in flight, the outbox is published and the log has every entry:
-    the recovery job (as beat would run it, without its minute's wait) and the relay and
-    sequencer processes do the work."""
-    script = (
-        "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'payflow.settings');"
-        " django.setup();"
-        " from ledger.tasks import recover_in_flight; from ledger.models import Transaction;"
-        " from outbox.models import OutboxEvent; from audit.models import AuditEntry, LogLeaf;"
-        " recover_in_flight(older_than_seconds=0);"
-        " print(Transaction.objects.filter(status='initiated').count()"
-        " + OutboxEvent.objects.exclude(status='published').count()"
-        " + AuditEntry.objects.count() - LogLeaf.objects.count())"
-    )
+    """Until nothing is in flight, the outbox is published, the log has every entry and
+    ``audit.events`` every leaf: the recovery job (as beat would run it, without its
+    minute's wait), the relay and the sequencer do the work."""
     deadline = time.monotonic() + timeout
     left = "?"
     while time.monotonic() < deadline:
-        result = subprocess.run(
-            [sys.executable, "-c", script],
-            env=topology.env("app", PAYFLOW_VAR_DIR=str(topology.workdir / "var" / "settle")),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = _python(topology, ["-c", SETTLE_SCRIPT], timeout=120)
         left = result.stdout.strip() or result.stderr[-500:]
         if left == "0":
-            time.sleep(3)  # the consumer and the witness see the last messages
+            time.sleep(3)  # the witness sees the newest checkpoint
             return
         time.sleep(2)
     raise TimeoutError(f"the drill did not settle within {timeout}s: {left}")
 
 
 def _check(topology: Topology, history: Path, consumed: Path) -> dict:
+    """The checker, reading node 3 (not the writer) as root."""
     node = topology.galera.nodes[2]
-    env = topology.env(
-        "owner",
+    result = _python(
+        topology,
+        ["-m", "tests.drill.check", str(history), str(consumed)],
+        role="owner",
+        timeout=600,
         DATABASE_URL=f"mysql://root@127.0.0.1:{node.port}/payflow",
         DATABASE_PASSWORD_FILE="",
-        PAYFLOW_VAR_DIR=str(topology.workdir / "var" / "check"),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.drill.check", str(history), str(consumed)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"the checker failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return _last_json(result, "the checker")
 
 
 def table(windows: list[tuple[str, float, float]], history: list[dict], checked: dict) -> str:
@@ -202,6 +205,14 @@ def run(workdir: Path, *, window: float, rounds: int, threads: int, baseline: fl
     started = time.monotonic()
     try:
         topology.start()
+        reader = Service(
+            workdir,
+            "consumer",
+            [sys.executable, "-m", "tests.drill.consumer", topology.kafka.bootstrap,
+             str(consumed_path)],
+            topology.env(),
+        ).start()  # fmt: skip
+        topology.services["consumer"] = reader
         keys = _setup_merchants(topology)
         print(f"topology up in {time.monotonic() - started:.0f} s: {topology.url}", flush=True)
         load = Load(topology.url, keys, history_path, threads=threads).start()
@@ -223,14 +234,9 @@ def run(workdir: Path, *, window: float, rounds: int, threads: int, baseline: fl
         load.stop()
         _settle(topology)
         witness = topology.services["witness"]
-        dumped = subprocess.run(
-            [sys.executable, "-m", "tests.drill.consumer", topology.kafka.bootstrap,
-             str(consumed_path)],
-            env=topology.env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
-            check=False,
-        )  # fmt: skip
-        if dumped.returncode != 0:
-            raise RuntimeError(f"reading Kafka back failed:\n{dumped.stderr[-2000:]}")
+        reader.signal(signal.SIGTERM)  # reads every partition to its end, then exits
+        if reader.process.wait(timeout=180) != 0:
+            raise RuntimeError(f"the Kafka reader failed:\n{reader.log_tail()}")
         checked = _check(topology, history_path, consumed_path)
         history = [json.loads(line) for line in history_path.read_text().splitlines()]
         report = table(windows, history, checked)
