@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Producer
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
 from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
@@ -402,7 +402,7 @@ def run_forever(sequencer: Sequencer, *, poll: float = 0.2, stop: Any = None) ->
                     time.sleep(poll)
         except LeaseLost as exc:
             logger.error("audit sequencer: %s; waiting", exc)
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:
             logger.warning(
                 "audit sequencer: the database is unavailable (%s); again in %.1f s", exc, pause
             )

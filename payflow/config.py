@@ -51,7 +51,8 @@ class SecretFileEnviron(MutableMapping[str, str]):
     Kubernetes secrets are files (``/run/secrets/…``), and a secret in a file is in no
     process listing, no ``docker inspect`` and no crash dump of the environment.
 
-    The file's text is the value, without its final line break. Setting both ``NAME`` and
+    The file's text is the value, without its final line breaks (LF or CRLF; bash's
+    ``$(<file)`` in the image's entrypoint strips them the same way). Setting both ``NAME`` and
     ``NAME_FILE``, or naming a file that cannot be read, is refused with a sentence."""
 
     def __init__(self, environ_: MutableMapping[str, str] | None = None) -> None:
@@ -71,7 +72,7 @@ class SecretFileEnviron(MutableMapping[str, str]):
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
             raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {reason}") from None
-        return text.removesuffix("\n").removesuffix("\r")
+        return text.rstrip("\r\n")
 
     def __setitem__(self, name: str, value: str) -> None:
         self.environ[name] = value
@@ -253,6 +254,20 @@ def database_settings(
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     return config
+
+
+def cache_settings(env: environ.Env) -> dict[str, Any]:
+    """``CACHES["default"]`` from ``CACHE_URL``. On Redis, every command gives up after
+    ``CACHE_SOCKET_TIMEOUT`` seconds (default 0.25): the cache holds rate-limit counters,
+    and a Redis that hangs (paused, partitioned) must cost a request a quarter of a second,
+    not the client's default of no timeout at all."""
+    cache = env.cache_url("CACHE_URL", default="locmemcache://")
+    if cache["BACKEND"].endswith("RedisCache"):
+        timeout = env.float("CACHE_SOCKET_TIMEOUT", default=0.25)
+        options = cache.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", timeout)
+        options.setdefault("socket_timeout", timeout)
+    return cache
 
 
 def acquirer_timings(*, timeout: float, claim: int, recovery_after: int) -> None:

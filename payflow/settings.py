@@ -326,7 +326,7 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="100/second")
 # process takes effect here within this bound (at once in the process that made it).
 # 0 turns the caches off.
 API_CACHE_SECONDS = env.float("API_CACHE_SECONDS", default=5.0)
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+CACHES = {"default": config.cache_settings(env)}
 REST_FRAMEWORK.update(
     {
         "DEFAULT_AUTHENTICATION_CLASSES": ["payflow.api.auth.ApiKeyAuthentication"],

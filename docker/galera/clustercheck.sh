@@ -13,6 +13,11 @@
 # cluster (bootstrap.sh): a cluster that is running, even busy with a state transfer, is
 # joined, never forked.
 #
+# GET /state: 200 always (the responder answers even while mariadbd is down), body one
+# line read from the data directory: `empty` (no saved state: a datadir never initialised,
+# or lost), or `<cluster uuid> <seqno> <safe_to_bootstrap>` from grastate.dat. A starting
+# node asks this before it would found a cluster from nothing (bootstrap.sh).
+#
 # Runs as the OS user `mysql` and logs in as mysql@localhost via unix_socket: no password.
 set -u
 
@@ -29,8 +34,31 @@ while IFS= read -r -t 2 line; do
     fi
 done
 
-# The official image's server socket (override only to test the script elsewhere).
+# The official image's server socket and data directory (override only to test the script
+# elsewhere).
 socket=${CLUSTERCHECK_SOCKET:-/run/mysqld/mysqld.sock}
+datadir=${CLUSTERCHECK_DATADIR:-/var/lib/mysql}
+
+respond() {
+    local code=$1 reason=$2 body=$3
+    printf 'HTTP/1.1 %s %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' \
+        "$code" "$reason" "${#body}" "$body"
+}
+
+if [ "$path" = /state ]; then
+    if [ -f "$datadir/grastate.dat" ]; then
+        uuid=$(sed -n 's/^uuid:[[:space:]]*//p' "$datadir/grastate.dat")
+        seqno=$(sed -n 's/^seqno:[[:space:]]*//p' "$datadir/grastate.dat")
+        safe=$(sed -n 's/^safe_to_bootstrap:[[:space:]]*//p' "$datadir/grastate.dat")
+        respond 200 OK "${uuid:-?} ${seqno:--1} ${safe:-0}
+"
+    elif [ -d "$datadir/mysql" ]; then
+        respond 200 OK $'initialised\n'  # a datadir with tables but no Galera state yet
+    else
+        respond 200 OK $'empty\n'
+    fi
+    exit 0
+fi
 
 status=$(mariadb --protocol=socket --socket="$socket" --user=mysql --batch --skip-column-names \
     --connect-timeout=2 \
@@ -42,11 +70,6 @@ status=$(mariadb --protocol=socket --socket="$socket" --user=mysql --batch --ski
         WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE', 'WSREP_READY', 'WSREP_CLUSTER_STATUS')" \
     2>/dev/null)
 
-respond() {
-    local code=$1 reason=$2 body=$3
-    printf 'HTTP/1.1 %s %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' \
-        "$code" "$reason" "${#body}" "$body"
-}
 
 if [ "$path" = /primary ]; then
     if [ "${status##* }" = Primary ]; then

@@ -1,9 +1,11 @@
 # One-shot setup of the audit archive's bucket in MinIO (compose service `minio-init`, image
 # minio/mc). Safe to run again: every step accepts what a previous run made.
 #
-# - bucket payflow-audit with Object Lock, and a default COMPLIANCE retention of
-#   AUDIT_RETENTION_DAYS (7 years by default, the seed's retention): no one, not even the
-#   root user, can delete or overwrite a segment before then;
+# - bucket payflow-audit with Object Lock (and so versioning), and a default COMPLIANCE
+#   retention of AUDIT_RETENTION_DAYS (7 years by default, the seed's retention): no one,
+#   not even the root user, can delete or overwrite a *version* of a segment before then.
+#   A DELETE without a version id still succeeds: it adds a delete marker that hides the
+#   segment from a plain GET while its locked version stays (docker/README.md, the archive);
 # - payflow-reader (web, worker, sequencer: auditors' pages and verification read
 #   segments) may only list and read;
 # - payflow-archiver (the archiver service) may also write new segments and delete those

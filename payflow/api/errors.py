@@ -141,25 +141,45 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             status=exc.status_code,
         )
     if database_unavailable(exc):
-        logger.warning("database unavailable (%s): answered 503", exc)
+        request = context.get("request")
+        if (
+            request is None
+            or request.method in ("GET", "HEAD", "OPTIONS")
+            or (request.headers.get("Idempotency-Key"))
+        ):
+            logger.warning("database unavailable (%s): answered 503, retry", exc)
+            return Response(
+                error_body(
+                    "api_error",
+                    "service_unavailable",
+                    "The service is briefly unavailable; retry the request (with the same "
+                    "Idempotency-Key: it is then done at most once).",
+                ),
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        # Without a key the request may have committed before the connection was lost:
+        # sending it again could do it twice. Not "retry", but "look first".
+        logger.warning("database unavailable (%s): answered 503, outcome unknown", exc)
         return Response(
             error_body(
                 "api_error",
-                "service_unavailable",
-                "The service is briefly unavailable; retry the request (with the same "
-                "Idempotency-Key: it is then done at most once).",
+                "outcome_unknown",
+                "The service became unavailable during the request, which may or may not "
+                "have taken effect: look the object up before sending it again, and send "
+                "writes with an Idempotency-Key to make retries safe.",
             ),
             status=503,
-            headers={"Retry-After": "1"},
         )
     return None  # a real bug: DRF re-raises, handler500 answers with the shape below
 
 
 #: MariaDB client and server errors that say "not reachable right now", not "wrong": the
 #: server is gone or unreachable (2002, 2003, 2006, 2013, 1053, 4031), the Galera node
-#: left the primary component (1047), a lock was not granted in time (1205). A failover
-#: behind HAProxy produces them for a few seconds.
-UNAVAILABLE_CODES = frozenset({1047, 1053, 1205, 2002, 2003, 2006, 2013, 4031})
+#: left the primary component (1047). A failover behind HAProxy produces them for a few
+#: seconds. A lock wait timeout (1205) is not among them: it follows long contention, a
+#: bug to see (a 500 logged as an error), not a blip to retry into.
+UNAVAILABLE_CODES = frozenset({1047, 1053, 2002, 2003, 2006, 2013, 4031})
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -49,6 +49,7 @@ def decide(cluster: GaleraCluster, probes: ClustercheckResponders, index: int, *
             "PATH": os.environ["PATH"],
             "GALERA_DATADIR": str(cluster.nodes[index - 1].datadir),
             "GALERA_PEERS": probes.peers_of(index),
+            "GALERA_PROBE_ROUNDS": "2",
             **env,
         },
         capture_output=True,
@@ -134,12 +135,33 @@ def test_after_every_node_crashed_they_all_rejoin_and_recover_the_primary_compon
     assert cursor.fetchone() == (3,)
 
 
-def test_a_brand_new_cluster_is_founded_only_by_the_designated_node(cluster):
+def test_an_empty_datadir_founds_a_cluster_only_when_every_peer_has_nothing_either(cluster):
+    """Found in review: an empty datadir on galera1 (a lost or recreated volume) while the
+    others were down founded an empty second cluster, which the others would then have
+    joined by state transfer, wiping their data. Now galera1 founds only when every peer
+    answers that it has no state either."""
     cluster, probes = cluster
     for index in (3, 2, 1):
         cluster.stop_node(index)
-    empty = cluster.workdir / "fresh-datadir"
-    empty.mkdir()
-    fresh = {"GALERA_DATADIR": str(empty)}
-    assert decide(cluster, probes, 1, GALERA_FIRST_BOOTSTRAP="1", **fresh) == "new-cluster"
-    assert decide(cluster, probes, 2, **fresh).startswith("wait ")
+    lost = cluster.workdir / "lost-volume"
+    lost.mkdir()
+    decision = decide(cluster, probes, 1, GALERA_FIRST_BOOTSTRAP="1", GALERA_DATADIR=str(lost))
+    assert decision.startswith("wait "), decision
+    assert "has state" in decision
+    assert decide(cluster, probes, 2, GALERA_DATADIR=str(lost)).startswith("wait ")
+
+    # A brand-new deployment: nothing anywhere, every peer says so.
+    empties = [cluster.workdir / f"new{i}" for i in (1, 2, 3)]
+    for directory in empties:
+        directory.mkdir()
+        directory.chmod(0o777)
+    fresh = ClustercheckResponders(cluster, datadirs=empties)
+    try:
+        first = {"GALERA_FIRST_BOOTSTRAP": "1", "GALERA_DATADIR": str(empties[0])}
+        assert decide(cluster, fresh, 1, **first) == "new-cluster"
+        assert decide(cluster, fresh, 2, GALERA_DATADIR=str(empties[1])).startswith("wait ")
+    finally:
+        fresh.stop()
+    # A peer that does not answer at all is not taken for one with nothing.
+    first = {"GALERA_FIRST_BOOTSTRAP": "1", "GALERA_DATADIR": str(empties[0])}
+    assert "did not answer" in decide(cluster, probes, 1, GALERA_PEERS="127.0.0.1:1", **first)

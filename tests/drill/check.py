@@ -34,6 +34,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402 - after django.setup()
 from django.core.management import CommandError, call_command  # noqa: E402
+from django.db.models import Count  # noqa: E402
 
 from audit.models import AuditEntry, Checkpoint, LogLeaf  # noqa: E402
 from ledger import ids  # noqa: E402
@@ -50,6 +51,8 @@ ANSWERED_STATES = {
     "payout": {"pending", "settled"},
 }
 IN_FLIGHT = {"initiated"}
+_PREFIX = {"payment": "payment", "authorize_capture": "payment", "refund": "refund"}
+_PREFIX["payout"] = "payout"
 
 
 def _rows(operation: dict, merchants: list[Merchant]) -> list[Transaction]:
@@ -83,14 +86,22 @@ def check_operation(operation: dict, merchants: list[Merchant]) -> dict:
         elif rows[0].status not in ANSWERED_STATES[operation["kind"]]:
             verdict["wrong"] = 1
             verdict["problem"] = f"acknowledged, but {rows[0].status}"
+        elif operation["object_id"] != ids.encode(_PREFIX[operation["kind"]], rows[0].pk):
+            verdict["wrong"] = 1
+            verdict["problem"] = f"answered {operation['object_id']}, the ledger has another"
         elif not JournalEntry.objects.filter(transaction=rows[0]).exists():
             verdict["lost"] = 1
             verdict["problem"] = "acknowledged, no journal entry"
-    elif outcome == "refused" and rows and rows[0].status not in ("failed", "cancelled"):
+    elif outcome == "refused" and rows:
         # A capture refused after its authorization: the payment stays authorized.
-        if not (operation["kind"] == "authorize_capture" and rows[0].status == "authorized"):
+        authorized = operation["kind"] == "authorize_capture" and rows[0].status == "authorized"
+        moved = JournalEntry.objects.filter(transaction=rows[0]).exists()
+        if rows[0].status not in ("failed", "cancelled") and not authorized:
             verdict["wrong"] = 1
             verdict["problem"] = f"refused ({operation['status']}), but {rows[0].status}"
+        elif moved and not authorized:
+            verdict["wrong"] = 1
+            verdict["problem"] = f"refused ({operation['status']}), but money moved"
     elif rows and rows[0].status in IN_FLIGHT:  # unanswered
         verdict["wrong"] = 1
         verdict["problem"] = "no answer, and still in flight after recovery"
@@ -108,7 +119,16 @@ def main(argv: list[str]) -> int:
         operations[operation["op"]] = check_operation(operation, merchants)
 
     settings.IN_FLIGHT_ALARM_SECONDS = 0  # after recovery, nothing may still be in flight
-    invariants = ledger_check_invariants()
+    invariants = ledger_check_invariants().problems
+    # Balanced and equal to the balances is not enough: a movement booked twice is both.
+    # Each transaction has at most one journal entry of each kind.
+    twice = (
+        JournalEntry.objects.values("transaction", "kind").annotate(n=Count("id")).filter(n__gt=1)
+    )
+    invariants += [
+        f"transaction {row['transaction']} has {row['n']} '{row['kind']}' entries"
+        for row in twice[:100]
+    ]
 
     entries, leaves = AuditEntry.objects.count(), LogLeaf.objects.count()
     output = io.StringIO()
@@ -139,7 +159,7 @@ def main(argv: list[str]) -> int:
     checkpoint_sizes = {int(i) for i in by_topic.get("audit.checkpoints", Counter())}
     result = {
         "operations": operations,
-        "invariants": invariants.problems,
+        "invariants": invariants,
         "audit": {
             "entries": entries,
             "sequenced": leaves,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-RETRYABLE = {409, 429, 500, 502, 503, 504}
+RETRYABLE = {429, 500, 502, 503, 504}  # and 409 request_in_progress (the key is busy)
 KINDS = ("payment", "authorize_capture", "refund", "payout")
 WEIGHTS = (4, 2, 2, 1)
 
@@ -167,7 +167,8 @@ class Load:
             status, answer, error = self._request(path, body, key, operation.merchant)
             operation.attempts.append(Attempt(time.time(), status, error))
             operation.status = status
-            if status is not None and status not in RETRYABLE:
+            busy = status == 409 and error == "request_in_progress"
+            if status is not None and status not in RETRYABLE and not busy:
                 operation.outcome = "ok" if status < 300 else "refused"
                 return answer
             if time.time() + pause > deadline:

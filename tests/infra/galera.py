@@ -333,12 +333,17 @@ class ClustercheckResponders:
     """One clustercheck responder per node, on its own port, as the image runs it: socat
     as the OS user ``mysql`` (unix_socket login as mysql@localhost)."""
 
-    def __init__(self, cluster: GaleraCluster) -> None:
+    def __init__(self, cluster: GaleraCluster, datadirs: list[Path] | None = None) -> None:
         self.cluster = cluster
         self.ports = free_ports(cluster.size)
         self.processes = []
-        for node, port in zip(cluster.nodes, self.ports, strict=True):
-            env = {"PATH": os.environ["PATH"], "CLUSTERCHECK_SOCKET": str(node.socket)}
+        datadirs = datadirs or [node.datadir for node in cluster.nodes]
+        for node, port, datadir in zip(cluster.nodes, self.ports, datadirs, strict=True):
+            env = {
+                "PATH": os.environ["PATH"],
+                "CLUSTERCHECK_SOCKET": str(node.socket),
+                "CLUSTERCHECK_DATADIR": str(datadir),
+            }
             self.processes.append(
                 subprocess.Popen(
                     [

@@ -68,8 +68,9 @@ _NEEDS_CREATE_USER, _NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT = 1227, 1141, 1147
 def _revoke_everything(cursor, schema: str, account: str) -> None:
     """Take every privilege from ``account`` before granting its set. A DBA revokes them
     all at once; the schema's owner (no CREATE USER privilege, error 1227) revokes what it
-    can have granted: the schema's and each table's privileges (column privileges go with
-    their table's), none of which may exist yet."""
+    can have granted: the schema's and each table's privileges and GRANT OPTION (column
+    privileges go with their table's), none of which may exist yet. Grants on a table
+    that no longer exists are not seen (MariaDB keeps them by name)."""
     try:
         cursor.execute(_REVOKE_ALL + account)
         return
@@ -78,11 +79,12 @@ def _revoke_everything(cursor, schema: str, account: str) -> None:
             raise
     tables = connection.introspection.table_names(cursor)
     for target in [f"`{schema}`.*", *(f"`{schema}`.`{table}`" for table in tables)]:
-        try:
-            cursor.execute(f"REVOKE ALL PRIVILEGES ON {target} FROM {account}")
-        except DatabaseError as exc:
-            if exc.args[0] not in (_NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT):
-                raise
+        for privileges in ("ALL PRIVILEGES", "GRANT OPTION"):
+            try:
+                cursor.execute(f"REVOKE {privileges} ON {target} FROM {account}")
+            except DatabaseError as exc:
+                if exc.args[0] not in (_NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT):
+                    raise
 
 
 # What the statements quote: nothing that could end the quoted name.

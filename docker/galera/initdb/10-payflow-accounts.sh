@@ -37,7 +37,9 @@ payflow_create_accounts() {
             echo "payflow accounts: ${variable} must name a readable file with the password of ${account}" >&2
             return 1
         fi
+        # The value without its final line breaks, LF or CRLF (as the app reads NAME_FILE).
         password=$(<"$file")
+        password=${password%$'\r'}
         if [ -z "$password" ]; then
             echo "payflow accounts: ${file} (${variable}) is empty" >&2
             return 1
