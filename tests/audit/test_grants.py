@@ -5,6 +5,7 @@ appends to the log; the archiver alone deletes archived entries."""
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import MySQLdb
@@ -253,3 +254,67 @@ def test_the_archiver_runs_as_its_own_database_user(app_user, tmp_path):
         app_user, "DELETE FROM audit_auditentry WHERE object_type = 'audit.seed'", codes=(1142,)
     )
     assert AuditEntry.objects.filter(object_type="audit.seed").count() == 5
+
+
+def _apply_grants():
+    call_command(
+        "audit_grants",
+        "--app-user",
+        USERS["app"][0],
+        "--archiver-user",
+        USERS["archiver"][0],
+        "--sequencer-user",
+        USERS["sequencer"][0],
+        "--apply",
+    )
+
+
+def test_a_deploy_never_takes_a_privilege_away_from_a_running_service(grants):
+    """Found in review (issue 19): ``audit_grants --apply`` revoked everything, then
+    granted table by table, so on every deploy the running web and workers lost their
+    tables for the length of the run (1142, answered 500). Now the grants come first and
+    only what is not granted is revoked: a client querying throughout never fails."""
+    failures: list[tuple] = []
+    queries = 0
+    stop = threading.Event()
+
+    def client():
+        nonlocal queries
+        session = _connect("app").cursor()
+        while not stop.is_set():
+            for statement in (
+                "SELECT COUNT(*) FROM ledger_merchant",
+                "SELECT COUNT(*) FROM audit_auditentry",
+                "SELECT COUNT(*) FROM audit_checkpoint",
+            ):
+                try:
+                    session.execute(statement)
+                    session.fetchall()
+                    queries += 1
+                except MySQLdb.OperationalError as exc:
+                    failures.append(exc.args)
+
+    watcher = threading.Thread(target=client)
+    watcher.start()
+    try:
+        for _ in range(3):
+            _apply_grants()
+    finally:
+        stop.set()
+        watcher.join(30)
+    assert queries > 0
+    assert failures == []
+
+
+def test_privileges_granted_beyond_the_set_are_taken_away(grants, app_user):
+    schema = connection.settings_dict["NAME"]
+    app = f"'{USERS['app'][0]}'@'%'"
+    with connection.cursor() as cursor:
+        cursor.execute(f"GRANT UPDATE, DELETE ON `{schema}`.`audit_auditentry` TO {app}")
+        cursor.execute(f"GRANT CREATE, DROP ON `{schema}`.* TO {app} WITH GRANT OPTION")
+    _apply_grants()
+    session = _connect("app").cursor()
+    refused(session, "UPDATE audit_auditentry SET request_id = 'x'")
+    refused(session, "CREATE TABLE zz_probe (id INT)")
+    refused(session, f"GRANT SELECT ON `{schema}`.`ledger_merchant` TO {app}")
+    session.execute("SELECT COUNT(*) FROM ledger_merchant")  # what it should keep, it keeps

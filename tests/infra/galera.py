@@ -338,6 +338,11 @@ class ClustercheckResponders:
         self.ports = free_ports(cluster.size)
         self.processes = []
         datadirs = datadirs or [node.datadir for node in cluster.nodes]
+        # A copy the mysql user can read: the checkout may be in a directory only root can
+        # enter (a fresh clone under mktemp -d is 0700).
+        script = cluster.workdir / "clustercheck.sh"
+        shutil.copyfile(CLUSTERCHECK, script)
+        script.chmod(0o755)
         for node, port, datadir in zip(cluster.nodes, self.ports, datadirs, strict=True):
             env = {
                 "PATH": os.environ["PATH"],
@@ -349,7 +354,7 @@ class ClustercheckResponders:
                     [
                         "runuser", "-u", "mysql", "--",
                         "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
-                        f"EXEC:/bin/bash {CLUSTERCHECK}",
+                        f"EXEC:/bin/bash {script}",
                     ],
                     env=env,
                     stdout=subprocess.DEVNULL,

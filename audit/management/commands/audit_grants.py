@@ -16,8 +16,10 @@ class Command(BaseCommand):
         "Print (or --apply) the least-privilege MariaDB grants: the application's user may "
         "only INSERT and SELECT audit entries and only read the log; the sequencer alone "
         "appends to the log; the archiver may also DELETE entries (the trigger still admits "
-        "only those a verified archive segment covers). Run as a DBA, or as the schema's "
-        "owner (ALL on the schema WITH GRANT OPTION, as compose's migrate job does)."
+        "only those a verified archive segment covers). Grants first, then revokes of the "
+        "rest, so a deploy never takes a running service's privileges away. Run as a DBA, "
+        "or as the schema's owner (ALL on the schema WITH GRANT OPTION, as compose's "
+        "migrate job does). Privileges ON *.* are not touched."
     )
 
     def add_arguments(self, parser):
@@ -48,43 +50,62 @@ class Command(BaseCommand):
             raise CommandError("--database must be a schema name without backquotes")
         statements = grant_statements(schema, app_user, archiver_user, host, sequencer_user)
         if not apply:
-            self.stdout.write(";\n".join(statements) + ";")
+            self.stdout.write(
+                "-- The grants first, then the REVOKEs of everything else: run with\n"
+                "-- `mariadb --force`, since a REVOKE of what was never granted fails harmlessly\n"
+                "-- (1141, 1147). Privileges ON *.* are not touched: create the accounts\n"
+                "-- with none.\n"
+                + ";\n".join(statements)
+                + ";"
+            )
             return
         with connection.cursor() as cursor:
             for statement in statements:
-                account = statement.removeprefix(_REVOKE_ALL)
-                if account == statement:
+                try:
                     cursor.execute(statement)
-                else:
-                    _revoke_everything(cursor, schema, account)
+                except DatabaseError as exc:
+                    # A REVOKE of what was never granted: nothing to take away.
+                    revoke = statement.startswith("REVOKE")
+                    if not revoke or exc.args[0] not in _NOTHING_TO_REVOKE:
+                        raise
         self.stdout.write(f"applied {len(statements)} statements")
 
 
-_REVOKE_ALL = "REVOKE ALL PRIVILEGES, GRANT OPTION FROM "
-# Access denied for lack of CREATE USER; no grant of that account on the schema or table.
-_NEEDS_CREATE_USER, _NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT = 1227, 1141, 1147
+# No grant of that account on the schema (1141) or on the table (1147).
+_NOTHING_TO_REVOKE = (1141, 1147)
+# What a table-level and a schema-level grant can hold (MariaDB 10.11).
+_TABLE_PRIVILEGES = (
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "REFERENCES", "INDEX",
+    "ALTER", "CREATE VIEW", "SHOW VIEW", "TRIGGER", "DELETE HISTORY",
+)  # fmt: skip
+_SCHEMA_PRIVILEGES = (
+    *_TABLE_PRIVILEGES, "CREATE TEMPORARY TABLES", "LOCK TABLES", "EXECUTE", "CREATE ROUTINE",
+    "ALTER ROUTINE", "EVENT",
+)  # fmt: skip
+_GRANT = re.compile(r"GRANT (?P<privileges>[A-Z, ]+) ON (?P<level>\S+) TO (?P<account>\S+)")
 
 
-def _revoke_everything(cursor, schema: str, account: str) -> None:
-    """Take every privilege from ``account`` before granting its set. A DBA revokes them
-    all at once; the schema's owner (no CREATE USER privilege, error 1227) revokes what it
-    can have granted: the schema's and each table's privileges and GRANT OPTION (column
-    privileges go with their table's), none of which may exist yet. Grants on a table
-    that no longer exists are not seen (MariaDB keeps them by name)."""
-    try:
-        cursor.execute(_REVOKE_ALL + account)
-        return
-    except DatabaseError as exc:
-        if exc.args[0] != _NEEDS_CREATE_USER:
-            raise
-    tables = connection.introspection.table_names(cursor)
-    for target in [f"`{schema}`.*", *(f"`{schema}`.`{table}`" for table in tables)]:
-        for privileges in ("ALL PRIVILEGES", "GRANT OPTION"):
-            try:
-                cursor.execute(f"REVOKE {privileges} ON {target} FROM {account}")
-            except DatabaseError as exc:
-                if exc.args[0] not in (_NO_SUCH_GRANT, _NO_SUCH_TABLE_GRANT):
-                    raise
+def revoke_the_rest(grants: list[str], accounts: list[str], schema: str, tables: list[str]):
+    """The REVOKEs that take from each account every privilege on the schema and its tables
+    that ``grants`` do not give it, and GRANT OPTION everywhere, run *after* the grants: at
+    no moment of a deploy does a running service lack a privilege it has before and after
+    (revoking everything first left the app without its tables for the length of the run,
+    and its requests answered 500). Column grants are left as they are."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for statement in grants:
+        match = _GRANT.fullmatch(statement)
+        if match:
+            privileges = {p.strip() for p in match["privileges"].split(",")}
+            wanted.setdefault((match["account"], match["level"]), set()).update(privileges)
+    statements = []
+    levels: list[tuple[str, tuple[str, ...]]] = [(f"`{schema}`.*", _SCHEMA_PRIVILEGES)]
+    levels += [(f"`{schema}`.`{table}`", _TABLE_PRIVILEGES) for table in tables]
+    for account in accounts:
+        for level, possible in levels:
+            extra = [p for p in possible if p not in wanted.get((account, level), set())]
+            statements.append(f"REVOKE {', '.join(extra)} ON {level} FROM {account}")
+            statements.append(f"REVOKE GRANT OPTION ON {level} FROM {account}")
+    return statements
 
 
 # What the statements quote: nothing that could end the quoted name.
@@ -105,7 +126,7 @@ def grant_statements(
     with connection.cursor() as cursor:
         tables = connection.introspection.table_names(cursor)
     other = [t for t in tables if t not in AUDIT_TABLES + ARCHIVER_TABLES + LOG_TABLES]
-    statements = [_REVOKE_ALL + app]
+    statements = []
     # Application: full DML on its own tables, only INSERT and SELECT on the audit trail,
     # only SELECT on the archive's records (plus recording an auditor's on-demand check).
     statements += [
@@ -121,7 +142,6 @@ def grant_statements(
     # Archiver: reads everything; records segments, leases and purge records; deletes
     # archived rows (the trigger admits only rows a verified segment covers); appends the
     # purge's own audit entry. It cannot UPDATE audit entries or touch the log.
-    statements.append(_REVOKE_ALL + archiver)
     statements.append(f"GRANT SELECT ON `{schema}`.* TO {archiver}")
     statements.append(f"GRANT INSERT, DELETE ON `{schema}`.`audit_auditentry` TO {archiver}")
     statements += [
@@ -131,7 +151,6 @@ def grant_statements(
     statements.append(f"GRANT INSERT, UPDATE ON `{schema}`.`payflow_jobrun` TO {archiver}")
     # Sequencer: reads the entries, appends to the log (INSERT only: leaves, nodes and
     # checkpoints are never changed), keeps its lease and its publication mark.
-    statements.append(_REVOKE_ALL + sequencer)
     statements.append(f"GRANT SELECT ON `{schema}`.* TO {sequencer}")
     statements += [
         f"GRANT INSERT ON `{schema}`.`{t}` TO {sequencer}"
@@ -141,4 +160,4 @@ def grant_statements(
         f"GRANT INSERT, UPDATE ON `{schema}`.`{t}` TO {sequencer}"
         for t in ("audit_logpublication", "audit_archivelease")
     ]
-    return statements
+    return statements + revoke_the_rest(statements, [app, archiver, sequencer], schema, tables)
