@@ -49,12 +49,7 @@ def _database_url(role):
     return f"mysql://{user}:{password}@{host}:{port}/{db['NAME']}"
 
 
-@pytest.fixture
-def grants():
-    with connection.cursor() as cursor:
-        for user, password in USERS.values():
-            cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
-            cursor.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+def _apply_grants():
     call_command(
         "audit_grants",
         "--app-user",
@@ -65,6 +60,15 @@ def grants():
         USERS["sequencer"][0],
         "--apply",
     )
+
+
+@pytest.fixture
+def grants():
+    with connection.cursor() as cursor:
+        for user, password in USERS.values():
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            cursor.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+    _apply_grants()
     yield
     with connection.cursor() as cursor:
         for user, _ in USERS.values():
@@ -254,19 +258,6 @@ def test_the_archiver_runs_as_its_own_database_user(app_user, tmp_path):
         app_user, "DELETE FROM audit_auditentry WHERE object_type = 'audit.seed'", codes=(1142,)
     )
     assert AuditEntry.objects.filter(object_type="audit.seed").count() == 5
-
-
-def _apply_grants():
-    call_command(
-        "audit_grants",
-        "--app-user",
-        USERS["app"][0],
-        "--archiver-user",
-        USERS["archiver"][0],
-        "--sequencer-user",
-        USERS["sequencer"][0],
-        "--apply",
-    )
 
 
 def test_a_deploy_never_takes_a_privilege_away_from_a_running_service(grants):

@@ -26,18 +26,18 @@ import pytest
 from django.conf import settings
 
 from audit import tlog
-from tests.infra.galera import PRODUCTION_CONFIG, GaleraCluster
+from tests.infra.galera import (
+    ACCOUNT_PASSWORD_VARIABLES,
+    PRODUCTION_CONFIG,
+    GaleraCluster,
+    image_first_start,
+)
 
 pytestmark = [pytest.mark.galera, pytest.mark.timeout(600)]
 
 ROOT = Path(settings.BASE_DIR)
-ACCOUNTS_SCRIPT = ROOT / "docker" / "galera" / "initdb" / "10-payflow-accounts.sh"
 OWNER = "payflow_migrate"
-ACCOUNTS = {
-    "payflow": "PAYFLOW_APP_DB_PASSWORD_FILE",
-    "payflow_archiver": "PAYFLOW_ARCHIVER_DB_PASSWORD_FILE",
-    "payflow_sequencer": "PAYFLOW_SEQUENCER_DB_PASSWORD_FILE",
-}
+ACCOUNTS = list(ACCOUNT_PASSWORD_VARIABLES)
 SECRETS = {
     "SECRET_KEY": "x7Rk2mPq9Lw4Zt8Nv3Bc6Fh1Jd5Gs0Ya" * 2,
     "VAULT_KEYS": "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -82,36 +82,6 @@ def _passwords(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-def _image_creates_schema_and_owner(node, database: str, password_file: Path) -> None:
-    """What the official image's entrypoint does with MARIADB_DATABASE, MARIADB_USER and
-    MARIADB_PASSWORD_FILE on first start (docker-entrypoint.sh, docker_setup_db)."""
-    connection = _root(node)
-    cursor = connection.cursor()
-    password = password_file.read_text().removesuffix("\n")
-    cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    cursor.execute("CREATE USER IF NOT EXISTS '" + OWNER + "'@'%%' IDENTIFIED BY %s", [password])
-    cursor.execute(f"GRANT ALL ON `{database}`.* TO '{OWNER}'@'%'")
-    connection.close()
-
-
-def _run_accounts_script(node, database: str, files: dict[str, Path]) -> None:
-    """Source the initdb file as the image does; the image's ``docker_process_sql`` (root
-    over the socket) is stood in for by a root client to the loopback node."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "MARIADB_DATABASE": database,
-        "MARIADB_USER": OWNER,
-        **{variable: str(files[account]) for account, variable in ACCOUNTS.items()},
-    }
-    stand_in = f'docker_process_sql() {{ mariadb -h127.0.0.1 -P{node.port} -uroot "$@"; }}'
-    subprocess.run(
-        ["bash", "-c", f'{stand_in}; set -e; source "{ACCOUNTS_SCRIPT}"'],
-        env=env,
-        check=True,
-        timeout=60,
-    )
-
-
 def _manage_env(tmp_path: Path, node, database: str, account: str, files, public_key: str):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DJANGO_"))}
     env.update(
@@ -148,8 +118,8 @@ def deploy(galera: GaleraCluster, tmp_path):
     signer = tlog.generate_signer_key("payflow.deploy.test/audit")
     (tmp_path / "signer.key").write_text(signer + "\n")
     public_key = tlog.Signer(signer).verifier_key()
-    _image_creates_schema_and_owner(node, database, files[OWNER])
-    _run_accounts_script(node, database, files)
+    owner_password = files[OWNER].read_text().removesuffix("\n")
+    image_first_start(node, database, OWNER, owner_password, files)
 
     def env_for(account: str):
         return _manage_env(tmp_path, node, database, account, files, public_key)

@@ -32,17 +32,19 @@ import time
 import urllib.request
 from pathlib import Path
 
-import MySQLdb
-
 from audit import tlog
 from payflow import config
-from tests.infra.galera import ClustercheckResponders, GaleraCluster, free_ports
+from tests.infra.galera import (
+    ClustercheckResponders,
+    GaleraCluster,
+    free_ports,
+    image_first_start,
+)
 from tests.infra.kafka import KafkaBroker
 from tests.infra.processes import LoggedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "docker" / "haproxy" / "haproxy.cfg"
-ACCOUNTS_SCRIPT = ROOT / "docker" / "galera" / "initdb" / "10-payflow-accounts.sh"
 DATABASE = "payflow"
 LOG_ORIGIN = "payflow.drill.localhost/audit"
 # compose's accounts (docker/compose.yaml): who logs in as whom, with which password file.
@@ -256,31 +258,11 @@ class Topology:
         raise TimeoutError(f"haproxy admitted no Galera node:\n{service.log_tail()}")
 
     def _create_accounts(self) -> None:
-        """What the mariadb image does on galera1's first start: the schema and its owner
-        (docker-entrypoint.sh), then docker/galera/initdb/10-payflow-accounts.sh."""
-        node = self.galera.nodes[0]
-        owner_password = (self.secrets / "db_migrate_password").read_text().strip()
-        connection = MySQLdb.connect(host="127.0.0.1", port=node.port, user="root")
-        cursor = connection.cursor()
-        cursor.execute(f"CREATE DATABASE `{DATABASE}` CHARACTER SET utf8mb4")
-        cursor.execute("CREATE USER 'payflow_migrate'@'%%' IDENTIFIED BY %s", [owner_password])
-        cursor.execute(f"GRANT ALL ON `{DATABASE}`.* TO 'payflow_migrate'@'%'")
-        connection.close()
-        stand_in = f'docker_process_sql() {{ mariadb -h127.0.0.1 -P{node.port} -uroot "$@"; }}'
-        env = {
-            "PATH": os.environ["PATH"],
-            "MARIADB_DATABASE": DATABASE,
-            "MARIADB_USER": "payflow_migrate",
-            "PAYFLOW_APP_DB_PASSWORD_FILE": str(self.secrets / "db_app_password"),
-            "PAYFLOW_ARCHIVER_DB_PASSWORD_FILE": str(self.secrets / "db_archiver_password"),
-            "PAYFLOW_SEQUENCER_DB_PASSWORD_FILE": str(self.secrets / "db_sequencer_password"),
-        }
-        subprocess.run(
-            ["bash", "-c", f'{stand_in}; set -e; source "{ACCOUNTS_SCRIPT}"'],
-            env=env,
-            check=True,
-            timeout=60,
-        )
+        """What the mariadb image does on galera1's first start (schema, owner, accounts)."""
+        files = {user: self.secrets / password for user, password in ACCOUNTS.values()}
+        owner, owner_file = ACCOUNTS["owner"]
+        password = (self.secrets / owner_file).read_text().strip()
+        image_first_start(self.galera.nodes[0], DATABASE, owner, password, files)
 
     def _start_redis(self) -> None:
         (self.workdir / "redis").mkdir(exist_ok=True)

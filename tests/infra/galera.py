@@ -30,6 +30,14 @@ import MySQLdb
 GALERA_PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/libgalera_smm.so")
 PRODUCTION_CONFIG = Path(__file__).resolve().parents[2] / "docker" / "galera" / "galera.cnf"
 CLUSTERCHECK = PRODUCTION_CONFIG.with_name("clustercheck.sh")
+ACCOUNTS_SCRIPT = PRODUCTION_CONFIG.parent / "initdb" / "10-payflow-accounts.sh"
+#: The service accounts docker/galera/initdb/10-payflow-accounts.sh creates, and the
+#: variable naming each one's password file.
+ACCOUNT_PASSWORD_VARIABLES = {
+    "payflow": "PAYFLOW_APP_DB_PASSWORD_FILE",
+    "payflow_archiver": "PAYFLOW_ARCHIVER_DB_PASSWORD_FILE",
+    "payflow_sequencer": "PAYFLOW_SEQUENCER_DB_PASSWORD_FILE",
+}
 REQUIRED_BINARIES = ("mariadbd", "mariadb-install-db", "rsync", "wsrep_sst_rsync")
 
 
@@ -379,6 +387,42 @@ class ClustercheckResponders:
         for process in self.processes:
             process.terminate()
             process.wait(timeout=10)
+
+
+def image_first_start(
+    node: GaleraNode, database: str, owner: str, owner_password: str, files: dict[str, Path]
+) -> None:
+    """What the official mariadb image does on galera1's first start, on a loopback node:
+    the schema and its owner (docker-entrypoint.sh, from MARIADB_DATABASE, MARIADB_USER and
+    MARIADB_PASSWORD_FILE), then docker/galera/initdb/10-payflow-accounts.sh, sourced as the
+    image does, with the image's ``docker_process_sql`` (root over the socket) stood in for
+    by a root client. ``files``: each service account's password file."""
+    connection = MySQLdb.connect(host="127.0.0.1", port=node.port, user="root")
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
+        cursor.execute(
+            f"CREATE USER IF NOT EXISTS '{owner}'@'%%' IDENTIFIED BY %s", [owner_password]
+        )
+        cursor.execute(f"GRANT ALL ON `{database}`.* TO '{owner}'@'%'")
+    finally:
+        connection.close()
+    env = {
+        "PATH": os.environ["PATH"],
+        "MARIADB_DATABASE": database,
+        "MARIADB_USER": owner,
+        **{
+            variable: str(files[account])
+            for account, variable in ACCOUNT_PASSWORD_VARIABLES.items()
+        },
+    }
+    stand_in = f'docker_process_sql() {{ mariadb -h127.0.0.1 -P{node.port} -uroot "$@"; }}'
+    subprocess.run(
+        ["bash", "-c", f'{stand_in}; set -e; source "{ACCOUNTS_SCRIPT}"'],
+        env=env,
+        check=True,
+        timeout=60,
+    )
 
 
 def _chown_mysql(path: Path) -> None:
